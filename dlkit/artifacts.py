@@ -1,0 +1,165 @@
+"""The model folder: save it atomically, load it back.
+
+A model folder holds `saved_model/` (TensorFlow SavedModel with a `serving_default` signature),
+`model.keras` (for reloading and fine-tuning), `metadata.json` (everything needed to use the model)
+and `plots/`. It is built in a hidden sibling folder and swapped into place at the end, so a run
+that fails or is interrupted never leaves half a model and never touches the previous one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dlkit import __version__
+from dlkit.errors import DlkitError, UsageError
+
+METADATA = "metadata.json"
+SAVED_MODEL = "saved_model"
+KERAS_FILE = "model.keras"
+PLOTS = "plots"
+
+
+def check_output(output: Path) -> Path:
+    """Fail early (exit 2) when `output` cannot be written, before any training starts."""
+    output = output.expanduser().resolve()
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"output {output} exists and is not a folder; choose another --output")
+    parent = output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{output.name}.probe-", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {parent} ({exc.strerror}); choose a writable --output")
+    return output
+
+
+class Staging:
+    """A hidden folder beside the final output where the new model folder is built."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.path = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
+        (self.path / PLOTS).mkdir()
+
+    @property
+    def plots(self) -> Path:
+        return self.path / PLOTS
+
+    def commit(self) -> Path:
+        """Swap the staged folder into place; the previous model is removed only afterwards."""
+        if self.output.exists():
+            if not _exchange(self.path, self.output):
+                backup = self.output.with_name(f".{self.output.name}.old-{os.getpid()}")
+                os.rename(self.output, backup)
+                os.rename(self.path, self.output)
+                self.path = backup
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            os.rename(self.path, self.output)
+        return self.output
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
+def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
+                      write_extras: Callable[[Path], None] | None = None) -> dict[str, str]:
+    """Write the whole model folder to `output` atomically and return the artifact paths.
+
+    `write_extras(staging_dir)` adds task-specific files (plots, vocabularies) before the swap.
+    """
+    staging = Staging(output)
+    try:
+        model.save(staging.path / KERAS_FILE)
+        model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model", verbose=False)
+        meta = {**metadata, "versions": versions(), "created": _now()}
+        (staging.path / METADATA).write_text(json.dumps(meta, indent=2, default=_plain) + "\n")
+        if write_extras is not None:
+            write_extras(staging.path)
+        final = staging.commit()
+    except BaseException:
+        staging.discard()
+        raise
+    return artifact_paths(final)
+
+
+def artifact_paths(folder: Path) -> dict[str, str]:
+    """The artifact paths of a model folder, as reported in `--json`."""
+    paths = {"model_dir": folder, "saved_model": folder / SAVED_MODEL,
+             "keras_model": folder / KERAS_FILE, "metadata": folder / METADATA}
+    plots = sorted((folder / PLOTS).glob("*.png"))
+    result = {key: str(value) for key, value in paths.items()}
+    result["plots"] = [str(p) for p in plots]  # type: ignore[assignment]
+    return result
+
+
+def load_metadata(folder: Path) -> dict[str, Any]:
+    """Read `metadata.json` from a model folder; exit 2 with a hint when it is not one."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"model folder {folder} does not exist; train one first "
+                         "(for example `dlkit train-cifar --output {folder}`)".replace("{folder}",
+                                                                                      str(folder)))
+    path = folder / METADATA
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{folder} is not a dlkit model folder (no {METADATA})") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is unreadable ({exc}); retrain the model") from None
+
+
+def load_keras_model(folder: Path) -> Any:
+    """Load `model.keras` from a model folder (for fine-tuning and inference)."""
+    import keras
+
+    path = Path(folder) / KERAS_FILE
+    if not path.is_file():
+        raise UsageError(f"{folder} has no {KERAS_FILE}; it is not a dlkit model folder")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged archive
+        raise DlkitError(f"cannot load {path}: {str(exc).splitlines()[0]}", 2) from None
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {"dlkit": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

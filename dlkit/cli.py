@@ -1,0 +1,224 @@
+"""The `dlkit` command line: thin Typer commands that parse options, call a task, print its result.
+
+Nothing here imports TensorFlow at module level, so `dlkit --help` and shell completion are
+instant; each command imports its task inside its body. Errors are mapped to one stderr line and
+an exit code in one place, `run_command`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dlkit import console
+from dlkit.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError
+
+app = typer.Typer(
+    name="dlkit",
+    help="The classic Keras deep-learning examples as real command-line tools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = False
+
+# Options every training command shares (DESIGN.md's names).
+Epochs = Annotated[int, typer.Option("--epochs", "-e", help="Passes over the training set.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Examples per step.")]
+LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr",
+                                             help="Peak learning rate (warm-up, cosine decay).")]
+Seed = Annotated[int, typer.Option(help="Random seed for weights, shuffling and augmentation.")]
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Look for the dataset here first (then $DLKIT_DATA, ./data, "
+    "~/.keras/datasets, /usr/share/datasets, download).")]
+Limit = Annotated[int | None, typer.Option(help="Use only the first N examples (smoke runs).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+ValSplit = Annotated[float, typer.Option(help="Fraction of the training set held out for "
+                                              "validation.")]
+Strategy = Annotated[str, typer.Option(help="tf.distribute strategy: auto, one-device, "
+                                            "mirrored or multi-worker (TF_CONFIG).")]
+Deterministic = Annotated[bool, typer.Option(help="Deterministic ops (same seed, same "
+                                                  "metrics; slower).")]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks on errors.")]
+    = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")]
+    = False,
+) -> None:
+    """The classic Keras deep-learning examples as real command-line tools."""
+    global _debug
+    _debug = debug or os.environ.get("DLKIT_DEBUG", "") not in ("", "0")
+    if _debug:
+        os.environ["DLKIT_DEBUG"] = "1"
+    if version:
+        from dlkit import __version__
+
+        typer.echo(f"dlkit {__version__}")
+        raise typer.Exit()
+
+
+def run_command(body: Callable[[], Any], quiet: bool = False) -> Any:
+    """Run a command body, mapping failures to one `error:` line and DESIGN.md's exit codes."""
+    console.set_quiet(quiet)
+    try:
+        return body()
+    except DlkitError as exc:
+        _report(exc.message)
+        raise typer.Exit(exc.code) from None
+    except KeyboardInterrupt:
+        _report("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        _report(f"{type(exc).__name__}: {first}; rerun with --debug for the traceback")
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
+def _report(message: str) -> None:
+    if _debug:
+        traceback.print_exc(file=sys.stderr)
+    console.error_line(message)
+
+
+def print_classifier_result(result: Any, as_json: bool) -> None:
+    """The end of a classifier run: JSON on stdout, or a summary table on stderr."""
+    if as_json:
+        console.emit_json(result.to_json())
+        return
+    console.summary_table(f"{result.task} {result.dataset} ({result.arch})", {
+        "test accuracy": result.test_accuracy, "test loss": result.test_loss,
+        "training time (s)": result.train_seconds, "images/s": result.images_per_second,
+        "device": result.device, "model folder": result.artifacts["model_dir"]})
+    typer.echo(f"test_accuracy={result.test_accuracy:.4f} model={result.artifacts['model_dir']}")
+
+
+@app.command("datasets")
+def datasets_command(
+    data_dir: DataDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """List the datasets dlkit knows and where each was found (or not)."""
+
+    def body() -> None:
+        from dlkit.data.locate import find
+        from dlkit.data.registry import DATASETS
+
+        rows = []
+        for spec in DATASETS.values():
+            found = None if spec.bundled else find(spec, data_dir)
+            where = ("bundled with scikit-learn" if spec.bundled else
+                     f"{found.root} ({found.origin})" if found else "not found")
+            rows.append({"name": spec.name, "description": spec.description,
+                         "found": spec.bundled or found is not None, "where": where})
+        if as_json:
+            console.emit_json({"datasets": rows})
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("dataset", "description", "where")
+        for row in rows:
+            table.add_row(row["name"], row["description"],
+                          row["where"] if row["found"] else "[red]not found[/red]")
+        Console(highlight=False).print(table)
+
+    run_command(body)
+
+
+@app.command("train-mnist")
+def train_mnist(
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or digits (bundled, "
+                                              "offline).")] = "mnist",
+    arch: Annotated[str, typer.Option(help="mlp (the seed model) or cnn.")] = "cnn",
+    epochs: Epochs = 5,
+    batch_size: BatchSize = 128,
+    learning_rate: LearningRate = 2e-3,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
+    = Path("models/mnist"),
+    data_dir: DataDir = None,
+    limit: Limit = None,
+    val_split: ValSplit = 0.1,
+    strategy: Strategy = "auto",
+    deterministic: Deterministic = False,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a classifier on MNIST-style 28x28 images; save it with plots and metadata.
+
+    Example: dlkit train-mnist --dataset fashion-mnist --epochs 5 --json > result.json
+    """
+
+    def body() -> None:
+        from dlkit.tasks.mnist import MnistConfig, run
+
+        result = run(MnistConfig(output=output, epochs=epochs, batch_size=batch_size,
+                                 learning_rate=learning_rate, seed=seed, data_dir=data_dir,
+                                 limit=limit, val_split=val_split, strategy=strategy,
+                                 deterministic=deterministic, dataset=dataset, arch=arch))
+        print_classifier_result(result, as_json)
+
+    run_command(body, quiet)
+
+
+@app.command("train-cifar")
+def train_cifar(
+    dataset: Annotated[str, typer.Option(help="cifar10.")] = "cifar10",
+    arch: Annotated[str, typer.Option(help="resnet (default) or seed (the seed CNN).")]
+    = "resnet",
+    epochs: Epochs = 30,
+    batch_size: BatchSize = 128,
+    learning_rate: LearningRate = 4e-3,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
+    = Path("models/cifar"),
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Where to look for CIFAR-10 first, or a folder with one subfolder "
+        "of images per class to train on your own images.")] = None,
+    image_size: Annotated[int, typer.Option(help="Side in pixels that images are resized "
+                                                 "to.")] = 32,
+    augment: Annotated[bool, typer.Option(help="Random crop with padding and flips.")] = True,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing factor.")] = 0.1,
+    limit: Limit = None,
+    val_split: ValSplit = 0.1,
+    strategy: Strategy = "auto",
+    deterministic: Deterministic = False,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a classifier on CIFAR-10 or on your own image folders; save it with plots.
+
+    Example: dlkit train-cifar --epochs 30 --output models/cifar
+    """
+
+    def body() -> None:
+        from dlkit.tasks.cifar import CifarConfig, run
+
+        result = run(CifarConfig(output=output, epochs=epochs, batch_size=batch_size,
+                                 learning_rate=learning_rate, seed=seed, data_dir=data_dir,
+                                 limit=limit, val_split=val_split, strategy=strategy,
+                                 deterministic=deterministic, dataset=dataset, arch=arch,
+                                 image_size=image_size, augment=augment,
+                                 label_smoothing=label_smoothing))
+        print_classifier_result(result, as_json)
+
+    run_command(body, quiet)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

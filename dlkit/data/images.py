@@ -1,0 +1,125 @@
+"""Image files through OpenCV: decode any common format into RGB uint8, and image folders.
+
+Handles grayscale, RGBA (composited on white), 16-bit and EXIF orientation; used by
+`classify-image` and by `train-cifar --data-dir` (one subfolder of images per class).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff")
+
+
+class ImageError(ValueError):
+    """A file that is not a readable image (the message says why)."""
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode `path` to an (H, W, 3) RGB uint8 array, honouring EXIF orientation."""
+    import cv2
+
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageError(exc.strerror or str(exc)) from None
+    if raw.size == 0:
+        raise ImageError("empty file")
+    # IMREAD_ANYDEPTH keeps 16-bit data; IMREAD_COLOR applies EXIF orientation and gives BGR.
+    image = cv2.imdecode(raw, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if image is None:
+        raise ImageError("not a readable image (corrupt, truncated or unsupported format)")
+    alpha = _alpha(raw)
+    image = _to_uint8(image)
+    if alpha is not None and alpha.shape[:2] == image.shape[:2]:
+        image = _composite_on_white(image, alpha)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _alpha(raw: np.ndarray) -> np.ndarray | None:
+    """The alpha channel of an RGBA image as float in [0, 1], or None."""
+    import cv2
+
+    full = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    if full is None or full.ndim != 3 or full.shape[2] != 4:
+        return None
+    alpha = full[..., 3].astype(np.float32)
+    alpha /= 65535.0 if full.dtype == np.uint16 else 255.0
+    orientation_fixed = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    if orientation_fixed is not None and orientation_fixed.shape[:2] != alpha.shape[:2]:
+        alpha = np.ascontiguousarray(alpha.T)  # rotated by EXIF; a transpose keeps it aligned
+    return alpha
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image / 257.0).round().astype(np.uint8)
+    scaled = image.astype(np.float32)
+    top = float(scaled.max()) or 1.0
+    return np.clip(scaled * (255.0 / (top if top > 1.0 else 1.0)), 0, 255).astype(np.uint8)
+
+
+def _composite_on_white(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha[..., None]
+    return (bgr.astype(np.float32) * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to (height, width): area interpolation when shrinking, cubic when enlarging."""
+    import cv2
+
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = image.shape[0] > height or image.shape[1] > width
+    method = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    out = cv2.resize(image, (width, height), interpolation=method)
+    return out if out.ndim == 3 else out[..., None]
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+
+
+@dataclass
+class ImageFolder:
+    """Images read from a folder with one subfolder per class."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int32
+    class_names: list[str]
+    skipped: list[tuple[Path, str]]
+
+
+def read_image_folder(folder: Path, size: tuple[int, int], workers: int = 8) -> ImageFolder:
+    """Read every image under `folder/<class>/`, resized to `size`; unreadable files are
+    returned in `skipped` with the reason."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    entries = [(path, index) for index, name in enumerate(classes)
+               for path in find_images(folder / name)]
+
+    def load(entry: tuple[Path, int]) -> tuple[np.ndarray | None, str]:
+        try:
+            return resize(read_image(entry[0]), size), ""
+        except ImageError as exc:
+            return None, str(exc)
+
+    with ThreadPoolExecutor(workers) as pool:
+        decoded = list(pool.map(load, entries))
+    keep = [i for i, (img, _) in enumerate(decoded) if img is not None]
+    skipped = [(entries[i][0], why) for i, (img, why) in enumerate(decoded) if img is None]
+    images = (np.stack([decoded[i][0] for i in keep]) if keep
+              else np.zeros((0, *size, 3), np.uint8))
+    labels = np.array([entries[i][1] for i in keep], np.int32)
+    return ImageFolder(images, labels, classes, skipped)

@@ -1,0 +1,148 @@
+"""Find a dataset on disk in DESIGN.md's order, or download it.
+
+Order: `--data-dir`, `$DLKIT_DATA`, `./data`, the Keras cache (`$KERAS_HOME/datasets`, default
+`~/.keras/datasets`), `/usr/share/datasets`; then the canonical URL (checksum-verified, written
+atomically, with a progress bar) into the Keras cache, unless `DLKIT_OFFLINE=1`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit.console import err, info, stderr_is_terminal
+from dlkit.data.registry import DatasetSpec, Remote
+from dlkit.errors import DataError, UsageError
+
+SYSTEM_DIR = Path("/usr/share/datasets")
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a dataset was found: the root folder and the files of the layout that matched."""
+
+    root: Path
+    files: tuple[Path, ...]
+    origin: str  # which lookup place: "--data-dir", "$DLKIT_DATA", ...
+
+
+def keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
+
+
+def search_roots(data_dir: Path | None) -> list[tuple[str, Path]]:
+    """The lookup places, in order, as (label, folder)."""
+    roots: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.is_dir():
+            raise UsageError(f"--data-dir {data_dir} does not exist or is not a folder")
+        roots.append(("--data-dir", data_dir))
+    if os.environ.get("DLKIT_DATA"):
+        roots.append(("$DLKIT_DATA", Path(os.environ["DLKIT_DATA"]).expanduser()))
+    roots += [("./data", Path.cwd() / "data"), ("Keras cache", keras_cache()),
+              ("system", SYSTEM_DIR)]
+    return roots
+
+
+def find(spec: DatasetSpec, data_dir: Path | None = None) -> Found | None:
+    """The first lookup place holding a complete layout of `spec`, or None."""
+    for label, root in search_roots(data_dir):
+        for layout in spec.layouts:
+            files = tuple(root / rel for rel in layout)
+            if all(f.is_file() for f in files):
+                return Found(root, files, label)
+    return None
+
+
+def locate(spec: DatasetSpec, data_dir: Path | None = None) -> Found:
+    """Find `spec` on disk or download it; exit 1 naming every place tried when neither works."""
+    found = find(spec, data_dir)
+    if found is not None:
+        return found
+    tried = ", ".join(f"{label} ({root})" for label, root in search_roots(data_dir))
+    offline = os.environ.get("DLKIT_OFFLINE", "") not in ("", "0")
+    if offline or not spec.remote:
+        why = "DLKIT_OFFLINE=1 forbids downloading" if offline else "it has no download source"
+        raise DataError(f"dataset {spec.name} not found; tried {tried}; {why}. Put the files "
+                        f"({' or '.join('+'.join(lay) for lay in spec.layouts)}) in one of those "
+                        "folders or point --data-dir / DLKIT_DATA at them")
+    target = keras_cache()
+    try:
+        for remote in spec.remote:
+            download(remote, target)
+    except DataError as exc:
+        raise DataError(f"dataset {spec.name} not found (tried {tried}) and the download "
+                        f"failed: {exc.message}") from None
+    found = find(spec, data_dir)
+    if found is None:
+        raise DataError(f"downloaded {spec.name} into {target} but its files are not where "
+                        "expected; delete them and retry")
+    return found
+
+
+def download(remote: Remote, root: Path) -> Path:
+    """Fetch `remote.url` into `root/remote.dest`: verify its checksum, write atomically."""
+    dest = root / remote.dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    info(f"downloading {remote.url} -> {dest}")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _fetch(remote.url, out)
+        verify_checksum(tmp, remote.checksum, remote.url)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if remote.extract:
+        _extract(dest, dest.parent)
+    return dest
+
+
+def _fetch(url: str, out) -> None:
+    try:
+        response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 (http(s)/file only)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot reach {url} ({getattr(exc, 'reason', exc)})") from None
+    total = int(response.headers.get("Content-Length") or 0) or None
+    with response:
+        if stderr_is_terminal():
+            from rich.progress import (BarColumn, DownloadColumn, Progress,
+                                       TransferSpeedColumn)
+
+            with Progress("{task.description}", BarColumn(), DownloadColumn(),
+                          TransferSpeedColumn(), console=err, transient=True) as bar:
+                task = bar.add_task(Path(url).name, total=total)
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.advance(task, len(chunk))
+        else:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+
+
+def verify_checksum(path: Path, checksum: str, what: str) -> None:
+    """Raise DataError unless `path` hashes to `checksum` (`md5:...` or `sha256:...`)."""
+    algo, expected = checksum.split(":", 1)
+    digest = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise DataError(f"checksum mismatch for {what} ({algo} {digest.hexdigest()}, expected "
+                        f"{expected}); the download is corrupt, retry later")
+
+
+def _extract(archive: Path, into: Path) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise DataError(f"cannot unpack {archive} ({exc}); delete it and retry") from None

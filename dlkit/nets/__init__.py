@@ -1,0 +1,1 @@
+"""Model builders: pure functions returning an uncompiled `keras.Model`."""

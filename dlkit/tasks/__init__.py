@@ -1,0 +1,1 @@
+"""One module per command: a config dataclass in, a result dataclass out."""

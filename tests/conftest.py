@@ -1,0 +1,126 @@
+"""Shared fixtures: tiny datasets in the canonical formats, written by the tests themselves,
+and helpers to run the real CLI."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["DLKIT_OFFLINE"] = "1"  # tests never touch the network
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+REAL_DATA = Path(os.environ.get("DLKIT_DATA") or SHARED)
+needs_real_data = pytest.mark.skipif(
+    not (REAL_DATA / "fashion-mnist").is_dir(),
+    reason=f"real datasets not found at {REAL_DATA} (set DLKIT_DATA)")
+
+
+def pattern_images(n: int, size: int, channels: int, classes: int = 10,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable synthetic images: class k is a bright block at a class-specific place."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n).astype(np.uint8)
+    images = rng.integers(0, 40, (n, size, size, channels)).astype(np.uint8)
+    cell = max(2, size // 4)
+    for i, k in enumerate(labels):
+        r, c = divmod(int(k) % 16, 4)
+        images[i, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = 230
+    return images, labels
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding tiny fashion-mnist (idx .gz), mnist.npz and cifar-10-batches-py."""
+    root = tmp_path_factory.mktemp("data")
+    fm = root / "fashion-mnist"
+    fm.mkdir()
+    xtr, ytr = pattern_images(240, 28, 1, seed=1)
+    xte, yte = pattern_images(60, 28, 1, seed=2)
+    write_idx(fm / "train-images-idx3-ubyte.gz", xtr[..., 0])
+    write_idx(fm / "train-labels-idx1-ubyte.gz", ytr)
+    write_idx(fm / "t10k-images-idx3-ubyte.gz", xte[..., 0])
+    write_idx(fm / "t10k-labels-idx1-ubyte.gz", yte)
+    np.savez(root / "mnist.npz", x_train=xtr[..., 0], y_train=ytr, x_test=xte[..., 0],
+             y_test=yte)
+    cifar = root / "cifar-10-batches-py"
+    cifar.mkdir()
+    for i, n in enumerate((97, 83), start=1):  # batches of odd sizes: no size assumption
+        x, y = pattern_images(n, 32, 3, seed=10 + i)
+        write_cifar_batch(cifar / f"data_batch_{i}", x, y)
+    x, y = pattern_images(50, 32, 3, seed=20)
+    write_cifar_batch(cifar / "test_batch", x, y)
+    with open(cifar / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"class{i}".encode() for i in range(10)]}, f)
+    return root
+
+
+def write_cifar_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    with open(path, "wb") as f:
+        pickle.dump({b"data": data, b"labels": [int(v) for v in labels]}, f)
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two classes of small PNG/JPEG photos, one subfolder each, plus one corrupt file."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("images")
+    for k, name in enumerate(("circles", "squares")):
+        (root / name).mkdir()
+        for i in range(24):
+            img = np.full((40 + i, 48, 3), 30 + 5 * i, np.uint8)
+            if k == 0:
+                cv2.circle(img, (24, 20), 12, (255, 255, 255), -1)
+            else:
+                cv2.rectangle(img, (10, 8), (38, 30), (255, 255, 255), -1)
+            cv2.imwrite(str(root / name / f"{i}.{'png' if i % 2 else 'jpg'}"), img)
+    (root / "squares" / "broken.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+@pytest.fixture
+def cli():
+    """Invoke the real Typer app in-process; returns a Result with stdout, stderr, exit_code."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, env: dict | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input, env=env)
+
+    return invoke
+
+
+def run_dlkit(*args: str, input: str | None = None, env: dict | None = None,
+              cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m dlkit ...` in a subprocess, as a user's shell would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "dlkit", *map(str, args)], input=input,
+                          capture_output=True, text=True, env=full_env, cwd=cwd,
+                          timeout=timeout)
+
+
+def assert_one_error_line(stderr: str) -> None:
+    """A failure prints one `error:` line and no traceback."""
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr

@@ -54,25 +54,37 @@ Deterministic = Annotated[bool, typer.Option(help="Deterministic ops (same seed,
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks on errors.")]
     = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")]
-    = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=lambda value: _print_version(value),
+                                          is_eager=True)] = False,
 ) -> None:
     """The classic Keras deep-learning examples as real command-line tools."""
     global _debug
     _debug = debug or os.environ.get("DLKIT_DEBUG", "") not in ("", "0")
     if _debug:
         os.environ["DLKIT_DEBUG"] = "1"
-    if version:
+
+
+def _print_version(value: bool) -> None:
+    if value:
         from dlkit import __version__
 
         typer.echo(f"dlkit {__version__}")
         raise typer.Exit()
 
 
-def run_command(body: Callable[[], Any], quiet: bool = False) -> Any:
-    """Run a command body, mapping failures to one `error:` line and DESIGN.md's exit codes."""
+def run_command(body: Callable[[], Any], quiet: bool = False, tensorflow: bool = True) -> Any:
+    """Run a command body, mapping failures to one `error:` line and DESIGN.md's exit codes.
+
+    With `tensorflow` (most commands), TensorFlow is imported first with its start-up chatter
+    silenced, so the body's own imports find it loaded and stderr stays readable.
+    """
     console.set_quiet(quiet)
     try:
+        if tensorflow:
+            from dlkit.runtime import import_tensorflow
+
+            import_tensorflow()
         return body()
     except DlkitError as exc:
         _report(exc.message)
@@ -136,7 +148,7 @@ def datasets_command(
                           row["where"] if row["found"] else "[red]not found[/red]")
         Console(highlight=False).print(table)
 
-    run_command(body)
+    run_command(body, tensorflow=False)
 
 
 @app.command("train-mnist")

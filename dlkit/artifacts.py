@@ -40,7 +40,8 @@ def check_output(output: Path) -> Path:
         probe = tempfile.mkdtemp(prefix=f".{output.name}.probe-", dir=parent)
         os.rmdir(probe)
     except OSError as exc:
-        raise UsageError(f"cannot write to {parent} ({exc.strerror}); choose a writable --output")
+        raise UsageError(f"cannot write to {parent} ({exc.strerror}); choose a writable "
+                         "--output") from None
     return output
 
 

@@ -39,7 +39,8 @@ class TrainConfig:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise UsageError(f"--learning-rate must be a positive number (got {self.learning_rate})")
+            raise UsageError("--learning-rate must be a positive number "
+                             f"(got {self.learning_rate})")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit must be at least 1 (got {self.limit})")
         if not 0 <= self.val_split < 1:
@@ -81,8 +82,8 @@ class Progress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if stderr_is_terminal() and not is_quiet():
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
-                                       TextColumn, TimeRemainingColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
 
             self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),

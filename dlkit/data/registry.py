@@ -53,7 +53,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "fashion-mnist", "Fashion-MNIST clothing, 28x28 grey, 10 classes",
             layouts=(tuple(f"fashion-mnist/{f}" for f in IDX_FILES),),
             remote=tuple(Remote(_FASHION_URL + f, "md5:" + md5, f"fashion-mnist/{f}")
-                         for f, md5 in zip(IDX_FILES, _FASHION_MD5)),
+                         for f, md5 in zip(IDX_FILES, _FASHION_MD5, strict=True)),
         ),
         DatasetSpec(
             "digits", "scikit-learn's bundled 8x8 handwritten digits, upscaled to 28x28",

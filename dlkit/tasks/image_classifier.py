@@ -98,8 +98,8 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
          f"{len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test "
          f"images, {config.epochs} epochs, batch {global_batch}, {runtime.device}")
     timer = EpochTimer()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=0, shuffle=False,
-                        callbacks=[timer, Progress(config.epochs, steps)])
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=0,
+                        shuffle=False, callbacks=[timer, Progress(config.epochs, steps)])
     train_seconds = float(sum(timer.seconds))
     _check_finite(history)
 

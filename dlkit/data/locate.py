@@ -114,8 +114,7 @@ def _fetch(url: str, out) -> None:
     total = int(response.headers.get("Content-Length") or 0) or None
     with response:
         if stderr_is_terminal():
-            from rich.progress import (BarColumn, DownloadColumn, Progress,
-                                       TransferSpeedColumn)
+            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
             with Progress("{task.description}", BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), console=err, transient=True) as bar:

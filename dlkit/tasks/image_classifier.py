@@ -21,7 +21,14 @@ from dlkit.data.pipelines import image_dataset, split_validation
 from dlkit.data.readers import ArraySplits
 from dlkit.errors import DlkitError
 from dlkit.runtime import Runtime
-from dlkit.training import EpochTimer, Progress, TrainConfig, history_dict, warmup_cosine
+from dlkit.training import (
+    EpochTimer,
+    Progress,
+    TrainConfig,
+    history_dict,
+    steps_per_execution,
+    warmup_cosine,
+)
 
 
 @dataclass
@@ -92,7 +99,8 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
                       loss=keras.losses.CategoricalCrossentropy(
                           label_smoothing=recipe.label_smoothing),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                      jit_compile=runtime.jit_compile)
+                      jit_compile=runtime.jit_compile,
+                      steps_per_execution=steps_per_execution(steps))
 
     info(f"training {model.name} ({model.count_params():,} parameters) on {data.name}: "
          f"{len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test "

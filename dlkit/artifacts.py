@@ -8,9 +8,11 @@ that fails or is interrupted never leaves half a model and never touches the pre
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import datetime as _dt
+import fcntl
 import json
 import os
 import platform
@@ -42,7 +44,47 @@ def check_output(output: Path) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot write to {parent} ({exc.strerror}); choose a writable "
                          "--output") from None
+    _lock_output(output)
     return output
+
+
+_held_locks: dict[Path, int] = {}
+
+
+def _lock_output(output: Path) -> None:
+    """Hold an exclusive lock on `output` for the rest of this process, so two runs never write
+    the same model folder at once: the second fails at start with a clear message."""
+    if output in _held_locks:
+        return
+    lock_path = output.with_name(f".{output.name}.lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise DlkitError(f"another dlkit run (pid {holder}) is writing {output}; wait for "
+                             "it to finish or choose another --output") from None
+        try:  # the previous holder may have removed the file after we opened it: retry then
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held_locks[output] = fd
+
+
+@atexit.register
+def release_output_locks() -> None:
+    """Drop the output locks this process holds (the CLI calls it when a command ends)."""
+    while _held_locks:
+        output, fd = _held_locks.popitem()
+        output.with_name(f".{output.name}.lock").unlink(missing_ok=True)
+        os.close(fd)
 
 
 class Staging:

@@ -99,6 +99,10 @@ def run_command(body: Callable[[], Any], quiet: bool = False, tensorflow: bool =
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         _report(f"{type(exc).__name__}: {first}; rerun with --debug for the traceback")
         raise typer.Exit(EXIT_FAILURE) from None
+    finally:
+        from dlkit.artifacts import release_output_locks
+
+        release_output_locks()
 
 
 def _report(message: str) -> None:
@@ -193,7 +197,7 @@ def train_cifar(
     dataset: Annotated[str, typer.Option(help="cifar10.")] = "cifar10",
     arch: Annotated[str, typer.Option(help="resnet (default) or seed (the seed CNN).")]
     = "resnet",
-    epochs: Epochs = 30,
+    epochs: Epochs = 24,
     batch_size: BatchSize = 128,
     learning_rate: LearningRate = 4e-3,
     seed: Seed = 0,

@@ -144,3 +144,14 @@ def test_empty_image_folder(cli, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert_one_error_line(result.stderr)
     assert "no readable images" in result.stderr
+
+
+def test_seed_and_deterministic_repeat_exactly(cli, tmp_path: Path) -> None:
+    reports = []
+    for run in range(2):
+        result = cli("train-mnist", "--dataset", "digits", "--epochs", "2", "--limit", "400",
+                     "--seed", "3", "--deterministic", "-o", tmp_path / f"m{run}", "--json")
+        assert result.exit_code == 0, result.stderr
+        reports.append(json.loads(result.stdout))
+    assert reports[0]["history"] == reports[1]["history"]
+    assert reports[0]["test_loss"] == reports[1]["test_loss"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,12 +23,22 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def dlkit(*args: str) -> dict:
-    """Run the real CLI with --json and return its object."""
+    """Run the real CLI with --json; return its object plus the peak memory (`peak_rss_mib`)."""
     cmd = [sys.executable, "-m", "dlkit", *args, "--json", "--quiet"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
-    return json.loads(out.stdout)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr}")
+    result = json.loads(stdout)
+    result["peak_rss_mib"] = _peak_rss_mib()
+    return result
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of the largest child so far (each run is measured right after it,
+    and the fashion-mnist runs come before any bigger one)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def seed_script(name: str, *args: str) -> dict:
@@ -64,6 +75,8 @@ def main() -> None:
         cnn["test_accuracy"] >= 0.915)
     row("fashion-mnist dlkit cnn: training seconds", cnn["train_seconds"], "<= 150",
         cnn["train_seconds"] <= 150)
+    row("fashion-mnist dlkit: peak memory of the runs so far (MiB)", cnn["peak_rss_mib"],
+        "< 3072", cnn["peak_rss_mib"] < 3072)
     mnist = dlkit("train-mnist", "--dataset", "mnist", "--epochs", str(ep(12)),
                   "-o", str(tmp / "mnist"))
     row("mnist (8k/1k subset) dlkit cnn 12 ep: test acc", mnist["test_accuracy"], ">= 0.975",

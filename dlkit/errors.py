@@ -33,7 +33,8 @@ class DataError(DlkitError):
     """Data that is missing or unreadable (exit 1 unless the user pointed at it: then 2)."""
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise a `UsageError` with `message` unless `condition` holds."""
-    if not condition:
-        raise UsageError(message)
+def require_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise `unknown --option 'x'; choose one of a, b` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise UsageError(f"unknown {option} {value!r}; choose one of {', '.join(choices)}")
+

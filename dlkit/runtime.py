@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dlkit.errors import UsageError
+from dlkit.errors import UsageError, require_choice
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 
@@ -97,8 +97,7 @@ def start(seed: int | None = None, strategy: str = "auto", deterministic: bool =
 
 
 def _make_strategy(tf: Any, name: str, gpus: int) -> Any:
-    if name not in STRATEGIES:
-        raise UsageError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    require_choice("--strategy", name, STRATEGIES)
     if name == "mirrored" or (name == "auto" and gpus > 1):
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":

@@ -10,7 +10,7 @@ import numpy as np
 
 from dlkit import runtime as rt
 from dlkit.console import info, warn
-from dlkit.errors import DataError, UsageError
+from dlkit.errors import DataError, UsageError, require_choice
 from dlkit.training import TrainConfig
 
 DATASETS = ("cifar10",)
@@ -28,11 +28,8 @@ class CifarConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.dataset not in DATASETS:
-            raise UsageError(f"unknown --dataset {self.dataset!r}; choose one of "
-                             f"{', '.join(DATASETS)}")
-        if self.arch not in ARCHS:
-            raise UsageError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        require_choice("--dataset", self.dataset, DATASETS)
+        require_choice("--arch", self.arch, ARCHS)
         if not 8 <= self.image_size <= 512:
             raise UsageError(f"--image-size must be between 8 and 512 (got {self.image_size})")
         if not 0 <= self.label_smoothing < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dlkit import runtime as rt
-from dlkit.errors import UsageError
+from dlkit.errors import require_choice
 from dlkit.training import TrainConfig
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
@@ -19,11 +19,8 @@ class MnistConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.dataset not in DATASETS:
-            raise UsageError(f"unknown --dataset {self.dataset!r}; choose one of "
-                             f"{', '.join(DATASETS)}")
-        if self.arch not in ARCHS:
-            raise UsageError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        require_choice("--dataset", self.dataset, DATASETS)
+        require_choice("--arch", self.arch, ARCHS)
 
 
 def run(config: MnistConfig):

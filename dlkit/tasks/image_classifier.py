@@ -17,7 +17,13 @@ import numpy as np
 
 from dlkit import artifacts, plots
 from dlkit.console import info
-from dlkit.data.pipelines import image_dataset, split_validation
+from dlkit.data.pipelines import (
+    Augment,
+    image_dataset,
+    plan_steps,
+    split_validation,
+    training_dataset,
+)
 from dlkit.data.readers import ArraySplits
 from dlkit.errors import DlkitError
 from dlkit.runtime import Runtime
@@ -26,7 +32,6 @@ from dlkit.training import (
     Progress,
     TrainConfig,
     history_dict,
-    steps_per_execution,
     warmup_cosine,
 )
 
@@ -36,7 +41,7 @@ class Recipe:
     """How to train one architecture: model builder and optimisation details."""
 
     build: Callable[[tuple[int, int, int], int], keras.Model]
-    augment: Callable[[Any], Any] | None = None
+    augment: Augment | None = None
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -84,11 +89,11 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
         raise DlkitError("no training examples left after the validation split; "
                          "use more data or a smaller --val-split", 2)
     global_batch = config.batch_size
-    train_ds = _labelled(image_dataset(x_train, y_train, global_batch, True, config.seed,
-                                       recipe.augment), num_classes)
-    val_ds = (_labelled(image_dataset(x_val, y_val, global_batch, False, config.seed),
-                        num_classes) if len(x_val) else None)
-    steps = -(-len(x_train) // global_batch)
+    steps, per_call = plan_steps(len(x_train), global_batch)
+    train_ds = _labelled(training_dataset(x_train, y_train, global_batch, steps, config.seed,
+                                          config.epochs, augment=recipe.augment), num_classes)
+    val_ds = (_labelled(image_dataset(x_val, y_val, global_batch), num_classes)
+              if len(x_val) else None)
 
     with runtime.strategy.scope():
         model = recipe.build(data.input_shape, num_classes)
@@ -100,19 +105,20 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
                           label_smoothing=recipe.label_smoothing),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       jit_compile=runtime.jit_compile,
-                      steps_per_execution=steps_per_execution(steps))
+                      steps_per_execution=per_call)
 
     info(f"training {model.name} ({model.count_params():,} parameters) on {data.name}: "
          f"{len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test "
          f"images, {config.epochs} epochs, batch {global_batch}, {runtime.device}")
     timer = EpochTimer()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=0,
-                        shuffle=False, callbacks=[timer, Progress(config.epochs, steps)])
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                        steps_per_epoch=steps, verbose=0, shuffle=False,
+                        callbacks=[timer, Progress(config.epochs, steps)])
     train_seconds = float(sum(timer.seconds))
     _check_finite(history)
 
-    probs = model.predict(image_dataset(data.x_test, data.y_test, global_batch, False,
-                                        config.seed).map(lambda x, y: x), verbose=0)
+    probs = model.predict(image_dataset(data.x_test, data.y_test, global_batch)
+                          .map(lambda x, y: x), verbose=0)
     predicted = probs.argmax(axis=1)
     test_accuracy = float((predicted == data.y_test).mean())
     picked = np.clip(probs[np.arange(len(probs)), data.y_test], 1e-7, 1.0)
@@ -144,7 +150,7 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
         _prediction_grid(data, predicted, probs, plot_dir / "test_predictions.png")
 
     paths = artifacts.save_model_folder(config.output, model, metadata, write_plots)
-    images = len(x_train) * config.epochs
+    images = steps * min(global_batch, len(x_train)) * config.epochs
     return ClassifierResult(task, data.name, arch, config.epochs, global_batch, len(x_train),
                             len(data.x_test), test_accuracy, test_loss, train_seconds,
                             images / train_seconds if train_seconds else 0.0, runtime.device,

@@ -45,10 +45,12 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 ValSplit = Annotated[float, typer.Option(help="Fraction of the training set held out for "
                                               "validation.")]
-Strategy = Annotated[str, typer.Option(help="tf.distribute strategy: auto, one-device, "
-                                            "mirrored or multi-worker (TF_CONFIG).")]
+Strategy = Annotated[str, typer.Option(help="tf.distribute strategy: auto, one-device or "
+                                            "mirrored (several local GPUs).")]
 Deterministic = Annotated[bool, typer.Option(help="Deterministic ops (same seed, same "
                                                   "metrics; slower).")]
+Resume = Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint "
+                                           "(same options).")]
 
 
 @app.callback()
@@ -172,6 +174,7 @@ def train_mnist(
     val_split: ValSplit = 0.1,
     strategy: Strategy = "auto",
     deterministic: Deterministic = False,
+    resume: Resume = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -186,7 +189,8 @@ def train_mnist(
         result = run(MnistConfig(output=output, epochs=epochs, batch_size=batch_size,
                                  learning_rate=learning_rate, seed=seed, data_dir=data_dir,
                                  limit=limit, val_split=val_split, strategy=strategy,
-                                 deterministic=deterministic, dataset=dataset, arch=arch))
+                                 deterministic=deterministic, resume=resume, dataset=dataset,
+                                 arch=arch))
         print_classifier_result(result, as_json)
 
     run_command(body, quiet)
@@ -214,6 +218,7 @@ def train_cifar(
     val_split: ValSplit = 0.1,
     strategy: Strategy = "auto",
     deterministic: Deterministic = False,
+    resume: Resume = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -228,8 +233,8 @@ def train_cifar(
         result = run(CifarConfig(output=output, epochs=epochs, batch_size=batch_size,
                                  learning_rate=learning_rate, seed=seed, data_dir=data_dir,
                                  limit=limit, val_split=val_split, strategy=strategy,
-                                 deterministic=deterministic, dataset=dataset, arch=arch,
-                                 image_size=image_size, augment=augment,
+                                 deterministic=deterministic, resume=resume, dataset=dataset,
+                                 arch=arch, image_size=image_size, augment=augment,
                                  label_smoothing=label_smoothing))
         print_classifier_result(result, as_json)
 

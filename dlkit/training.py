@@ -32,6 +32,7 @@ class TrainConfig:
     val_split: float = 0.1
     strategy: str = "auto"
     deterministic: bool = False
+    resume: bool = False
 
     def validate(self) -> None:
         if self.epochs < 1:

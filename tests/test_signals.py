@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -27,7 +28,8 @@ def test_interrupt_exits_130_and_leaves_no_partial_model(tmp_path: Path, sig: in
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "error: interrupted" in stderr and "Traceback" not in stderr
-    assert list(tmp_path.iterdir()) == []  # no model, no staging folder
+    # no model and no staging folder: only the resumable checkpoint is left
+    assert [p.name for p in tmp_path.iterdir()] == [".m.resume"]
 
 
 def test_second_run_on_the_same_output_fails_clearly(tmp_path: Path) -> None:
@@ -49,4 +51,42 @@ def test_second_run_on_the_same_output_fails_clearly(tmp_path: Path) -> None:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)
     assert first.returncode == 130
-    assert list(tmp_path.iterdir()) == []  # lock file removed with the run
+    assert [p.name for p in tmp_path.iterdir()] == [".m.resume"]  # the lock went with the run
+
+
+def _train(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dlkit", "train-mnist", "--dataset", "digits", "--epochs", "6",
+            "--limit", "600", "--seed", "5", "--deterministic", "--batch-size", "32", "-o",
+            str(out), "--json", *extra]
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight = subprocess.run(_train(tmp_path / "straight"), capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
+
+    out = tmp_path / "resumed"
+    proc = subprocess.Popen(_train(out), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    line = ""
+    while "epoch 2/6" not in line:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert (tmp_path / ".resumed.resume" / "state.json").is_file() and not out.exists()
+
+    resumed = subprocess.run(_train(out, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after" in resumed.stderr
+    a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
+    assert len(b["history"]["loss"]) == 6
+    assert b["history"] == a["history"] and b["test_loss"] == a["test_loss"]
+    assert not (tmp_path / ".resumed.resume").exists()  # removed once the model is saved
+
+
+def test_resume_without_checkpoint_is_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(_train(tmp_path / "m", "--resume"), capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "nothing to resume" in result.stderr

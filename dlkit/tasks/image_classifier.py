@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from dlkit import artifacts, plots
+from dlkit.checkpoint import Checkpoint, ReseedEachEpoch
 from dlkit.console import info
 from dlkit.data.pipelines import (
     Augment,
@@ -25,13 +26,12 @@ from dlkit.data.pipelines import (
     training_dataset,
 )
 from dlkit.data.readers import ArraySplits
-from dlkit.errors import DlkitError
+from dlkit.errors import EXIT_INTERRUPTED, DlkitError
 from dlkit.runtime import Runtime
 from dlkit.training import (
     EpochTimer,
     Progress,
     TrainConfig,
-    history_dict,
     warmup_cosine,
 )
 
@@ -90,32 +90,35 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
                          "use more data or a smaller --val-split", 2)
     global_batch = config.batch_size
     steps, per_call = plan_steps(len(x_train), global_batch)
+    checkpoint = Checkpoint(config.output, {
+        "task": task, "dataset": data.name, "arch": arch, "epochs": config.epochs,
+        "batch_size": global_batch, "learning_rate": config.learning_rate, "seed": config.seed,
+        "train_examples": len(x_train)})
+    with runtime.strategy.scope():
+        model, done, hist, timer = _model_and_progress(recipe, data, config, checkpoint,
+                                                       steps, num_classes)
+        _compile(model, recipe, runtime, per_call)
     train_ds = _labelled(training_dataset(x_train, y_train, global_batch, steps, config.seed,
-                                          config.epochs, augment=recipe.augment), num_classes)
+                                          config.epochs, done, recipe.augment), num_classes)
     val_ds = (_labelled(image_dataset(x_val, y_val, global_batch), num_classes)
               if len(x_val) else None)
 
-    with runtime.strategy.scope():
-        model = recipe.build(data.input_shape, num_classes)
-        optimizer = keras.optimizers.AdamW(
-            warmup_cosine(config.learning_rate, steps * config.epochs),
-            weight_decay=recipe.weight_decay)
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.CategoricalCrossentropy(
-                          label_smoothing=recipe.label_smoothing),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                      jit_compile=runtime.jit_compile,
-                      steps_per_execution=per_call)
-
     info(f"training {model.name} ({model.count_params():,} parameters) on {data.name}: "
          f"{len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test "
-         f"images, {config.epochs} epochs, batch {global_batch}, {runtime.device}")
-    timer = EpochTimer()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        steps_per_epoch=steps, verbose=0, shuffle=False,
-                        callbacks=[timer, Progress(config.epochs, steps)])
+         f"images, {config.epochs} epochs{f' (resuming after {done})' if done else ''}, "
+         f"batch {global_batch}, {runtime.device}")
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=done,
+                  steps_per_epoch=steps, verbose=0, shuffle=False,
+                  callbacks=[ReseedEachEpoch(config.seed), timer, Progress(config.epochs, steps),
+                             checkpoint.callback(hist, timer.seconds)])
+    except KeyboardInterrupt:
+        saved = checkpoint.epochs_saved
+        raise DlkitError(f"interrupted; {saved} of {config.epochs} epochs are saved in the "
+                         f"checkpoint at {checkpoint.folder}: run the same command with "
+                         "--resume to continue", EXIT_INTERRUPTED) from None
     train_seconds = float(sum(timer.seconds))
-    _check_finite(history)
+    _check_finite(hist)
 
     probs = model.predict(image_dataset(data.x_test, data.y_test, global_batch)
                           .map(lambda x, y: x), verbose=0)
@@ -123,7 +126,6 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
     test_accuracy = float((predicted == data.y_test).mean())
     picked = np.clip(probs[np.arange(len(probs)), data.y_test], 1e-7, 1.0)
     test_loss = float(-np.log(picked).mean())
-    hist = history_dict(history)
 
     metadata = {
         "task": task, "dataset": data.name, "arch": arch, "class_names": data.class_names,
@@ -150,11 +152,37 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
         _prediction_grid(data, predicted, probs, plot_dir / "test_predictions.png")
 
     paths = artifacts.save_model_folder(config.output, model, metadata, write_plots)
+    checkpoint.remove()
     images = steps * min(global_batch, len(x_train)) * config.epochs
     return ClassifierResult(task, data.name, arch, config.epochs, global_batch, len(x_train),
                             len(data.x_test), test_accuracy, test_loss, train_seconds,
                             images / train_seconds if train_seconds else 0.0, runtime.device,
                             paths, hist)
+
+
+def _model_and_progress(recipe: Recipe, data: ArraySplits, config: TrainConfig,
+                        checkpoint: Checkpoint, steps: int, num_classes: int
+                        ) -> tuple[keras.Model, int, dict[str, list[float]], EpochTimer]:
+    """A new model, or with --resume the checkpointed one with its epochs, history and times."""
+    timer = EpochTimer()
+    if config.resume:
+        model, state = checkpoint.load()
+        timer.seconds.extend(state["epoch_seconds"])
+        return model, int(state["epochs_done"]), state["history"], timer
+    model = recipe.build(data.input_shape, num_classes)
+    model.optimizer = keras.optimizers.AdamW(
+        warmup_cosine(config.learning_rate, steps * config.epochs),
+        weight_decay=recipe.weight_decay)
+    return model, 0, {}, timer
+
+
+def _compile(model: keras.Model, recipe: Recipe, runtime: Runtime, per_call: int) -> None:
+    """Compile with the model's optimizer (new, or restored with its state by --resume)."""
+    model.compile(optimizer=model.optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(
+                      label_smoothing=recipe.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                  jit_compile=runtime.jit_compile, steps_per_execution=per_call)
 
 
 def _labelled(ds: Any, num_classes: int) -> Any:
@@ -163,8 +191,8 @@ def _labelled(ds: Any, num_classes: int) -> Any:
     return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
 
 
-def _check_finite(history: Any) -> None:
-    losses = history.history.get("loss", [])
+def _check_finite(history: dict[str, list[float]]) -> None:
+    losses = history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
 

@@ -1,0 +1,138 @@
+"""Resumable training: a checkpoint folder beside the output, written at every epoch's end.
+
+`<parent>/.<name>.resume/` holds the model with its optimizer state (`checkpoint.keras`) and
+`state.json` (epochs done, history so far, the run's settings). An interrupted run leaves it
+behind; the same command with `--resume` continues from it; a finished run removes it. Every
+file is replaced atomically, so a kill at any moment leaves the last complete checkpoint.
+
+Imports Keras: import this module inside command bodies only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlkit.errors import DlkitError, UsageError
+
+MODEL_FILE = "checkpoint.keras"
+STATE_FILE = "state.json"
+
+
+class Checkpoint:
+    """The resume folder of one output folder, tied to the settings of the run (`settings`)."""
+
+    def __init__(self, output: Path, settings: dict[str, Any]) -> None:
+        self.folder = output.with_name(f".{output.name}.resume")
+        self.settings = settings
+        self.epochs_saved = 0
+
+    def load(self) -> tuple[keras.Model, dict[str, Any]]:
+        """The saved model (compiled, optimizer state included) and state; exit 2 if none."""
+        state_path = self.folder / STATE_FILE
+        if not state_path.is_file():
+            raise UsageError(f"nothing to resume: no checkpoint at {self.folder}; "
+                             "run without --resume")
+        state = json.loads(state_path.read_text())
+        if state["settings"] != self.settings:
+            changed = sorted(k for k in self.settings
+                             if state["settings"].get(k) != self.settings[k])
+            raise UsageError(f"the checkpoint at {self.folder} was written with other settings "
+                             f"({', '.join(changed)}); resume with the same options or run "
+                             "without --resume")
+        try:
+            model = keras.models.load_model(self.folder / MODEL_FILE)
+        except Exception as exc:  # a damaged archive raises many types
+            raise DlkitError(f"cannot load the checkpoint in {self.folder} "
+                             f"({str(exc).splitlines()[0]}); run without --resume") from None
+        self.epochs_saved = int(state["epochs_done"])
+        return model, state
+
+    def callback(self, history: dict[str, list[float]], seconds: list[float]) -> Any:
+        """A Keras callback that saves model and state after every epoch."""
+        return _SaveEachEpoch(self, history, seconds)
+
+    def save(self, model: keras.Model, epochs_done: int, history: dict[str, list[float]],
+             seconds: list[float]) -> None:
+        with deferred_interrupts():
+            self._write(model, epochs_done, history, seconds)
+
+    def _write(self, model: keras.Model, epochs_done: int, history: dict[str, list[float]],
+               seconds: list[float]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp_model = self.folder / f".tmp-{MODEL_FILE}"
+        model.save(tmp_model)
+        os.replace(tmp_model, self.folder / MODEL_FILE)
+        state = {"epochs_done": epochs_done, "history": history, "epoch_seconds": seconds,
+                 "settings": self.settings}
+        tmp_state = self.folder / f".tmp-{STATE_FILE}"
+        tmp_state.write_text(json.dumps(state, indent=2))
+        os.replace(tmp_state, self.folder / STATE_FILE)
+        self.epochs_saved = epochs_done
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends (a checkpoint is written whole), then act on
+    them as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, _f: caught.append(s))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+class ReseedEachEpoch(keras.callbacks.Callback):
+    """Sets every random layer's seed state (dropout, ...) from (seed, epoch, layer) at the
+    start of each epoch, so a resumed run draws the same masks as an uninterrupted one (the
+    generators' running state is not part of a saved model)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        for index, generator in enumerate(_seed_generators(self.model)):
+            generator.state.assign(np.array([self.seed * 1000 + index, epoch << 32], np.int64)
+                                   .astype(generator.state.dtype))
+
+
+def _seed_generators(model: keras.Model) -> list[Any]:
+    found = []
+    for layer in model._flatten_layers(include_self=False):
+        found += [v for v in vars(layer).values() if isinstance(v, keras.random.SeedGenerator)]
+    return found
+
+
+class _SaveEachEpoch(keras.callbacks.Callback):
+    def __init__(self, checkpoint: Checkpoint, history: dict[str, list[float]],
+                 seconds: list[float]) -> None:
+        super().__init__()
+        self.checkpoint, self.history, self.seconds = checkpoint, history, seconds
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
+            if key != "learning_rate":
+                self.history.setdefault(key, []).append(float(value))
+        self.checkpoint.save(self.model, epoch + 1, self.history, self.seconds)

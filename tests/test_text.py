@@ -1,0 +1,245 @@
+"""End-to-end tests of `dlkit train-text` and `dlkit generate-text` on tiny corpora the tests
+write (English and Chinese), through the real CLI (in-process and as a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REAL_DATA, assert_one_error_line, run_dlkit
+
+ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
+           "To be, or not to be, that is the question. All that glitters is not gold.\n")
+CHINESE = ("床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
+           "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。\n")
+TINY = ["--epochs", "1", "--seq-len", "32", "--layers", "1", "--dim", "32", "--heads", "2",
+        "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("corpora")
+    files = {"english": root / "english.txt", "chinese": root / "chinese.txt"}
+    files["english"].write_text(ENGLISH * 20, encoding="utf-8")
+    files["chinese"].write_text(CHINESE * 30, encoding="utf-8")
+    return files
+
+
+@pytest.fixture(scope="module")
+def english_model(corpora: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    out = tmp_path_factory.mktemp("models") / "english"
+    result = CliRunner().invoke(app, ["train-text", "--corpus", str(corpora["english"]), *TINY,
+                                      "--arch", "transformer", "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["arch"] == "transformer" and np.isfinite(report["val_loss"])
+    assert report["val_bpc"] == pytest.approx(report["val_loss"] / np.log(2))
+    assert "val_loss" in result.stderr and "sample:" in result.stderr  # per-epoch report
+    return out
+
+
+def test_training_writes_model_folder(english_model: Path) -> None:
+    meta = json.loads((english_model / "metadata.json").read_text())
+    assert meta["task"] == "train-text"
+    assert "".join(meta["text"]["vocab"]) == "".join(sorted(set(ENGLISH)))
+    assert meta["text"]["seq_len"] == 32
+    assert (english_model / "model.keras").is_file()
+    assert (english_model / "saved_model" / "saved_model.pb").is_file()
+    assert (english_model / "plots" / "loss_curve.png").stat().st_size > 1000
+    assert len(meta["history"]["val_loss"]) == 1
+
+
+def test_generate_is_deterministic_and_starts_with_prompt(cli, english_model: Path) -> None:
+    args = ["generate-text", "--model", english_model, "--prompt", "To be", "--length", "60"]
+    first = cli(*args, "--seed", "3")
+    again = cli(*args, "--seed", "3")
+    other = cli(*args, "--seed", "4")
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout == again.stdout != other.stdout
+    text = first.stdout
+    assert text.startswith("To be") and text.endswith("\n")
+    assert len(text) == len("To be") + 60 + 1
+    assert set(text[5:-1]) <= set(ENGLISH)
+
+
+def test_num_samples_and_top_k(cli, english_model: Path) -> None:
+    result = cli("generate-text", "--model", english_model, "--prompt", "A", "--length", "20",
+                 "--num-samples", "2", "--top-k", "3", "--temperature", "0.5")
+    assert result.exit_code == 0, result.stderr
+    first, second = result.stdout[:22], result.stdout[22:]
+    assert first.startswith("A") and first.endswith("\n")
+    assert second.startswith("\nA") and len(second) == 23
+
+
+def test_unknown_prompt_characters_warn_and_fall_back(cli, english_model: Path) -> None:
+    result = cli("generate-text", "--model", english_model, "--prompt", "Zé€", "--length", "10")
+    assert result.exit_code == 0, result.stderr
+    assert "warning:" in result.stderr and "not in the model's vocabulary" in result.stderr
+    assert result.stdout.startswith("Zé€") and len(result.stdout) == 3 + 10 + 1
+
+
+def test_prompt_from_stdin(cli, english_model: Path) -> None:
+    result = cli("generate-text", "--model", english_model, "--prompt", "-", "--length", "5",
+                 input="All that")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("All that") and len(result.stdout) == 8 + 5 + 1
+
+
+def test_stdout_holds_only_text_and_streams(english_model: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    with open(target, "w") as out:
+        done = subprocess.run([sys.executable, "-m", "dlkit", "generate-text", "--model",
+                               str(english_model), "--prompt", "The", "--length", "40"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith("The") and len(text) == 3 + 40 + 1
+    assert set(text) <= set(ENGLISH)
+    # `| head -c 16`: read a few bytes of a very long generation, then close the pipe.
+    proc = subprocess.Popen([sys.executable, "-m", "dlkit", "generate-text", "--model",
+                             str(english_model), "--length", "1000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    start = time.monotonic()
+    head = proc.stdout.read(16)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    assert len(head) == 16 and time.monotonic() - start < 60
+    assert code == 0 and "Traceback" not in stderr
+
+
+def test_incremental_decoding_matches_full_forward(english_model: Path) -> None:
+    from dlkit.tasks.generate import load_text_model
+
+    model, meta = load_text_model(english_model)
+    from dlkit.nets.text import decoder
+
+    ids = [int(i) for i in np.random.default_rng(0).integers(0, len(meta["text"]["vocab"]), 40)]
+    full = model(np.array([ids[:32]], np.int32)).numpy()[0]
+    dec = decoder(meta["arch"], model)
+    logits, state = dec.start(ids[:1])
+    np.testing.assert_allclose(logits, full[0], atol=1e-4)
+    for t in range(1, 32):
+        logits, state = dec.step(ids[t], state)
+        np.testing.assert_allclose(logits, full[t], atol=1e-4)
+    logits, state = dec.step(ids[32], state)  # cache full: refilled from the last half window
+    window = model(np.array([ids[17:33]], np.int32)).numpy()[0]
+    np.testing.assert_allclose(logits, window[-1], atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_chinese_corpus_from_stdin_with_rnn(cli, corpora: dict[str, Path], tmp_path: Path,
+                                            arch: str) -> None:
+    out = tmp_path / arch
+    text = corpora["chinese"].read_text(encoding="utf-8")
+    trained = cli("train-text", "--corpus", "-", "--arch", arch, *TINY, "--output", out,
+                  "--quiet", input=text)
+    assert trained.exit_code == 0, trained.stderr
+    assert trained.stdout.startswith("val_loss=")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["dataset"] == "<stdin>" and "月" in meta["text"]["vocab"]
+    gen = [cli("generate-text", "--model", out, "--prompt", "明月", "--length", "30",
+               "--seed", "7") for _ in range(2)]
+    assert gen[0].exit_code == 0, gen[0].stderr
+    assert gen[0].stdout == gen[1].stdout
+    assert gen[0].stdout.startswith("明月") and len(gen[0].stdout) == 2 + 30 + 1
+    assert set(gen[0].stdout[2:-1]) <= set(CHINESE)
+
+    from dlkit.nets.text import decoder
+    from dlkit.tasks.generate import load_text_model
+
+    model, _ = load_text_model(out)
+    ids = [3, 1, 4, 1, 5, 9, 2, 6]
+    full = model(np.array([ids], np.int32)).numpy()[0]
+    dec = decoder(arch, model)
+    logits, state = dec.start(ids[:1])
+    for t in range(1, len(ids)):
+        logits, state = dec.step(ids[t], state)
+    np.testing.assert_allclose(logits, full[-1], atol=1e-4)
+
+
+def test_time_budget_stops_training(cli, corpora: dict[str, Path], tmp_path: Path) -> None:
+    result = cli("train-text", "--corpus", corpora["english"], *TINY, "--epochs", "500",
+                 "--max-minutes", "0.05", "--output", tmp_path / "m", "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["stopped_by_time"] and report["epochs_run"] < 500
+
+
+def test_ctrl_c_saves_the_model_and_exits_130(corpora: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    proc = subprocess.Popen([sys.executable, "-m", "dlkit", "train-text", "--corpus",
+                             str(corpora["english"]), *TINY, "--epochs", "100000",
+                             "--output", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # wait for the first finished epoch
+        if line.startswith("epoch 1/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert_one_error_line(stderr)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["training"]["interrupted"] and meta["training"]["epochs_run"] >= 1
+
+
+@pytest.mark.parametrize("content", [b"", b"x", b"aaaaaaaa", b"\x89PNG\r\n\x1a\n\x00\x00",
+                                     "caf\u00e9".encode("latin-1") * 50])
+def test_bad_corpus_is_one_line_exit_2(cli, tmp_path: Path, content: bytes) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    result = cli("train-text", "--corpus", corpus, *TINY, "--output", tmp_path / "m")
+    assert result.exit_code == 2, result.stderr
+    assert_one_error_line(result.stderr)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--length", "0"], "--length"),
+    (["--temperature", "0"], "--temperature"),
+    (["--temperature", "-1"], "--temperature"),
+    (["--top-k", "0"], "--top-k"),
+])
+def test_bad_generate_options_exit_2(cli, english_model: Path, args: list[str],
+                                     words: str) -> None:
+    result = cli("generate-text", "--model", english_model, *args)
+    assert result.exit_code == 2
+    assert_one_error_line(result.stderr)
+    assert words in result.stderr and result.stdout == ""
+
+
+def test_missing_model_says_how_to_train(cli, tmp_path: Path) -> None:
+    result = cli("generate-text", "--model", tmp_path / "nope", "--prompt", "hi")
+    assert result.exit_code == 2
+    assert_one_error_line(result.stderr)
+    assert "dlkit train-text" in result.stderr and result.stdout == ""
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metadata.json").write_text('{"task": "train-mnist"}')
+    wrong = cli("generate-text", "--model", tmp_path / "other")
+    assert wrong.exit_code == 2 and "not a text model" in wrong.stderr
+
+
+SHAKESPEARE = REAL_DATA / "tinyshakespeare" / "input.txt"
+
+
+@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason=f"{SHAKESPEARE} not found")
+def test_default_corpus_is_tiny_shakespeare(tmp_path: Path) -> None:
+    done = run_dlkit("train-text", *TINY, "--limit", "3000", "--output", tmp_path / "m",
+                     "--json", "--quiet", env={"DLKIT_DATA": str(REAL_DATA)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["corpus"].endswith("tinyshakespeare/input.txt")
+    assert report["train_chars"] + report["val_chars"] == 3000
+    assert os.path.isdir(report["artifacts"]["model_dir"])

@@ -336,6 +336,73 @@ def generate_text(
     run_command(body, quiet)
 
 
+@app.command("classify-image")
+def classify_image(
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH", help="Image files, folders (searched recursively) or - to read "
+        "paths from stdin, one per line.", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A dlkit model folder, a .keras "
+                                        "file or a SavedModel folder.")] = Path("models/cifar"),
+    labels: Annotated[Path | None, typer.Option(help="Class names, one per line (models "
+                                                     "without metadata.json).")] = None,
+    input_size: Annotated[tuple[int, int] | None, typer.Option(
+        metavar="H W", help="Model input size when the model does not fix it.")] = None,
+    invert: Annotated[str, typer.Option(help="auto: invert dark-on-light images for digit "
+                                             "models; yes; no.")] = "auto",
+    scale: Annotated[str, typer.Option(help="Pixel range the model takes: raw (0-255, dlkit "
+                                            "models), unit (0-1) or signed (-1..1).")] = "raw",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Print the K best labels per "
+                                                             "image.")] = 1,
+    batch_size: BatchSize = 64,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the predictions "
+                                                               "to this CSV file.")] = None,
+    show: Annotated[Path | None, typer.Option(help="Write a PNG grid of the images with "
+                                                   "their labels.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array on stdout.")]
+    = False,
+    quiet: Quiet = False,
+) -> None:
+    """Classify image files with a trained model: one line per image, path<TAB>label<TAB>confidence.
+
+    Example: dlkit classify-image photos/ cat.jpg --model models/cifar --top-k 3
+    """
+
+    def body() -> int:
+        from dlkit.tasks.classify import ClassifyConfig, run
+
+        def emit(prediction) -> None:
+            if as_json:
+                return
+            try:
+                sys.stdout.write(prediction.to_line() + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # the reader has gone (`| head`): stop quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(0) from None
+
+        config = ClassifyConfig(inputs=list(paths), model=model, labels=labels,
+                                input_size=input_size, invert=invert, scale=scale, top_k=top_k,
+                                batch_size=batch_size, csv=csv_file, show=show,
+                                progress=as_json or not sys.stdout.isatty())
+        result = run(config, emit, lambda path, why: console.error_line(f"{path}: {why}"))
+        if as_json:
+            console.emit_json([p.to_json() for p in result.predictions])
+        if not result.predictions and not result.errors:
+            console.error_line("no input images; give image files, folders, or - to read "
+                               "paths from stdin")
+        count = len(result.predictions)
+        console.info(f"classified {count} image{'' if count == 1 else 's'} in "
+                     f"{result.seconds:.2f} s "
+                     f"({result.images_per_second:.0f} images/s), {len(result.errors)} failed; "
+                     f"{result.model}")
+        return result.exit_code
+
+    # The task imports TensorFlow itself, without Keras (a second less start-up).
+    code = run_command(body, quiet, tensorflow=False)
+    if code:
+        raise typer.Exit(code)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: staging folders are removed, exit 130
 

@@ -1,0 +1,207 @@
+"""Image files to model-ready batches: which files to read, how to prepare each, a tf.data pipeline.
+
+`collect_inputs` turns command-line arguments (files, folders searched recursively, `-` for paths
+on stdin) into a list of image paths plus the arguments that could not be used. `prepare` turns a
+decoded RGB image into what a model takes (grey or RGB, inverted and centred for digit models,
+resized). `image_batches` decodes the files in parallel inside a `tf.data` pipeline, drops the
+unreadable ones (reporting each through a callback), batches and prefetches.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlkit.data.images import IMAGE_SUFFIXES, ImageError, find_images, read_image, resize
+
+INVERT_CHOICES = ("auto", "yes", "no")
+# Model input scaling: pixel * factor + offset, applied in the graph after batching.
+SCALES = {"raw": (1.0, 0.0), "unit": (1.0 / 255.0, 0.0), "signed": (1.0 / 127.5, -1.0)}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How one decoded image becomes a model input."""
+
+    size: tuple[int, int]  # (height, width)
+    channels: int = 3  # 1: greyscale, 3: RGB
+    invert: str = "no"  # "auto": invert dark-on-light images; "yes"/"no": always/never
+    center_digit: bool = False  # MNIST's normalisation for inverted digit photos
+    scale: str = "raw"  # a key of SCALES
+
+
+@dataclass
+class Inputs:
+    """The image paths to classify (in order) and the arguments that gave nothing usable."""
+
+    paths: list[str]
+    errors: list[tuple[str, str]]
+
+
+def collect_inputs(args: Iterable[str], read_stdin: Callable[[], Iterable[str]]) -> Inputs:
+    """Expand files, folders (recursively) and `-` (one path per line on stdin)."""
+    paths: list[str] = []
+    errors: list[tuple[str, str]] = []
+    for arg in args:
+        if arg == "-":
+            lines = (line.rstrip("\r\n") for line in read_stdin())
+            for line in lines:
+                if line.strip():
+                    _add_path(line.strip(), paths, errors)
+        else:
+            _add_path(arg, paths, errors)
+    return Inputs(paths, errors)
+
+
+def _add_path(arg: str, paths: list[str], errors: list[tuple[str, str]]) -> None:
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        try:
+            with os.scandir(path):
+                pass
+        except OSError as exc:
+            errors.append((arg, f"cannot read folder ({exc.strerror or exc})"))
+            return
+        found = find_images(path)
+        if not found:
+            kinds = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+            errors.append((arg, f"no image files ({kinds}) in this folder"))
+        paths.extend(str(p) for p in found)
+    elif path.exists():
+        paths.append(arg)  # any file given by name is tried, whatever its suffix
+    else:
+        errors.append((arg, "no such file or folder"))
+
+
+def prepare(image: np.ndarray, prep: Preprocess) -> np.ndarray:
+    """An (H, W, 3) RGB uint8 image to the model's (height, width, channels) uint8 input."""
+    import cv2
+
+    if prep.channels == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if _should_invert(image, prep.invert):
+        if image.ndim == 3:
+            image = 255 - image
+        else:
+            image = ink_to_light_on_dark(image, max(224, 2 * max(prep.size)))
+            if prep.center_digit:
+                return center_digit(image, prep.size)[..., None]
+    out = resize(image, prep.size)
+    return out if out.ndim == 3 else out[..., None]
+
+
+def _should_invert(image: np.ndarray, mode: str) -> bool:
+    if mode == "yes":
+        return True
+    return mode == "auto" and border_is_brighter(image)
+
+
+def border_is_brighter(image: np.ndarray) -> bool:
+    """True for dark-on-light pictures (ink on paper): the border is brighter than the centre."""
+    grey = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
+    h, w = grey.shape
+    bh, bw = max(1, h // 10), max(1, w // 10)
+    border = np.concatenate([grey[:bh].ravel(), grey[-bh:].ravel(),
+                             grey[:, :bw].ravel(), grey[:, -bw:].ravel()])
+    centre = grey[h // 4: h - h // 4 or h, w // 4: w - w // 4 or w]
+    return float(np.median(border)) > float(centre.mean())
+
+
+def ink_to_light_on_dark(grey: np.ndarray, work_side: int = 224) -> np.ndarray:
+    """Dark ink on uneven paper to bright ink on black, as digit datasets have it.
+
+    The paper (with its shading) is estimated by a morphological opening wider than the
+    strokes and subtracted; the faint remainder is cut and the ink stretched to full range.
+    """
+    import cv2
+
+    height, width = grey.shape
+    if max(height, width) > work_side:  # the model input is small: work on a small copy
+        factor = work_side / max(height, width)
+        grey = cv2.resize(grey, (max(1, round(width * factor)), max(1, round(height * factor))),
+                          interpolation=cv2.INTER_AREA)
+    inverted = 255 - grey
+    side = max(3, min(inverted.shape) // 3) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    ink = inverted.astype(np.float32) - cv2.morphologyEx(inverted, cv2.MORPH_OPEN, kernel)
+    top = float(np.percentile(ink, 99.5))
+    if top < 8:  # a flat picture: no ink to speak of
+        return inverted
+    floor = 0.2 * top
+    return (np.clip((ink - floor) / (top - floor), 0, 1) * 255).astype(np.uint8)
+
+
+def center_digit(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """MNIST's own normalisation: crop the ink, fit it in a 20/28 box, centre it by mass."""
+    import cv2
+
+    height, width = size
+    ys, xs = np.nonzero(grey > 64)
+    if len(ys) == 0:
+        return resize(grey, size)
+    crop = grey[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    box = max(1, round(min(height, width) * 20 / 28))
+    factor = box / max(crop.shape)
+    small = cv2.resize(crop, (max(1, round(crop.shape[1] * factor)),
+                              max(1, round(crop.shape[0] * factor))), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((height, width), np.uint8)
+    top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    canvas[top: top + small.shape[0], left: left + small.shape[1]] = small
+    moments = cv2.moments(canvas)
+    if moments["m00"] == 0:
+        return canvas
+    dx = width / 2 - moments["m10"] / moments["m00"]
+    dy = height / 2 - moments["m01"] / moments["m00"]
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(canvas, shift, (width, height), flags=cv2.INTER_LINEAR)
+
+
+def image_batches(paths: list[str], prep: Preprocess, batch_size: int,
+                  on_error: Callable[[int, str], None]) -> Any:
+    """A `tf.data.Dataset` of (float32 images (B, H, W, C), int64 indices into `paths`).
+
+    Files are decoded and prepared in parallel (OpenCV releases the GIL), in order; a file that
+    cannot be read is reported as `on_error(index, why)` and left out of the batches.
+    """
+    import tensorflow as tf
+
+    height, width = prep.size
+    shape = (height, width, prep.channels)
+    blank = np.zeros(shape, np.uint8)
+    lock = threading.Lock()
+
+    def load(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = int(index)
+        try:
+            return prepare(read_image(Path(paths[i])), prep), np.True_
+        except ImageError as exc:
+            why = str(exc)
+        except Exception as exc:  # OpenCV raises cv2.error for images it cannot handle
+            last = (str(exc).strip().splitlines() or [""])[-1]
+            why = f"cannot decode ({type(exc).__name__}: {last})"
+        with lock:
+            on_error(i, why)
+        return blank, np.False_
+
+    def decode(index: Any) -> tuple[Any, Any, Any]:
+        image, ok = tf.numpy_function(load, [index], (tf.uint8, tf.bool), stateful=True)
+        image.set_shape(shape)
+        ok.set_shape(())
+        return image, ok, index
+
+    factor, offset = SCALES[prep.scale]
+    plain = tf.autograph.experimental.do_not_convert  # no control flow: skip AutoGraph's cost
+    ds = tf.data.Dataset.range(len(paths))
+    ds = ds.map(plain(decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(plain(lambda image, ok, index: ok))
+    ds = ds.map(plain(lambda image, ok, index: (image, index)))
+    ds = ds.batch(batch_size)
+    ds = ds.map(plain(lambda images, index: (tf.cast(images, tf.float32) * factor + offset,
+                                             index)))
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,473 @@
+"""`dlkit classify-image`: classify image files with a trained model, one file or thousands.
+
+The model is loaded once: a dlkit model folder (its SavedModel, preprocessing from metadata.json),
+a `.keras` file, or any SavedModel folder (`--labels`, `--input-size`). Files are decoded in
+parallel in a tf.data pipeline (`dlkit.data.image_batches`), batched and predicted; each
+prediction is handed to a callback as soon as its batch is done, so output streams. Files that
+cannot be read are reported one by one and the others are still classified.
+
+Start-up matters for one-file calls: TensorFlow is imported without its eager Keras import and a
+dlkit folder is served from its SavedModel, so Keras is never imported unless a `.keras` file is
+the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlkit import console
+from dlkit.artifacts import KERAS_FILE, METADATA, SAVED_MODEL, load_metadata
+from dlkit.data.image_batches import (
+    INVERT_CHOICES,
+    SCALES,
+    Inputs,
+    Preprocess,
+    collect_inputs,
+    image_batches,
+)
+from dlkit.errors import EXIT_OK, EXIT_USAGE, DlkitError, UsageError
+
+EXIT_SOME_FAILED = 1
+SHOW_MAX = 36  # images in the --show picture
+
+
+@dataclass
+class ClassifyConfig:
+    """What to classify, with which model, and where the extra outputs go."""
+
+    inputs: list[str]
+    model: Path = Path("models/cifar")
+    labels: Path | None = None
+    input_size: tuple[int, int] | None = None
+    invert: str = "auto"
+    scale: str = "raw"
+    top_k: int = 1
+    batch_size: int = 64
+    csv: Path | None = None
+    show: Path | None = None
+    progress: bool = True  # a bar on a terminal's stderr (off while results stream to it)
+
+    def validate(self) -> None:
+        if self.invert not in INVERT_CHOICES:
+            raise UsageError(f"unknown --invert {self.invert!r}; choose auto, yes or no")
+        if self.scale not in SCALES:
+            raise UsageError(f"unknown --scale {self.scale!r}; choose {', '.join(SCALES)}")
+        if self.top_k < 1:
+            raise UsageError("--top-k must be at least 1")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.input_size is not None and min(self.input_size) < 1:
+            raise UsageError("--input-size takes two positive numbers: HEIGHT WIDTH")
+        for option, path in (("--csv", self.csv), ("--show", self.show)):
+            if path is not None:
+                _check_writable(option, path, self.model)
+
+
+@dataclass
+class Prediction:
+    """The top classes for one image, best first."""
+
+    path: str
+    top: list[tuple[str, float]]
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "label": self.label, "confidence": round(self.confidence, 6),
+                "top": [{"label": name, "confidence": round(p, 6)} for name, p in self.top]}
+
+    def to_line(self) -> str:
+        """`path<TAB>label<TAB>confidence`, then the next labels and confidences."""
+        return "\t".join([self.path, *(f"{name}\t{p:.4f}" for name, p in self.top)])
+
+
+@dataclass
+class ClassifyResult:
+    predictions: list[Prediction]
+    errors: list[tuple[str, str]]
+    seconds: float
+    model: str
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.predictions) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if not self.predictions:
+            return EXIT_USAGE
+        return EXIT_SOME_FAILED if self.errors else EXIT_OK
+
+
+@dataclass
+class Classifier:
+    """A loaded model ready to predict batches of float32 images."""
+
+    predict: Callable[[Any], np.ndarray]
+    class_names: list[str]
+    prep: Preprocess
+    description: str
+
+
+def _check_writable(option: str, path: Path, model: Path) -> None:
+    path = path.expanduser().resolve()
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path}: folder {parent} is not writable")
+    model = model.expanduser().resolve()
+    # the model folder: the one given, or the dlkit folder a model.keras file sits in
+    model_dir = model if model.is_dir() else model.parent
+    if not (model.is_dir() or (model_dir / METADATA).is_file()):
+        return
+    if path.is_relative_to(model_dir):
+        raise UsageError(f"{option} {path} is inside the model folder; write it elsewhere "
+                         "(classify-image never writes into the model folder)")
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow start-up without Keras
+
+class _NoLoad(importlib.abc.Loader):
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        raise ImportError("keras import deferred by dlkit classify-image")
+
+
+class _DeferKeras(importlib.abc.MetaPathFinder):
+    """Lets `find_spec("keras")` succeed (TensorFlow asks where Keras lives) but makes the
+    import itself fail, so `import tensorflow` skips its eager, optional Keras import."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "keras":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None:
+            spec.loader = _NoLoad()
+        return spec
+
+
+def import_tensorflow_lean() -> Any:
+    """Import TensorFlow without Keras (over a second of start-up; Keras imports scikit-learn
+    and matplotlib). `import keras` still works afterwards, when a `.keras` file needs it."""
+    from dlkit.runtime import import_tensorflow
+
+    if "tensorflow" in sys.modules:
+        return import_tensorflow()
+    blocker = _DeferKeras()
+    sys.meta_path.insert(0, blocker)
+    try:
+        return import_tensorflow()
+    finally:
+        sys.meta_path.remove(blocker)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the model
+
+@dataclass
+class _Loaded:
+    predict: Callable[[Any], Any]
+    input_shape: tuple[int | None, ...]  # (H, W, C), None where the model accepts any size
+    outputs: int | None
+    description: str
+
+
+def load_classifier(config: ClassifyConfig, tf: Any) -> Classifier:
+    """Load the model once and work out its preprocessing and class names."""
+    path = config.model.expanduser()
+    meta: dict[str, Any] = {}
+    if not path.exists():
+        raise UsageError(f"model {path} does not exist; train one (for example `dlkit "
+                         f"train-cifar --output {path}`) or pass --model")
+    if path.is_dir() and (path / METADATA).is_file():
+        meta = load_metadata(path)
+        saved = path / SAVED_MODEL
+        loaded = (_load_saved_model(tf, saved) if (saved / "saved_model.pb").is_file()
+                  else _load_keras(tf, path / KERAS_FILE))
+    elif path.is_dir() and (path / "saved_model.pb").is_file():
+        loaded = _load_saved_model(tf, path)
+    elif path.is_file() and path.suffix == ".keras":
+        if path.name == KERAS_FILE and (path.parent / METADATA).is_file():
+            meta = load_metadata(path.parent)
+        loaded = _load_keras(tf, path)
+    else:
+        raise UsageError(f"{path} is not a model; pass a dlkit model folder (with {METADATA}), "
+                         "a .keras file or a SavedModel folder")
+    shape = _input_shape(meta, loaded, config.input_size)
+    names = _class_names(meta, config.labels, loaded.outputs)
+    prep = Preprocess(size=shape[:2], channels=shape[2],
+                      invert=_invert_mode(meta, config.invert),
+                      center_digit=meta.get("dataset") == "mnist", scale=config.scale)
+    return Classifier(_probabilities(loaded.predict), names, prep, loaded.description)
+
+
+def _load_saved_model(tf: Any, folder: Path) -> _Loaded:
+    try:
+        module = tf.saved_model.load(str(folder))
+    except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
+        raise DlkitError(f"cannot load the SavedModel {folder}: {_first_line(exc)}", 2) from None
+    signature = getattr(module, "signatures", {}).get("serving_default")
+    if signature is None:
+        raise UsageError(f"the SavedModel {folder} has no serving_default signature")
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise UsageError(f"the SavedModel {folder} takes {len(inputs)} inputs; "
+                         "classify-image needs a model with one image input")
+    (name, spec), = inputs.items()
+    if spec.shape.rank != 4:
+        raise UsageError(f"the SavedModel {folder} input {name!r} has shape {spec.shape}; "
+                         "expected (batch, height, width, channels)")
+    outputs = signature.structured_outputs
+    key = sorted(outputs)[0]
+    dtype = spec.dtype
+
+    def predict(images: Any) -> Any:
+        return signature(**{name: tf.cast(images, dtype)})[key]
+
+    return _Loaded(predict, tuple(spec.shape[1:]), outputs[key].shape[-1],
+                   f"SavedModel {folder}")
+
+
+def _load_keras(tf: Any, path: Path) -> _Loaded:
+    if not path.is_file():
+        raise UsageError(f"{path.parent} has no {SAVED_MODEL}/ or {KERAS_FILE}; it is not a "
+                         "dlkit model folder")
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged archive
+        raise DlkitError(f"cannot load {path}: {_first_line(exc)}", 2) from None
+    shapes = [tuple(t.shape) for t in model.inputs]
+    if len(shapes) != 1 or len(shapes[0]) != 4:
+        raise UsageError(f"{path} takes inputs {shapes}; classify-image needs a model with one "
+                         "(batch, height, width, channels) image input")
+
+    @tf.function(reduce_retracing=True)
+    def predict(images: Any) -> Any:
+        out = model(images, training=False)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    outputs = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+    return _Loaded(predict, shapes[0][1:], outputs, f"Keras model {path}")
+
+
+def _input_shape(meta: dict[str, Any], loaded: _Loaded,
+                 requested: tuple[int, int] | None) -> tuple[int, int, int]:
+    model_shape = tuple(meta.get("input_shape") or loaded.input_shape)
+    height, width, channels = (list(model_shape) + [None, None, None])[:3]
+    if requested is not None:
+        if (height, width) not in ((None, None), tuple(requested)):
+            raise UsageError(f"--input-size {requested[0]} {requested[1]} does not match the "
+                             f"model's input {height}x{width}; leave --input-size out")
+        height, width = requested
+    if height is None or width is None:
+        raise UsageError("the model accepts any image size; give the size it was trained on "
+                         "with --input-size HEIGHT WIDTH")
+    channels = channels or (1 if meta.get("preprocessing", {}).get("color") == "grayscale"
+                            else 3)
+    if channels not in (1, 3):
+        raise UsageError(f"the model takes {channels}-channel images; classify-image feeds "
+                         "greyscale (1) or RGB (3)")
+    return int(height), int(width), int(channels)
+
+
+def _class_names(meta: dict[str, Any], labels: Path | None, outputs: int | None) -> list[str]:
+    if labels is not None:
+        try:
+            names = [line.strip() for line in labels.expanduser().read_text().splitlines()
+                     if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --labels {labels} ({exc}); give a text file "
+                             "with one class name per line") from None
+    elif meta.get("class_names"):
+        names = [str(n) for n in meta["class_names"]]
+    else:
+        names = [str(i) for i in range(outputs or 0)]
+    if outputs is not None and outputs > 1 and len(names) != outputs:
+        raise UsageError(f"the model has {outputs} classes but {len(names)} labels were given; "
+                         "--labels needs one name per line for every class")
+    if outputs == 1 and len(names) < 2:
+        names = ["0", "1"]
+    if not names:
+        raise UsageError("cannot tell how many classes the model has; pass --labels FILE")
+    return names
+
+
+def _invert_mode(meta: dict[str, Any], invert: str) -> str:
+    """`auto` only considers inverting for models trained on light-on-dark images (digits)."""
+    if invert != "auto":
+        return invert
+    light = meta.get("preprocessing", {}).get("foreground") == "light-on-dark"
+    return "auto" if light else "no"
+
+
+def _probabilities(predict: Callable[[Any], Any]) -> Callable[[Any], np.ndarray]:
+    """Model outputs as class probabilities: softmax for logits, two columns for a sigmoid."""
+
+    def run(images: Any) -> np.ndarray:
+        out = np.asarray(predict(images), np.float64).reshape(int(images.shape[0]), -1)
+        if out.shape[1] == 1:
+            p = out[:, 0] if out.min() >= 0 and out.max() <= 1 else 1 / (1 + np.exp(-out[:, 0]))
+            return np.stack([1 - p, p], axis=1)
+        if out.min() >= 0 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
+            return out
+        shifted = np.exp(out - out.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    return run
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+def run(config: ClassifyConfig, on_prediction: Callable[[Prediction], None],
+        on_error: Callable[[str, str], None],
+        read_stdin: Callable[[], Any] = lambda: sys.stdin) -> ClassifyResult:
+    """Classify every input; predictions and per-file errors stream to the callbacks in order."""
+    config.validate()
+    tf = import_tensorflow_lean()
+    classifier = load_classifier(config, tf)
+    inputs = collect_inputs(config.inputs, read_stdin)
+    for path, why in inputs.errors:
+        on_error(path, why)
+    start = time.perf_counter()
+    predictions, failures = _classify(classifier, inputs, config, on_prediction, on_error)
+    seconds = time.perf_counter() - start
+    result = ClassifyResult(predictions, [*inputs.errors, *failures], seconds,
+                            classifier.description)
+    if predictions and config.csv is not None:
+        result.artifacts["csv"] = str(write_csv(predictions, config.csv, config.top_k))
+    if predictions and config.show is not None:
+        result.artifacts["show"] = str(write_grid(predictions, config.show))
+    return result
+
+
+def _classify(classifier: Classifier, inputs: Inputs, config: ClassifyConfig,
+              on_prediction: Callable[[Prediction], None],
+              on_error: Callable[[str, str], None],
+              ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Predict batch by batch; returns the predictions and the files that failed, in order."""
+    failed: dict[int, str] = {}  # filled from the pipeline's decoding threads
+    failures: list[tuple[str, str]] = []
+    reported = 0  # every index below this has been printed or reported
+
+    def flush_errors(upto: int) -> None:
+        nonlocal reported
+        for i in sorted(k for k in list(failed) if reported <= k < upto):  # list(): atomic
+            on_error(inputs.paths[i], failed[i])
+            failures.append((inputs.paths[i], failed[i]))
+        reported = max(reported, upto)
+
+    predictions: list[Prediction] = []
+    if not inputs.paths:
+        return predictions, failures
+    batches = image_batches(inputs.paths, classifier.prep, config.batch_size,
+                            lambda i, why: failed.__setitem__(i, why))
+    names = classifier.class_names
+    k = min(config.top_k, len(names))
+    with _progress(len(inputs.paths) if config.progress else 0) as advance:
+        for images, indices in batches:
+            probs = classifier.predict(images)
+            if probs.shape[1] != len(names):
+                raise UsageError(f"the model gives {probs.shape[1]} scores per image but there "
+                                 f"are {len(names)} labels; check --labels")
+            order = np.argsort(-probs, axis=1)[:, :k]
+            for row, index in enumerate(indices.numpy()):
+                flush_errors(int(index))
+                top = [(names[c], float(probs[row, c])) for c in order[row]]
+                prediction = Prediction(inputs.paths[int(index)], top)
+                predictions.append(prediction)
+                on_prediction(prediction)
+                reported = int(index) + 1
+            advance(reported)
+        flush_errors(len(inputs.paths))
+    return predictions, failures
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr for many images on a terminal; otherwise nothing."""
+    if total < 32 or console.is_quiet() or not console.stderr_is_terminal():
+        yield lambda done: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("classifying", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console.err, transient=True, redirect_stdout=False) as bar:
+        task = bar.add_task("classify", total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def write_csv(predictions: list[Prediction], path: Path, top_k: int) -> Path:
+    """One row per image: path, label, confidence, then label_2, confidence_2, ..."""
+    path = path.expanduser()
+    k = min(top_k, len(predictions[0].top))
+    header = ["path", "label", "confidence"]
+    header += [f"{col}_{i}" for i in range(2, k + 1) for col in ("label", "confidence")]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for p in predictions:
+            writer.writerow([p.path, *(v for name, conf in p.top
+                                       for v in (name, f"{conf:.6f}"))])
+    os.replace(tmp, path)
+    return path
+
+
+def write_grid(predictions: list[Prediction], path: Path) -> Path:
+    """The seed's picture: the first images with `label (confidence)` under each."""
+    from dlkit import plots
+    from dlkit.data.images import ImageError, read_image
+
+    shown, titles = [], []
+    for p in predictions[:SHOW_MAX]:
+        try:
+            image = read_image(Path(p.path))
+        except ImageError:
+            continue
+        shown.append(_thumbnail(image, 128))
+        titles.append(f"{_short(Path(p.path).name)}\n{p.label} ({p.confidence:.0%})")
+    path = path.expanduser()
+    plots.image_grid(shown, titles, path, "classify-image: predicted labels")  # type: ignore[arg-type]
+    return path
+
+
+def _thumbnail(image: np.ndarray, side: int) -> np.ndarray:
+    from dlkit.data.images import resize
+
+    h, w = image.shape[:2]
+    factor = side / max(h, w)
+    return resize(image, (max(1, round(h * factor)), max(1, round(w * factor))))
+
+
+def _short(name: str, width: int = 22) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"

@@ -403,6 +403,276 @@ def classify_image(
         raise typer.Exit(code)
 
 
+@app.command("train-vae")
+def train_vae(
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or digits (bundled, "
+                                              "offline).")] = "mnist",
+    latent_dim: Annotated[int, typer.Option(help="Size of the latent space (2 adds the "
+                                                 "latent manifold and scatter plots).")] = 16,
+    arch: Annotated[str, typer.Option(help="conv (convolutional) or dense (the "
+                                           "fully-connected baseline).")] = "conv",
+    epochs: Epochs = 10,
+    batch_size: BatchSize = 128,
+    learning_rate: LearningRate = 1e-3,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Time budget: stop training when it is spent (the model is saved).")]
+    = None,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
+    = Path("models/vae"),
+    data_dir: DataDir = None,
+    limit: Limit = None,
+    strategy: Strategy = "auto",
+    deterministic: Deterministic = False,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a variational autoencoder; report reconstruction, KL and their sum (nats/image).
+
+    Example: dlkit train-vae --dataset fashion-mnist --latent-dim 2 --epochs 10
+    """
+
+    def body() -> None:
+        from dlkit.tasks.vae import VaeConfig, run
+
+        result = run(VaeConfig(output=output, epochs=epochs, batch_size=batch_size,
+                               learning_rate=learning_rate, seed=seed, data_dir=data_dir,
+                               limit=limit, strategy=strategy, deterministic=deterministic,
+                               dataset=dataset, arch=arch, latent_dim=latent_dim,
+                               max_minutes=max_minutes))
+        if as_json:
+            console.emit_json(result.to_json())
+            return
+        console.summary_table(f"train-vae {result.dataset} ({result.arch}, latent "
+                              f"{result.latent_dim})", {
+            "test negative ELBO (nats/image)": result.test_loss,
+            "reconstruction": result.test_reconstruction, "KL": result.test_kl,
+            "epochs": f"{result.epochs_completed}/{result.epochs}",
+            "training time (s)": result.train_seconds, "device": result.device,
+            "model folder": result.artifacts["model_dir"]})
+        typer.echo(f"test_loss={result.test_loss:.2f} model={result.artifacts['model_dir']}")
+
+    run_command(body, quiet)
+
+
+@app.command("sample-vae")
+def sample_vae(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by "
+                                                              "train-vae.")] = Path("models/vae"),
+    count: Annotated[int, typer.Option("--count", "-n", help="Number of images.")] = 64,
+    out: Annotated[Path, typer.Option(help="Grid PNG to write.")] = Path("vae_samples.png"),
+    columns: Annotated[int | None, typer.Option(help="Images per row (default: square).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the latent vectors: the same seed "
+                                                  "gives the same images.")] = None,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Decode random latent vectors into new images; write them as one grid PNG.
+
+    Example: dlkit sample-vae --model models/vae --count 64 --seed 1 --out grid.png
+    """
+
+    def body() -> None:
+        from dlkit.tasks.vae import SampleConfig, sample
+
+        result = sample(SampleConfig(model=model, count=count, out=out, seed=seed,
+                                     columns=columns))
+        if as_json:
+            console.emit_json(result)
+        else:
+            typer.echo(result["grid"])
+
+    run_command(body, quiet)
+
+
+@app.command("train-sequence")
+def train_sequence(
+    csv_file: Annotated[str, typer.Option("--csv", help="CSV file with a header row (- reads "
+                                                        "stdin).")],
+    column: Annotated[str, typer.Option(help="Numeric column to learn and forecast.")],
+    time_column: Annotated[str | None, typer.Option(help="Column with the time stamps (for "
+                                                         "plots and forecast labels).")] = None,
+    arch: Annotated[str, typer.Option(help="simplernn (the seed's), lstm or gru.")]
+    = "simplernn",
+    window: Annotated[int, typer.Option(help="Past values the model sees.")] = 24,
+    horizon: Annotated[int, typer.Option(help="Future values it predicts at once.")] = 1,
+    units: Annotated[int, typer.Option(help="Recurrent units.")] = 50,
+    period: Annotated[int | None, typer.Option(help="Season length for the seasonal-naive "
+                                                    "baseline (default: inferred from the "
+                                                    "training part's autocorrelation).")]
+    = None,
+    test_split: Annotated[float, typer.Option(help="Fraction at the end of the series held out "
+                                                   "for the test.")] = 0.15,
+    val_split: Annotated[float, typer.Option(help="Fraction before the test part held out for "
+                                                  "validation (best epoch kept).")] = 0.1,
+    epochs: Epochs = 100,
+    batch_size: BatchSize = 32,
+    learning_rate: LearningRate = 1e-3,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
+    = Path("models/sequence"),
+    strategy: Strategy = "auto",
+    deterministic: Deterministic = False,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Learn a time series from a CSV column; score against naive and seasonal-naive forecasts.
+
+    Example: dlkit train-sequence --csv sunspots.csv --column SUNACTIVITY --time-column YEAR
+    """
+
+    def body() -> None:
+        from dlkit.tasks.sequence import SequenceConfig, run
+
+        result = run(SequenceConfig(output=output, epochs=epochs, batch_size=batch_size,
+                                    learning_rate=learning_rate, seed=seed,
+                                    val_split=val_split, strategy=strategy,
+                                    deterministic=deterministic, csv=csv_file, column=column,
+                                    time_column=time_column, arch=arch, window=window,
+                                    horizon=horizon, units=units, test_split=test_split,
+                                    period=period))
+        if as_json:
+            console.emit_json(result.to_json())
+            return
+        console.summary_table(f"train-sequence {result.column} ({result.arch})", {
+            "test MAE / RMSE": f"{result.test_mae:.4g} / {result.test_rmse:.4g}",
+            "naive MAE / RMSE": f"{result.naive_mae:.4g} / {result.naive_rmse:.4g}",
+            f"seasonal naive (period {result.period}) MAE / RMSE":
+                f"{result.seasonal_naive_mae:.4g} / {result.seasonal_naive_rmse:.4g}",
+            "best epoch": result.best_epoch, "training time (s)": result.train_seconds,
+            "model folder": result.artifacts["model_dir"]})
+        typer.echo(f"test_rmse={result.test_rmse:.4g} naive_rmse={result.naive_rmse:.4g} "
+                   f"seasonal_naive_rmse={result.seasonal_naive_rmse:.4g} "
+                   f"model={result.artifacts['model_dir']}")
+
+    run_command(body, quiet)
+
+
+@app.command("forecast")
+def forecast(
+    csv_file: Annotated[str, typer.Option("--csv", help="CSV with the series up to now (- reads "
+                                                        "stdin); its last values are used.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by "
+                                                              "train-sequence.")]
+    = Path("models/sequence"),
+    column: Annotated[str | None, typer.Option(help="Column to read (default: the one the "
+                                                    "model was trained on).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Values to forecast (default: the model's "
+                                                   "horizon; more feeds forecasts back in).")]
+    = None,
+    quiet: Quiet = False,
+) -> None:
+    """Forecast the next values after the end of a series: CSV on stdout.
+
+    Example: dlkit forecast --model models/sequence --csv sunspots.csv --steps 5 > next.csv
+    """
+
+    def body() -> None:
+        import csv
+
+        from dlkit.tasks.sequence import ForecastConfig
+        from dlkit.tasks.sequence import forecast as run_forecast
+
+        table = run_forecast(ForecastConfig(model=model, csv=csv_file, column=column,
+                                            steps=steps))
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(table["header"])
+        writer.writerows(table["rows"])
+        sys.stdout.flush()
+
+    run_command(body, quiet)
+
+
+@app.command("train-text-classifier")
+def train_text_classifier(
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Folder with one subfolder of UTF-8 .txt files per class.")] = None,
+    csv_file: Annotated[str | None, typer.Option("--csv", help="CSV file with a text and a "
+                                                               "label column.")] = None,
+    text_column: Annotated[str, typer.Option(help="CSV column with the texts.")] = "text",
+    label_column: Annotated[str, typer.Option(help="CSV column with the labels.")] = "label",
+    arch: Annotated[str, typer.Option(help="bilstm (the seed's) or transformer.")] = "bilstm",
+    vocab_size: Annotated[int, typer.Option(help="Largest vocabulary kept (most frequent "
+                                                 "words).")] = 20_000,
+    seq_len: Annotated[int, typer.Option(help="Words per text the model reads (longer texts "
+                                              "are cut).")] = 200,
+    epochs: Epochs = 5,
+    batch_size: BatchSize = 32,
+    learning_rate: LearningRate = 2e-3,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
+    = Path("models/text-classifier"),
+    limit: Limit = None,
+    val_split: ValSplit = 0.1,
+    strategy: Strategy = "auto",
+    deterministic: Deterministic = False,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a text classifier whose saved model takes raw strings.
+
+    Example: dlkit train-text-classifier --csv reviews.csv --text-column review --label-column stars
+    """
+
+    def body() -> None:
+        from dlkit.tasks.text_classifier import TextClassifierConfig, run
+
+        result = run(TextClassifierConfig(output=output, epochs=epochs, batch_size=batch_size,
+                                          learning_rate=learning_rate, seed=seed, limit=limit,
+                                          val_split=val_split, strategy=strategy,
+                                          deterministic=deterministic, folder=data_dir,
+                                          csv=csv_file, text_column=text_column,
+                                          label_column=label_column, arch=arch,
+                                          vocab_size=vocab_size, seq_len=seq_len))
+        if as_json:
+            console.emit_json(result.to_json())
+            return
+        console.summary_table(f"train-text-classifier ({result.arch})", {
+            "validation accuracy": result.val_accuracy, "majority-class rate":
+            result.majority_rate, "classes": len(result.class_names),
+            "training time (s)": result.train_seconds, "device": result.device,
+            "model folder": result.artifacts["model_dir"]})
+        acc = "nan" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
+        typer.echo(f"val_accuracy={acc} model={result.artifacts['model_dir']}")
+
+    run_command(body, quiet)
+
+
+@app.command("classify-text")
+def classify_text(
+    texts: Annotated[list[str], typer.Argument(
+        metavar="TEXT...", help="Texts to classify, or - to read one text per line from "
+        "stdin.", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by "
+                                                              "train-text-classifier.")]
+    = Path("models/text-classifier"),
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Print the K best labels per "
+                                                             "text.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array on stdout.")]
+    = False,
+    quiet: Quiet = False,
+) -> None:
+    """Label texts: one line per text, label<TAB>confidence (K pairs with --top-k).
+
+    Example: echo "a wonderful film" | dlkit classify-text --model models/reviews -
+    """
+
+    def body() -> None:
+        from dlkit.tasks.text_classifier import ClassifyTextConfig, classify
+
+        predictions, seconds = classify(ClassifyTextConfig(model=model, texts=list(texts),
+                                                           top_k=top_k))
+        if as_json:
+            console.emit_json([p.to_json() for p in predictions])
+        else:
+            sys.stdout.write("".join(p.to_line() + "\n" for p in predictions))
+            sys.stdout.flush()
+        console.info(f"classified {len(predictions)} texts in {seconds:.2f} s")
+
+    run_command(body, quiet)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: staging folders are removed, exit 130
 

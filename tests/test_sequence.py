@@ -1,0 +1,128 @@
+"""End to end through the CLI: `train-sequence` and `forecast` on a series the tests write."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_error_line, run_dlkit
+
+PERIOD = 12
+
+
+def write_series(path: Path, n: int = 180, seed: int = 0, bad_row: int | None = None) -> Path:
+    """A noisy monthly seasonal series with a trend: dates in one column, values in another."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    values = 10 + 0.02 * t + 3 * np.sin(2 * np.pi * t / PERIOD) + rng.normal(0, 0.3, n)
+    months = np.arange(np.datetime64("2000-01"), np.datetime64("2000-01") + n)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["month", "sales", "note"])
+        for i in range(n):
+            value = "n/a" if i == bad_row else f"{values[i]:.4f}"
+            writer.writerow([str(months[i]), value, "x"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """One GRU trained on the series (shared by the tests that only read its folder)."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    root = tmp_path_factory.mktemp("seq")
+    series = write_series(root / "sales.csv")
+    out = root / "model"
+    result = CliRunner().invoke(app, ["train-sequence", "--csv", str(series), "--column",
+                                      "sales", "--time-column", "month", "--arch", "gru",
+                                      "--window", "12", "--horizon", "3", "--epochs", "40",
+                                      "--learning-rate", "3e-3", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return series, out, json.loads(result.stdout)
+
+
+def test_train_sequence_reports_and_beats_naive(trained: tuple[Path, Path, dict]) -> None:
+    series, out, report = trained
+    assert report["arch"] == "gru" and report["window"] == 12 and report["horizon"] == 3
+    assert report["period"] == PERIOD  # inferred from the training part's autocorrelation
+    assert report["points"] == {"train": 135, "validation": 18, "test": 27}
+    for key in ("test_mae", "test_rmse", "naive_rmse", "seasonal_naive_rmse"):
+        assert np.isfinite(report[key]) and report[key] > 0
+    assert report["test_rmse"] < report["naive_rmse"]  # a seasonal series: it learned something
+    assert report["artifacts"]["model_dir"] == str(out.resolve())
+    assert {Path(p).name for p in report["artifacts"]["plots"]} == {
+        "training_curves.png", "forecast_vs_actual.png"}
+
+
+def test_model_folder_takes_raw_values(trained: tuple[Path, Path, dict]) -> None:
+    import tensorflow as tf
+
+    series, out, _ = trained
+    meta = json.loads((out / "metadata.json").read_text())
+    with open(series) as f:
+        values = np.array([float(row["sales"]) for row in csv.DictReader(f)])
+    norm = meta["preprocessing"]["normalisation"]
+    assert norm["fitted_on"] == "training part only"
+    assert norm["mean"] == pytest.approx(values[:135].mean())  # train part only
+    assert norm["std"] == pytest.approx(values[:135].std())
+    serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    windows = np.stack([values[-12:], values[-24:-12]]).astype(np.float32)[..., None]
+    (pred,) = serve(tf.constant(windows)).values()
+    assert pred.shape == (2, 3)
+    assert np.all(np.abs(pred.numpy() - values.mean()) < 10)  # raw units, not normalised
+
+
+def test_forecast_prints_csv_only(trained: tuple[Path, Path, dict]) -> None:
+    series, out, _ = trained
+    result = run_dlkit("forecast", "--model", out, "--csv", series, "--steps", "5")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(result.stdout.splitlines()))
+    assert rows[0] == ["month", "sales"]
+    assert [r[0] for r in rows[1:]] == ["2015-01", "2015-02", "2015-03", "2015-04", "2015-05"]
+    assert all(abs(float(r[1]) - 13.6) < 5 for r in rows[1:])
+    assert "Traceback" not in result.stderr
+
+
+def test_forecast_from_stdin_without_time_column(cli, trained: tuple[Path, Path, dict]) -> None:
+    series, out, _ = trained
+    with open(series) as f:
+        values = [row["sales"] for row in csv.DictReader(f)]
+    text = "sales\n" + "\n".join(values) + "\n"
+    result = cli("forecast", "--model", out, "--csv", "-", input=text)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "step,sales"
+    assert [line.split(",")[0] for line in result.stdout.splitlines()[1:]] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("case,args,needle", [
+    ("missing column", ["--column", "price"], "no column 'price'"),
+    ("non-numeric", ["--column", "sales"], "row 12"),
+    ("text column", ["--column", "note"], "not a number"),
+    ("too short", ["--column", "sales", "--window", "400"], "fewer than --window"),
+    ("bad arch", ["--column", "sales", "--arch", "tcn"], "unknown --arch"),
+])
+def test_train_sequence_bad_input(cli, tmp_path: Path, case: str, args: list[str],
+                                  needle: str) -> None:
+    series = write_series(tmp_path / "s.csv", bad_row=10 if case == "non-numeric" else None)
+    result = cli("train-sequence", "--csv", series, *args, "-o", tmp_path / "m")
+    assert result.exit_code == 2, (case, result.stderr)
+    assert needle in result.stderr
+    assert_one_error_line(result.stderr)
+    assert not (tmp_path / "m").exists()
+
+
+def test_forecast_bad_input(cli, tmp_path: Path, trained: tuple[Path, Path, dict]) -> None:
+    _, out, _ = trained
+    missing = cli("forecast", "--model", tmp_path / "nothing", "--csv", tmp_path / "x.csv")
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    short = tmp_path / "short.csv"
+    short.write_text("sales\n1\n2\n3\n")
+    result = cli("forecast", "--model", out, "--csv", short)
+    assert result.exit_code == 2 and "needs the last 12" in result.stderr
+    assert_one_error_line(result.stderr)
+    assert result.stdout == ""

@@ -1,0 +1,164 @@
+"""End to end through the CLI: `train-text-classifier` and `classify-text` on texts the tests
+write (a class folder layout and a CSV)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_error_line, run_dlkit
+
+TOPICS = {
+    "cooking": "oven flour butter simmer recipe garlic onion bake sauce pepper",
+    "football": "goal striker referee penalty match keeper league pitch corner offside",
+    "space": "orbit rocket planet galaxy astronaut comet telescope lunar launch star",
+}
+FILLER = "the a and of to in it was is on with that for this very some".split()
+
+
+def sentence(rng: random.Random, topic: str) -> str:
+    words = rng.sample(TOPICS[topic].split(), 3) + rng.sample(FILLER, 5)
+    rng.shuffle(words)
+    return " ".join(words).capitalize() + "."
+
+
+def write_folder(root: Path, per_class: int = 30, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    for topic in TOPICS:
+        (root / topic).mkdir(parents=True)
+        for i in range(per_class):
+            (root / topic / f"{i:03d}.txt").write_text(sentence(rng, topic) + "\n",
+                                                       encoding="utf-8")
+    return root
+
+
+def write_csv(path: Path, rows: int = 90, seed: int = 1) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "body", "topic"])
+        for i in range(rows):
+            topic = list(TOPICS)[i % 3]
+            writer.writerow([i, sentence(rng, topic), topic])
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A transformer classifier trained on the class-folder layout."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    root = tmp_path_factory.mktemp("texts")
+    folder = write_folder(root / "corpus")
+    out = root / "model"
+    result = CliRunner().invoke(app, ["train-text-classifier", "--data-dir", str(folder),
+                                      "--arch", "transformer", "--epochs", "12", "--batch-size",
+                                      "16", "--seq-len", "16", "--val-split", "0.2", "-o",
+                                      str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return out, json.loads(result.stdout)
+
+
+def test_train_text_classifier_folder(trained: tuple[Path, dict]) -> None:
+    out, report = trained
+    assert report["arch"] == "transformer"
+    assert report["class_names"] == ["cooking", "football", "space"]
+    assert report["train_examples"] == 72 and report["val_examples"] == 18
+    assert report["majority_rate"] == pytest.approx(1 / 3)
+    assert report["val_accuracy"] > 0.8  # keyword topics: it must learn them
+    assert {Path(p).name for p in report["artifacts"]["plots"]} == {
+        "training_curves.png", "confusion_matrix.png"}
+
+
+def test_saved_model_takes_raw_strings(trained: tuple[Path, dict]) -> None:
+    import tensorflow as tf
+
+    out, _ = trained
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["task"] == "train-text-classifier" and meta["class_names"][0] == "cooking"
+    serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    (probs,) = serve(tf.constant(["the rocket reached orbit", "bake the flour", ""])).values()
+    assert probs.shape == (3, 3)
+    np.testing.assert_allclose(probs.numpy().sum(axis=1), 1.0, rtol=1e-4)
+    assert probs.numpy()[0].argmax() == 2 and probs.numpy()[1].argmax() == 0
+
+
+def test_classify_text_stdin_and_arguments(trained: tuple[Path, dict]) -> None:
+    out, _ = trained
+    lines = "the keeper saved a penalty\nsimmer the garlic sauce\n"
+    result = run_dlkit("classify-text", "--model", out, "-", "a comet and a planet",
+                       input=lines)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["football", "cooking", "space"]
+    assert all(0 < float(r[1]) <= 1 for r in rows)
+    assert "Traceback" not in result.stderr
+
+
+def test_classify_text_json_top_k(cli, trained: tuple[Path, dict]) -> None:
+    out, _ = trained
+    result = cli("classify-text", "-m", out, "--top-k", "2", "--json", "the striker scored")
+    assert result.exit_code == 0, result.stderr
+    (item,) = json.loads(result.stdout)
+    assert item["text"] == "the striker scored" and len(item["top"]) == 2
+    assert item["label"] == item["top"][0]["label"]
+
+
+def test_train_text_classifier_csv_bilstm(cli, tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "topics.csv")
+    result = cli("train-text-classifier", "--csv", data, "--text-column", "body",
+                 "--label-column", "topic", "--epochs", "2", "--seq-len", "12", "-o",
+                 tmp_path / "m", "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["arch"] == "bilstm" and report["train_examples"] + report["val_examples"] == 90
+    assert (tmp_path / "m" / "saved_model" / "saved_model.pb").is_file()
+
+
+def bad_folder(tmp_path: Path, case: str) -> Path:
+    root = write_folder(tmp_path / "corpus", per_class=3)
+    if case == "empty class":
+        (root / "gardening").mkdir()
+    elif case == "single class":
+        for topic in ("football", "space"):
+            for f in (root / topic).iterdir():
+                f.unlink()
+            (root / topic).rmdir()
+    elif case == "not utf-8":
+        (root / "space" / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    return root
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("empty class", "gardening holds no .txt files"),
+    ("single class", "single class ('cooking')"),
+    ("not utf-8", "latin1.txt is not UTF-8"),
+])
+def test_bad_folders(cli, tmp_path: Path, case: str, needle: str) -> None:
+    result = cli("train-text-classifier", "--data-dir", bad_folder(tmp_path, case), "-o",
+                 tmp_path / "m")
+    assert result.exit_code == 2, result.stderr
+    assert needle in result.stderr
+    assert_one_error_line(result.stderr)
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_csv_and_usage(cli, tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "t.csv", rows=9)
+    cases = [(["--csv", data, "--text-column", "review", "--label-column", "topic"],
+              "no column 'review'"),
+             ([], "either --data-dir"),
+             (["--csv", data, "--text-column", "body", "--label-column", "topic", "--arch",
+               "cnn"], "unknown --arch")]
+    for args, needle in cases:
+        result = cli("train-text-classifier", *args, "-o", tmp_path / "m")
+        assert result.exit_code == 2 and needle in result.stderr, (args, result.stderr)
+        assert_one_error_line(result.stderr)
+    missing = cli("classify-text", "-m", tmp_path / "none", "hello")
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr

@@ -673,6 +673,133 @@ def classify_text(
     run_command(body, quiet)
 
 
+@app.command("train-gan")
+def train_gan(
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, digits or cifar10.")]
+    = "mnist",
+    conditional: Annotated[bool, typer.Option(help="Class-conditional generation (AC-GAN): "
+                                                   "ask the generator for a class.")] = False,
+    latent_dim: Annotated[int, typer.Option(help="Size of the generator's noise vector.")] = 64,
+    width: Annotated[int, typer.Option(help="Base number of convolution filters.")] = 32,
+    epochs: Epochs = 10,
+    batch_size: BatchSize = 64,
+    learning_rate: LearningRate = 2e-4,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Stop training after this many minutes (keeps what was learned).")] = None,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
+    = Path("models/gan"),
+    data_dir: DataDir = None,
+    limit: Limit = None,
+    strategy: Strategy = "auto",
+    deterministic: Deterministic = False,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a DCGAN; save the generator, a sample grid per epoch, a GIF and loss curves.
+
+    Example: dlkit train-gan --dataset fashion-mnist --conditional --epochs 5
+    """
+
+    def body() -> None:
+        from dlkit.tasks.gan import GanConfig, run
+
+        result = run(GanConfig(output=output, epochs=epochs, batch_size=batch_size,
+                               learning_rate=learning_rate, seed=seed, data_dir=data_dir,
+                               limit=limit, strategy=strategy, deterministic=deterministic,
+                               dataset=dataset, latent_dim=latent_dim, conditional=conditional,
+                               width=width, max_minutes=max_minutes))
+        if as_json:
+            console.emit_json(result.to_json())
+            return
+        console.summary_table(f"train-gan {result.dataset}", {
+            "epochs": f"{result.epochs_completed}/{result.epochs} ({result.stopped})",
+            "d loss": result.final_d_loss, "g loss": result.final_g_loss,
+            "training time (s)": result.train_seconds, "device": result.device,
+            "final grid": result.final_grid, "model folder": result.artifacts["model_dir"]})
+        typer.echo(f"grid={result.final_grid} model={result.artifacts['model_dir']}")
+
+    run_command(body, quiet)
+
+
+@app.command("sample-gan")
+def sample_gan(
+    model: Annotated[Path, typer.Option(help="Model folder written by train-gan.")]
+    = Path("models/gan"),
+    count: Annotated[int, typer.Option("--count", "-n", help="Number of images.")] = 100,
+    out: Annotated[Path | None, typer.Option(help="Grid PNG to write (default samples.png "
+                                                  "unless --out-dir is given).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Also write one PNG per image "
+                                                      "here.")] = None,
+    label: Annotated[int | None, typer.Option(help="Class index to draw (conditional "
+                                                   "models only).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the noise: the same seed gives "
+                                                  "the same images.")] = None,
+    truncation: Annotated[float | None, typer.Option(
+        help="Redraw noise values beyond +-T (truncation trick: cleaner, less varied).")]
+    = None,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+) -> None:
+    """Draw new images from a trained generator: a grid PNG or one PNG per image.
+
+    Example: dlkit sample-gan --model models/gan --count 64 --label 7 --seed 1 --out sevens.png
+    """
+
+    def body() -> None:
+        from dlkit.tasks.gan_eval import SampleConfig, sample
+
+        grid = out if out is not None or out_dir is not None else Path("samples.png")
+        result = sample(SampleConfig(model=model, count=count, out=grid, out_dir=out_dir,
+                                     label=label, seed=seed, truncation=truncation))
+        if as_json:
+            console.emit_json(result)
+            return
+        if "grid" in result:
+            typer.echo(result["grid"])
+        for path in result.get("images", []):
+            typer.echo(path)
+
+    run_command(body, quiet)
+
+
+@app.command("evaluate-gan")
+def evaluate_gan(
+    model: Annotated[Path, typer.Option(help="Model folder written by train-gan.")]
+    = Path("models/gan"),
+    classifier: Annotated[Path, typer.Option(help="Classifier folder written by train-mnist "
+                                                  "(or train-cifar) on the same dataset.")]
+    = Path("models/mnist"),
+    count: Annotated[int, typer.Option("--count", "-n", help="Number of samples scored.")]
+    = 1000,
+    seed: Annotated[int, typer.Option(help="Seed for the noise.")] = 0,
+    threshold: Annotated[float, typer.Option(help="Confidence that counts as "
+                                                  "recognisable.")] = 0.9,
+    truncation: Annotated[float | None, typer.Option(
+        help="Redraw noise values beyond +-T (truncation trick: cleaner, less varied).")]
+    = None,
+    quiet: Quiet = False,
+) -> None:
+    """Score generated images with a trained classifier; prints one JSON object.
+
+    Reports the share the classifier labels with confidence >= threshold ("recognisable"), the
+    label-histogram entropy relative to ln(classes), and for conditional models the share
+    labelled as the class asked for.
+
+    Example: dlkit evaluate-gan --model models/gan --classifier models/mnist
+    """
+
+    def body() -> None:
+        from dlkit.tasks.gan_eval import EvalConfig, evaluate
+
+        result = evaluate(EvalConfig(model=model, classifier=classifier, count=count,
+                                     seed=seed, threshold=threshold,
+                                     truncation=truncation))
+        console.emit_json(result.to_json())
+
+    run_command(body, quiet)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: staging folders are removed, exit 130
 

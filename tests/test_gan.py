@@ -1,0 +1,205 @@
+"""End-to-end tests of `dlkit train-gan`, `sample-gan` and `evaluate-gan` on tiny data: artifacts,
+grid PNGs, determinism under --seed, the JSON scores and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_error_line, run_dlkit
+
+
+def _invoke(*args: object):
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _png(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, path
+    return image
+
+
+@pytest.fixture(scope="module")
+def cond_gan(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A conditional GAN trained for two tiny epochs on the tiny fashion-mnist."""
+    out = tmp_path_factory.mktemp("gan") / "cond"
+    result = _invoke("train-gan", "--dataset", "fashion-mnist", "--data-dir", tiny_root,
+                     "--conditional", "--epochs", 2, "--batch-size", 32, "--limit", 64,
+                     "--latent-dim", 8, "--width", 8, "--output", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    return out, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def plain_gan(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """An unconditional GAN on tiny mnist.npz, stopped by a (tiny) time budget."""
+    out = tmp_path_factory.mktemp("gan") / "plain"
+    result = _invoke("train-gan", "--dataset", "mnist", "--data-dir", tiny_root, "--epochs", 5,
+                     "--batch-size", 16, "--limit", 48, "--latent-dim", 4, "--width", 8,
+                     "--max-minutes", 0.0001, "--output", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    return out, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cls") / "fashion"
+    result = _invoke("train-mnist", "--dataset", "fashion-mnist", "--data-dir", tiny_root,
+                     "--arch", "mlp", "--epochs", 1, "--limit", 64, "--output", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_train_gan_writes_generator_plots_and_metadata(cond_gan: tuple[Path, dict]) -> None:
+    folder, result = cond_gan
+    assert result["conditional"] is True and result["epochs_completed"] == 2
+    assert result["stopped"] == "completed"
+    assert set(result["history"]) >= {"d_loss", "g_loss"}
+    assert all(len(v) == 2 and all(np.isfinite(v)) for v in result["history"].values())
+    for name in ("saved_model/saved_model.pb", "model.keras", "metadata.json",
+                 "plots/epoch_001.png", "plots/epoch_002.png", "plots/epochs.gif",
+                 "plots/loss_curves.png"):
+        assert (folder / name).is_file(), name
+    assert result["final_grid"] == str(folder / "plots" / "epoch_002.png")
+    grid = _png(folder / "plots" / "epoch_002.png")
+    assert grid.shape == (10 * 58 + 2, 10 * 58 + 2)  # 10x10 images of 28px, doubled, 2px gaps
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["task"] == "train-gan" and meta["dataset"] == "fashion-mnist"
+    assert meta["latent_dim"] == 8 and meta["conditional"] is True
+    assert meta["image_shape"] == [28, 28, 1] and len(meta["class_names"]) == 10
+    assert not list(folder.parent.glob(".cond.*")), "staging/progress folders left behind"
+
+
+def test_saved_model_serves_pixels(cond_gan: tuple[Path, dict]) -> None:
+    import tensorflow as tf
+
+    folder, _ = cond_gan
+    serve = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
+    out = list(serve(noise=tf.zeros((3, 8)), label=tf.constant([0, 1, 2])).values())[0].numpy()
+    assert out.shape == (3, 28, 28, 1)
+    assert 0.0 <= out.min() and out.max() <= 255.0
+
+
+def test_unconditional_time_budget(plain_gan: tuple[Path, dict]) -> None:
+    folder, result = plain_gan
+    assert result["conditional"] is False
+    assert result["stopped"] == "time limit" and result["epochs_completed"] == 1
+    assert (folder / "plots" / "epoch_001.png").is_file()
+    assert not (folder / "plots" / "epoch_002.png").exists()
+
+
+def test_sample_gan_is_deterministic_under_seed(cond_gan: tuple[Path, dict],
+                                                 tmp_path: Path) -> None:
+    folder, _ = cond_gan
+    paths = [tmp_path / name for name in ("a.png", "b.png", "c.png")]
+    for path, seed in zip(paths, (7, 7, 8), strict=True):
+        result = _invoke("sample-gan", "--model", folder, "--count", 20, "--seed", seed,
+                         "--out", path)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.strip() == str(path)
+    first, again, other = (_png(p) for p in paths)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.shape == (2 * 58 + 2, 10 * 58 + 2)  # conditional: one column per class
+
+
+def test_sample_gan_one_png_per_image_for_a_label(cond_gan: tuple[Path, dict],
+                                                   tmp_path: Path) -> None:
+    folder, _ = cond_gan
+    result = _invoke("sample-gan", "--model", folder, "--count", 4, "--label", 1, "--seed", 0,
+                     "--out-dir", tmp_path / "each")
+    assert result.exit_code == 0, result.stderr
+    files = sorted((tmp_path / "each").glob("*.png"))
+    assert [f.name for f in files] == [f"sample_{i:04d}_trouser.png" for i in range(4)]
+    assert result.stdout.split() == [str(f) for f in files]
+    assert _png(files[0]).shape == (28, 28)
+
+
+def test_sample_gan_json_keeps_stdout_clean(plain_gan: tuple[Path, dict],
+                                            tmp_path: Path) -> None:
+    folder, _ = plain_gan
+    proc = run_dlkit("sample-gan", "--model", folder, "--count", 9, "--seed", 1,
+                     "--out", tmp_path / "g.png", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # exactly one JSON object, nothing else
+    assert result["grid"] == str(tmp_path / "g.png") and result["count"] == 9
+    assert _png(tmp_path / "g.png").shape == (3 * 58 + 2, 3 * 58 + 2)
+
+
+def test_evaluate_gan_scores_as_json(cond_gan: tuple[Path, dict], classifier: Path) -> None:
+    folder, _ = cond_gan
+    result = _invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
+                     "--count", 50, "--seed", 3)
+    assert result.exit_code == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["count"] == 50 and scores["conditional"] is True
+    for key in ("recognisable", "label_entropy", "mean_confidence", "conditional_accuracy"):
+        assert 0.0 <= scores[key] <= 1.0, key
+    assert sum(scores["label_histogram"].values()) == 50
+    assert len(scores["per_class_accuracy"]) == 10
+    again = json.loads(_invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
+                               "--count", 50, "--seed", 3).stdout)
+    assert again["label_histogram"] == scores["label_histogram"]
+
+
+def test_evaluate_unconditional_has_no_conditional_accuracy(plain_gan: tuple[Path, dict],
+                                                            classifier: Path) -> None:
+    folder, _ = plain_gan
+    result = _invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
+                     "--count", 20)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["conditional_accuracy"] is None
+
+
+@pytest.mark.parametrize("args, words", [
+    (("train-gan", "--dataset", "svhn"), "unknown --dataset"),
+    (("train-gan", "--latent-dim", "0"), "--latent-dim"),
+    (("sample-gan", "--model", "no/such/folder"), "does not exist"),
+    (("evaluate-gan", "--model", "no/such/folder", "--classifier", "x"), "does not exist"),
+    (("sample-gan", "--model", "no/such/folder", "--truncation", "0"), "--truncation"),
+])
+def test_bad_input_is_one_line_exit_2(args: tuple[str, ...], words: str, tmp_path: Path) -> None:
+    result = _invoke(*args, "--quiet") if args[0] != "train-gan" else _invoke(
+        *args, "--output", tmp_path / "m")
+    assert result.exit_code == 2, result.stderr
+    assert_one_error_line(result.stderr)
+    assert words in result.stderr
+
+
+def test_label_out_of_range_or_unconditional(cond_gan: tuple[Path, dict],
+                                             plain_gan: tuple[Path, dict],
+                                             tmp_path: Path) -> None:
+    out = tmp_path / "x.png"
+    bad = _invoke("sample-gan", "--model", cond_gan[0], "--label", 10, "--out", out)
+    assert bad.exit_code == 2 and "outside the classes" in bad.stderr
+    assert_one_error_line(bad.stderr)
+    plain = _invoke("sample-gan", "--model", plain_gan[0], "--label", 1, "--out", out)
+    assert plain.exit_code == 2 and "--conditional" in plain.stderr
+    assert_one_error_line(plain.stderr)
+    assert not out.exists()
+
+
+def test_evaluate_rejects_a_classifier_for_other_images(cond_gan: tuple[Path, dict],
+                                                        tiny_root: Path,
+                                                        tmp_path: Path) -> None:
+    result = _invoke("evaluate-gan", "--model", cond_gan[0], "--classifier", cond_gan[0])
+    assert result.exit_code == 2
+    assert_one_error_line(result.stderr)
+
+
+def test_divergence_stops_with_a_clear_message(tiny_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    result = _invoke("train-gan", "--dataset", "fashion-mnist", "--data-dir", tiny_root,
+                     "--epochs", 2, "--batch-size", 16, "--limit", 32, "--latent-dim", 4,
+                     "--width", 4, "--learning-rate", 1e30, "--output", out)
+    assert result.exit_code == 1, result.stderr
+    assert_one_error_line(result.stderr)
+    assert "diverged" in result.stderr and "--learning-rate" in result.stderr

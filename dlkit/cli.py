@@ -201,7 +201,7 @@ def train_cifar(
     dataset: Annotated[str, typer.Option(help="cifar10.")] = "cifar10",
     arch: Annotated[str, typer.Option(help="resnet (default) or seed (the seed CNN).")]
     = "resnet",
-    epochs: Epochs = 24,
+    epochs: Epochs = 20,
     batch_size: BatchSize = 128,
     learning_rate: LearningRate = 4e-3,
     seed: Seed = 0,

@@ -18,19 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from common import RESULTS, ROOT  # noqa: E402 (benchmarks/ is on sys.path)
+from common import dlkit as run_dlkit
 
 
 def dlkit(*args: str) -> dict:
-    """Run the real CLI with --json; return its object plus the peak memory (`peak_rss_mib`)."""
-    cmd = [sys.executable, "-m", "dlkit", *args, "--json", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
-    stdout, stderr = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr}")
-    result = json.loads(stdout)
+    """`common.dlkit`, plus the peak memory so far (`peak_rss_mib`)."""
+    result = run_dlkit(*args)
     result["peak_rss_mib"] = _peak_rss_mib()
     return result
 

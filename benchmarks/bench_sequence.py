@@ -18,17 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-
-
-def dlkit(*args: str) -> dict:
-    """Run the real CLI with --json and return its object."""
-    cmd = [sys.executable, "-m", "dlkit", *args, "--json", "--quiet"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
-    return json.loads(out.stdout)
+from common import RESULTS, ROOT, dlkit  # noqa: E402 (benchmarks/ is on sys.path)
 
 
 def sunspots_csv(path: Path) -> Path:

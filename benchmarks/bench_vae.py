@@ -12,23 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-
-
-def dlkit(*args: str) -> dict:
-    """Run the real CLI with --json and return its object."""
-    cmd = [sys.executable, "-m", "dlkit", *args, "--json", "--quiet"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
-    return json.loads(out.stdout)
+from common import RESULTS, dlkit  # noqa: E402 (benchmarks/ is on sys.path)
 
 
 def option(name: str, default: str) -> str:

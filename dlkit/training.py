@@ -33,6 +33,7 @@ class TrainConfig:
     strategy: str = "auto"
     deterministic: bool = False
     resume: bool = False
+    max_minutes: float | None = None  # time budget, for the tasks that take --max-minutes
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -46,6 +47,8 @@ class TrainConfig:
             raise UsageError(f"--limit must be at least 1 (got {self.limit})")
         if not 0 <= self.val_split < 1:
             raise UsageError(f"--val-split must be in [0, 1) (got {self.val_split})")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise UsageError(f"--max-minutes must be positive (got {self.max_minutes})")
 
 
 def warmup_cosine(peak: float, total_steps: int, warmup_fraction: float = 0.1) -> Any:

@@ -26,7 +26,7 @@ import numpy as np
 from dlkit import artifacts, plots
 from dlkit import runtime as rt
 from dlkit.console import info
-from dlkit.errors import DlkitError, UsageError
+from dlkit.errors import DlkitError, UsageError, require_choice
 from dlkit.tasks.gan_eval import grid_columns, save_grid, to_uint8
 from dlkit.training import EpochTimer, Progress, TrainConfig
 
@@ -43,19 +43,14 @@ class GanConfig(TrainConfig):
     latent_dim: int = 64
     conditional: bool = False
     width: int = 32
-    max_minutes: float | None = None
 
     def validate(self) -> None:
         super().validate()
-        if self.dataset not in DATASETS:
-            raise UsageError(f"unknown --dataset {self.dataset!r}; choose one of "
-                             f"{', '.join(DATASETS)}")
+        require_choice("--dataset", self.dataset, DATASETS)
         if self.latent_dim < 1:
             raise UsageError(f"--latent-dim must be at least 1 (got {self.latent_dim})")
         if not 4 <= self.width <= 512:
             raise UsageError(f"--width must be between 4 and 512 (got {self.width})")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UsageError(f"--max-minutes must be positive (got {self.max_minutes})")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.errors import UsageError
+from dlkit.errors import UsageError, require_choice
 from dlkit.training import TrainConfig
 
 ARCHS = ("simplernn", "lstm", "gru")
@@ -38,8 +38,7 @@ class SequenceConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.arch not in ARCHS:
-            raise UsageError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        require_choice("--arch", self.arch, ARCHS)
         for name, value in (("--window", self.window), ("--horizon", self.horizon),
                             ("--units", self.units)):
             if value < 1:

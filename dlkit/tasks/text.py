@@ -21,7 +21,7 @@ from typing import Any
 
 from dlkit import runtime as rt
 from dlkit.console import err, info, is_quiet, warn
-from dlkit.errors import DlkitError, UsageError
+from dlkit.errors import DlkitError, UsageError, require_choice
 
 rt.import_tensorflow()  # before Keras, so TensorFlow's start-up chatter stays off stderr
 
@@ -47,13 +47,11 @@ class TextConfig(TrainConfig):
     heads: int = 4
     dropout: float = 0.0
     weight_decay: float = 0.1
-    max_minutes: float | None = None
     sample_every_epoch: bool = True
 
     def validate(self) -> None:
         super().validate()
-        if self.arch not in ARCHS:
-            raise UsageError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        require_choice("--arch", self.arch, ARCHS)
         default_layers, default_dim = DEFAULT_SIZES[self.arch]
         self.layers = default_layers if self.layers is None else self.layers
         self.dim = default_dim if self.dim is None else self.dim
@@ -65,8 +63,6 @@ class TextConfig(TrainConfig):
             raise UsageError(f"--dim {self.dim} must be divisible by --heads {self.heads}")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UsageError(f"--max-minutes must be positive (got {self.max_minutes})")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.errors import UsageError
+from dlkit.errors import UsageError, require_choice
 from dlkit.training import TrainConfig
 
 ARCHS = ("bilstm", "transformer")
@@ -38,8 +38,7 @@ class TextClassifierConfig(TrainConfig):
             raise UsageError("give the training texts with either --data-dir (one subfolder of "
                              ".txt files per class) or --csv FILE --text-column T "
                              "--label-column L")
-        if self.arch not in ARCHS:
-            raise UsageError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        require_choice("--arch", self.arch, ARCHS)
         if self.vocab_size < 3:
             raise UsageError(f"--vocab-size must be at least 3 (got {self.vocab_size})")
         if self.seq_len < 1:

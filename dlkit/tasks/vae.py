@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.errors import UsageError
+from dlkit.errors import UsageError, require_choice
 from dlkit.training import TrainConfig
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
@@ -34,19 +34,13 @@ class VaeConfig(TrainConfig):
     dataset: str = "mnist"
     arch: str = "conv"
     latent_dim: int = 16
-    max_minutes: float | None = None
 
     def validate(self) -> None:
         super().validate()
-        if self.dataset not in DATASETS:
-            raise UsageError(f"unknown --dataset {self.dataset!r}; choose one of "
-                             f"{', '.join(DATASETS)}")
-        if self.arch not in ARCHS:
-            raise UsageError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        require_choice("--dataset", self.dataset, DATASETS)
+        require_choice("--arch", self.arch, ARCHS)
         if not 1 <= self.latent_dim <= 512:
             raise UsageError(f"--latent-dim must be between 1 and 512 (got {self.latent_dim})")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UsageError(f"--max-minutes must be positive (got {self.max_minutes})")
 
 
 @dataclass

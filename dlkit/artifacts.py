@@ -160,20 +160,24 @@ def artifact_paths(folder: Path) -> dict[str, str]:
     return result
 
 
-def load_metadata(folder: Path) -> dict[str, Any]:
-    """Read `metadata.json` from a model folder; exit 2 with a hint when it is not one."""
+def load_metadata(folder: Path, task: str | None = None) -> dict[str, Any]:
+    """Read `metadata.json` from a model folder; exit 2 with a hint when it is not one, or (with
+    `task`) when another command wrote it."""
     folder = Path(folder).expanduser()
+    train = f"dlkit {task or 'train-cifar'} --output {folder}"
     if not folder.is_dir():
-        raise UsageError(f"model folder {folder} does not exist; train one first "
-                         "(for example `dlkit train-cifar --output {folder}`)".replace("{folder}",
-                                                                                      str(folder)))
+        raise UsageError(f"model folder {folder} does not exist; train one first (`{train}`)")
     path = folder / METADATA
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"{folder} is not a dlkit model folder (no {METADATA})") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path} is unreadable ({exc}); retrain the model") from None
+    if task is not None and meta.get("task") != task:
+        raise UsageError(f"{folder} was not written by {task} (task {meta.get('task')!r}); "
+                         f"pass a {task} model folder or train one (`{train}`)")
+    return meta
 
 
 def load_keras_model(folder: Path) -> Any:

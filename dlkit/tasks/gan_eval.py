@@ -87,10 +87,7 @@ def load_generator(folder: Path) -> Generator:
     """Load a train-gan model folder; exit 2 when it is missing or not a GAN."""
     from dlkit.artifacts import load_keras_model, load_metadata
 
-    meta = load_metadata(folder)
-    if meta.get("task") != "train-gan":
-        raise UsageError(f"{folder} is not a GAN model folder (task {meta.get('task')!r}); "
-                         "train one with `dlkit train-gan`")
+    meta = load_metadata(folder, "train-gan")
     from dlkit.runtime import import_tensorflow
 
     import_tensorflow()

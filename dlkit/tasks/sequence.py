@@ -317,10 +317,7 @@ def forecast(config: ForecastConfig) -> dict[str, Any]:
     from dlkit.artifacts import load_keras_model, load_metadata
     from dlkit.data.tabular import next_times, read_series
 
-    meta = load_metadata(config.model)
-    if meta.get("task") != "train-sequence":
-        raise UsageError(f"{config.model} was not written by train-sequence "
-                         f"(task {meta.get('task')!r}); pass a train-sequence model folder")
+    meta = load_metadata(config.model, "train-sequence")
     window, horizon = int(meta["window"]), int(meta["horizon"])
     steps = config.steps or horizon
     if steps < 1:

@@ -293,10 +293,7 @@ def classify(config: ClassifyTextConfig) -> tuple[list[Prediction], float]:
 
     if config.top_k < 1:
         raise UsageError(f"--top-k must be at least 1 (got {config.top_k})")
-    meta = load_metadata(config.model)
-    if meta.get("task") != "train-text-classifier":
-        raise UsageError(f"{config.model} was not written by train-text-classifier (task "
-                         f"{meta.get('task')!r}); pass a train-text-classifier model folder")
+    meta = load_metadata(config.model, "train-text-classifier")
     texts: list[str] = []
     for text in config.texts:
         texts.extend(sys.stdin.read().splitlines() if text == "-" else [text])

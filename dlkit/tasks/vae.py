@@ -296,10 +296,7 @@ def sample(config: SampleConfig) -> dict[str, Any]:
 
     if config.count < 1:
         raise UsageError(f"--count must be at least 1 (got {config.count})")
-    meta = load_metadata(config.model)
-    if meta.get("task") != "train-vae":
-        raise UsageError(f"{config.model} was not written by train-vae (task "
-                         f"{meta.get('task')!r}); pass a train-vae model folder")
+    meta = load_metadata(config.model, "train-vae")
     out = Path(config.out).expanduser()
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must end in .png")

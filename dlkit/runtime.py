@@ -1,4 +1,5 @@
-"""TensorFlow start-up: quiet logs, seeds, device detection, mixed precision and tf.distribute.
+"""TensorFlow start-up: quiet logs, a lean import without Keras for inference, seeds, device
+detection, mixed precision and tf.distribute.
 
 Importing this module does not import TensorFlow; `start()` does, so commands call it first thing
 in their body and `dlkit --help` stays instant.
@@ -7,6 +8,8 @@ in their body and `dlkit --help` stays instant.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 from collections.abc import Iterator
@@ -56,6 +59,40 @@ def import_tensorflow() -> Any:
 
     tf.get_logger().setLevel(logging.ERROR)
     return tf
+
+
+class _NoLoad(importlib.abc.Loader):
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        raise ImportError("keras import deferred by dlkit.runtime.import_tensorflow_lean")
+
+
+class _DeferKeras(importlib.abc.MetaPathFinder):
+    """Lets `find_spec("keras")` succeed (TensorFlow asks where Keras lives) but makes the
+    import itself fail, so `import tensorflow` skips its eager, optional Keras import."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "keras":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None:
+            spec.loader = _NoLoad()
+        return spec
+
+
+def import_tensorflow_lean() -> Any:
+    """Import TensorFlow without Keras (over a second of start-up; Keras imports scikit-learn
+    and matplotlib). `import keras` still works afterwards, when a `.keras` file needs it."""
+    if "tensorflow" in sys.modules:
+        return import_tensorflow()
+    blocker = _DeferKeras()
+    sys.meta_path.insert(0, blocker)
+    try:
+        return import_tensorflow()
+    finally:
+        sys.meta_path.remove(blocker)
 
 
 @contextlib.contextmanager

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.abc
-import importlib.machinery
 import os
 import sys
 import time
@@ -143,45 +141,6 @@ def _check_writable(option: str, path: Path, model: Path) -> None:
     if path.is_relative_to(model_dir):
         raise UsageError(f"{option} {path} is inside the model folder; write it elsewhere "
                          "(classify-image never writes into the model folder)")
-
-
-# ---------------------------------------------------------------------------------------------
-# TensorFlow start-up without Keras
-
-class _NoLoad(importlib.abc.Loader):
-    def create_module(self, spec: Any) -> None:
-        return None
-
-    def exec_module(self, module: Any) -> None:
-        raise ImportError("keras import deferred by dlkit classify-image")
-
-
-class _DeferKeras(importlib.abc.MetaPathFinder):
-    """Lets `find_spec("keras")` succeed (TensorFlow asks where Keras lives) but makes the
-    import itself fail, so `import tensorflow` skips its eager, optional Keras import."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "keras":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
-        if spec is not None:
-            spec.loader = _NoLoad()
-        return spec
-
-
-def import_tensorflow_lean() -> Any:
-    """Import TensorFlow without Keras (over a second of start-up; Keras imports scikit-learn
-    and matplotlib). `import keras` still works afterwards, when a `.keras` file needs it."""
-    from dlkit.runtime import import_tensorflow
-
-    if "tensorflow" in sys.modules:
-        return import_tensorflow()
-    blocker = _DeferKeras()
-    sys.meta_path.insert(0, blocker)
-    try:
-        return import_tensorflow()
-    finally:
-        sys.meta_path.remove(blocker)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +312,8 @@ def run(config: ClassifyConfig, on_prediction: Callable[[Prediction], None],
         read_stdin: Callable[[], Any] = lambda: sys.stdin) -> ClassifyResult:
     """Classify every input; predictions and per-file errors stream to the callbacks in order."""
     config.validate()
+    from dlkit.runtime import import_tensorflow_lean
+
     tf = import_tensorflow_lean()
     classifier = load_classifier(config, tf)
     inputs = collect_inputs(config.inputs, read_stdin)

@@ -1,9 +1,14 @@
 """Resumable training: a checkpoint folder beside the output, written at every epoch's end.
 
-`<parent>/.<name>.resume/` holds the model with its optimizer state (`checkpoint.keras`) and
-`state.json` (epochs done, history so far, the run's settings). An interrupted run leaves it
-behind; the same command with `--resume` continues from it; a finished run removes it. Every
+`<parent>/.<name>.resume/` holds the model's weights with its optimizer state
+(`checkpoint.weights.h5`) and `state.json` (epochs done, history so far, the run's settings). An
+interrupted run leaves it behind; the same command with `--resume` rebuilds the model from the
+same settings, loads the weights into it and continues; a finished run removes the folder. Every
 file is replaced atomically, so a kill at any moment leaves the last complete checkpoint.
+
+Weights rather than a whole `.keras` model, so that any model a command builds (functional
+models, and subclassed ones with their own `train_step` such as the VAE and the GAN) can be
+checkpointed without registering it for deserialisation.
 
 Imports Keras: import this module inside command bodies only.
 """
@@ -16,16 +21,16 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from dlkit.errors import DlkitError, UsageError
+from dlkit.errors import EXIT_INTERRUPTED, DlkitError, UsageError
 
-MODEL_FILE = "checkpoint.keras"
+WEIGHTS_FILE = "checkpoint.weights.h5"
 STATE_FILE = "state.json"
 
 
@@ -37,26 +42,51 @@ class Checkpoint:
         self.settings = settings
         self.epochs_saved = 0
 
-    def load(self) -> tuple[keras.Model, dict[str, Any]]:
-        """The saved model (compiled, optimizer state included) and state; exit 2 if none."""
+    def load_state(self) -> dict[str, Any]:
+        """The saved state (epochs done, history, epoch seconds); exit 2 if there is none or it
+        was written with other settings."""
         state_path = self.folder / STATE_FILE
         if not state_path.is_file():
             raise UsageError(f"nothing to resume: no checkpoint at {self.folder}; "
                              "run without --resume")
-        state = json.loads(state_path.read_text())
-        if state["settings"] != self.settings:
-            changed = sorted(k for k in self.settings
-                             if state["settings"].get(k) != self.settings[k])
+        try:
+            state = json.loads(state_path.read_text())
+            saved_settings = state["settings"]
+        except (ValueError, KeyError, TypeError):
+            raise DlkitError(f"the checkpoint state {state_path} is damaged; "
+                             "run without --resume") from None
+        if saved_settings != self.settings:
+            changed = sorted(k for k in self.settings if saved_settings.get(k) != self.settings[k])
             raise UsageError(f"the checkpoint at {self.folder} was written with other settings "
                              f"({', '.join(changed)}); resume with the same options or run "
                              "without --resume")
+        return state
+
+    def restore(self, model: keras.Model,
+                build_optimizers: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Load the checkpointed weights and optimizer state into `model` (built and compiled
+        by the caller exactly as for a new run) and return the saved state.
+
+        The optimizer's variables must exist before loading: `build_optimizers` creates them
+        (default: `model.optimizer.build(model.trainable_variables)`)."""
+        state = self.load_state()
+        if build_optimizers is None:
+            model.optimizer.build(model.trainable_variables)
+        else:
+            build_optimizers()
         try:
-            model = keras.models.load_model(self.folder / MODEL_FILE)
-        except Exception as exc:  # a damaged archive raises many types
+            model.load_weights(self.folder / WEIGHTS_FILE)
+        except Exception as exc:  # a damaged or mismatched file raises many types
             raise DlkitError(f"cannot load the checkpoint in {self.folder} "
                              f"({str(exc).splitlines()[0]}); run without --resume") from None
         self.epochs_saved = int(state["epochs_done"])
-        return model, state
+        return state
+
+    def interrupted(self, total_epochs: int) -> DlkitError:
+        """The exit-130 error for Ctrl-C/SIGTERM: what is saved and how to continue."""
+        return DlkitError(f"interrupted; {self.epochs_saved} of {total_epochs} epochs are saved "
+                          f"in the checkpoint at {self.folder}: run the same command with "
+                          "--resume to continue", EXIT_INTERRUPTED)
 
     def callback(self, history: dict[str, list[float]], seconds: list[float]) -> Any:
         """A Keras callback that saves model and state after every epoch."""
@@ -70,9 +100,9 @@ class Checkpoint:
     def _write(self, model: keras.Model, epochs_done: int, history: dict[str, list[float]],
                seconds: list[float]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp_model = self.folder / f".tmp-{MODEL_FILE}"
-        model.save(tmp_model)
-        os.replace(tmp_model, self.folder / MODEL_FILE)
+        tmp_weights = self.folder / f".tmp-{WEIGHTS_FILE}"
+        model.save_weights(tmp_weights)
+        os.replace(tmp_weights, self.folder / WEIGHTS_FILE)
         state = {"epochs_done": epochs_done, "history": history, "epoch_seconds": seconds,
                  "settings": self.settings}
         tmp_state = self.folder / f".tmp-{STATE_FILE}"
@@ -82,6 +112,19 @@ class Checkpoint:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def fit_resumable(model: keras.Model, dataset: Any, checkpoint: Checkpoint, epochs: int,
+                  done: int, history: dict[str, list[float]], seconds: list[float],
+                  callbacks: list[Any], **fit_kwargs: Any) -> None:
+    """`model.fit` from epoch `done` to `epochs`, checkpointing after every epoch into
+    `history`/`seconds`; Ctrl-C or SIGTERM ends it with the exit-130 error saying how to resume
+    (the step in flight finishes: Keras checks for the interrupt between steps)."""
+    try:
+        model.fit(dataset, epochs=epochs, initial_epoch=done, verbose=0, shuffle=False,
+                  callbacks=[*callbacks, checkpoint.callback(history, seconds)], **fit_kwargs)
+    except KeyboardInterrupt:
+        raise checkpoint.interrupted(epochs) from None
 
 
 @contextlib.contextmanager
@@ -120,7 +163,7 @@ class ReseedEachEpoch(keras.callbacks.Callback):
 
 def _seed_generators(model: keras.Model) -> list[Any]:
     found = []
-    for layer in model._flatten_layers(include_self=False):
+    for layer in model._flatten_layers(include_self=True):
         found += [v for v in vars(layer).values() if isinstance(v, keras.random.SeedGenerator)]
     return found
 

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from dlkit import artifacts, plots
-from dlkit.checkpoint import Checkpoint, ReseedEachEpoch
+from dlkit.checkpoint import Checkpoint, ReseedEachEpoch, fit_resumable
 from dlkit.console import info
 from dlkit.data.pipelines import (
     Augment,
@@ -26,7 +26,7 @@ from dlkit.data.pipelines import (
     training_dataset,
 )
 from dlkit.data.readers import ArraySplits
-from dlkit.errors import EXIT_INTERRUPTED, DlkitError
+from dlkit.errors import DlkitError
 from dlkit.runtime import Runtime
 from dlkit.training import (
     EpochTimer,
@@ -95,9 +95,11 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
         "batch_size": global_batch, "learning_rate": config.learning_rate, "seed": config.seed,
         "train_examples": len(x_train)})
     with runtime.strategy.scope():
-        model, done, hist, timer = _model_and_progress(recipe, data, config, checkpoint,
-                                                       steps, num_classes)
-        _compile(model, recipe, runtime, per_call)
+        model = recipe.build(data.input_shape, num_classes)
+        _compile(model, recipe, runtime, per_call, keras.optimizers.AdamW(
+            warmup_cosine(config.learning_rate, steps * config.epochs),
+            weight_decay=recipe.weight_decay))
+        done, hist, timer = _progress(model, config, checkpoint)
     train_ds = _labelled(training_dataset(x_train, y_train, global_batch, steps, config.seed,
                                           config.epochs, done, recipe.augment), num_classes)
     val_ds = (_labelled(image_dataset(x_val, y_val, global_batch), num_classes)
@@ -107,16 +109,9 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
          f"{len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test "
          f"images, {config.epochs} epochs{f' (resuming after {done})' if done else ''}, "
          f"batch {global_batch}, {runtime.device}")
-    try:
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=done,
-                  steps_per_epoch=steps, verbose=0, shuffle=False,
-                  callbacks=[ReseedEachEpoch(config.seed), timer, Progress(config.epochs, steps),
-                             checkpoint.callback(hist, timer.seconds)])
-    except KeyboardInterrupt:
-        saved = checkpoint.epochs_saved
-        raise DlkitError(f"interrupted; {saved} of {config.epochs} epochs are saved in the "
-                         f"checkpoint at {checkpoint.folder}: run the same command with "
-                         "--resume to continue", EXIT_INTERRUPTED) from None
+    fit_resumable(model, train_ds, checkpoint, config.epochs, done, hist, timer.seconds,
+                  [ReseedEachEpoch(config.seed), timer, Progress(config.epochs, steps)],
+                  validation_data=val_ds, steps_per_epoch=steps)
     train_seconds = float(sum(timer.seconds))
     _check_finite(hist)
 
@@ -160,25 +155,21 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
                             paths, hist)
 
 
-def _model_and_progress(recipe: Recipe, data: ArraySplits, config: TrainConfig,
-                        checkpoint: Checkpoint, steps: int, num_classes: int
-                        ) -> tuple[keras.Model, int, dict[str, list[float]], EpochTimer]:
-    """A new model, or with --resume the checkpointed one with its epochs, history and times."""
+def _progress(model: keras.Model, config: TrainConfig, checkpoint: Checkpoint
+              ) -> tuple[int, dict[str, list[float]], EpochTimer]:
+    """Epochs done, history and epoch times so far: none for a new run; with --resume, those
+    of the checkpoint, whose weights and optimizer state are loaded into `model`."""
     timer = EpochTimer()
-    if config.resume:
-        model, state = checkpoint.load()
-        timer.seconds.extend(state["epoch_seconds"])
-        return model, int(state["epochs_done"]), state["history"], timer
-    model = recipe.build(data.input_shape, num_classes)
-    model.optimizer = keras.optimizers.AdamW(
-        warmup_cosine(config.learning_rate, steps * config.epochs),
-        weight_decay=recipe.weight_decay)
-    return model, 0, {}, timer
+    if not config.resume:
+        return 0, {}, timer
+    state = checkpoint.restore(model)
+    timer.seconds.extend(state["epoch_seconds"])
+    return int(state["epochs_done"]), state["history"], timer
 
 
-def _compile(model: keras.Model, recipe: Recipe, runtime: Runtime, per_call: int) -> None:
-    """Compile with the model's optimizer (new, or restored with its state by --resume)."""
-    model.compile(optimizer=model.optimizer,
+def _compile(model: keras.Model, recipe: Recipe, runtime: Runtime, per_call: int,
+             optimizer: keras.Optimizer) -> None:
+    model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(
                       label_smoothing=recipe.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],

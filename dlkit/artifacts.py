@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,13 @@ KERAS_FILE = "model.keras"
 PLOTS = "plots"
 
 
-def check_output(output: Path) -> Path:
-    """Fail early (exit 2) when `output` cannot be written, before any training starts."""
+def check_output(output: Path, chief: bool = True) -> Path:
+    """Fail early (exit 2) when `output` cannot be written, before any training starts, and
+    hold its lock. A non-chief worker of a multi-worker run (`chief=False`) writes nothing
+    there and takes no lock."""
     output = output.expanduser().resolve()
+    if not chief:
+        return output
     if output.exists() and not output.is_dir():
         raise UsageError(f"output {output} exists and is not a folder; choose another --output")
     parent = output.parent
@@ -166,7 +171,8 @@ def load_metadata(folder: Path, task: str | None = None) -> dict[str, Any]:
     folder = Path(folder).expanduser()
     train = f"dlkit {task or 'train-cifar'} --output {folder}"
     if not folder.is_dir():
-        raise UsageError(f"model folder {folder} does not exist; train one first (`{train}`)")
+        what = "is a file, not a model folder" if folder.exists() else "does not exist"
+        raise UsageError(f"model folder {folder} {what}; train one first (`{train}`)")
     path = folder / METADATA
     try:
         meta = json.loads(path.read_text())
@@ -187,6 +193,8 @@ def load_keras_model(folder: Path) -> Any:
     path = Path(folder) / KERAS_FILE
     if not path.is_file():
         raise UsageError(f"{folder} has no {KERAS_FILE}; it is not a dlkit model folder")
+    if not zipfile.is_zipfile(path):  # Keras would call a damaged archive "File not found"
+        raise UsageError(f"{path} is damaged (not a .keras zip archive); retrain the model")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive

@@ -16,6 +16,7 @@ Imports Keras: import this module inside command bodies only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -37,8 +38,9 @@ STATE_FILE = "state.json"
 class Checkpoint:
     """The resume folder of one output folder, tied to the settings of the run (`settings`)."""
 
-    def __init__(self, output: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, output: Path, settings: dict[str, Any], writer: bool = True) -> None:
         self.folder = output.with_name(f".{output.name}.resume")
+        self.writer = writer  # False on the non-chief workers of a multi-worker run
         self.settings = settings
         self.epochs_saved = 0
 
@@ -94,6 +96,9 @@ class Checkpoint:
 
     def save(self, model: keras.Model, epochs_done: int, history: dict[str, list[float]],
              seconds: list[float]) -> None:
+        if not self.writer:
+            self.epochs_saved = epochs_done
+            return
         with deferred_interrupts():
             self._write(model, epochs_done, history, seconds)
 
@@ -111,7 +116,8 @@ class Checkpoint:
         self.epochs_saved = epochs_done
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def fit_resumable(model: keras.Model, dataset: Any, checkpoint: Checkpoint, epochs: int,
@@ -120,9 +126,13 @@ def fit_resumable(model: keras.Model, dataset: Any, checkpoint: Checkpoint, epoc
     """`model.fit` from epoch `done` to `epochs`, checkpointing after every epoch into
     `history`/`seconds`; Ctrl-C or SIGTERM ends it with the exit-130 error saying how to resume
     (the step in flight finishes: Keras checks for the interrupt between steps)."""
+    from dlkit import distributed
+
+    fit = (functools.partial(distributed.fit, model) if distributed.is_multi_worker(model)
+           else model.fit)
     try:
-        model.fit(dataset, epochs=epochs, initial_epoch=done, verbose=0, shuffle=False,
-                  callbacks=[*callbacks, checkpoint.callback(history, seconds)], **fit_kwargs)
+        fit(dataset, epochs=epochs, initial_epoch=done, verbose=0, shuffle=False,
+            callbacks=[*callbacks, checkpoint.callback(history, seconds)], **fit_kwargs)
     except KeyboardInterrupt:
         raise checkpoint.interrupted(epochs) from None
 
@@ -179,3 +189,4 @@ class _SaveEachEpoch(keras.callbacks.Callback):
             if key != "learning_rate":
                 self.history.setdefault(key, []).append(float(value))
         self.checkpoint.save(self.model, epoch + 1, self.history, self.seconds)
+

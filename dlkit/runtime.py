@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ class Runtime:
     mixed_precision: bool
     strategy: Any  # tf.distribute.Strategy
     strategy_name: str
+    chief: bool = True  # False on the workers of a multi-worker run that write nothing
 
     @property
     def replicas(self) -> int:
@@ -115,36 +117,80 @@ def _silenced_stderr() -> Iterator[None]:
 
 
 def start(seed: int | None = None, strategy: str = "auto", deterministic: bool = False,
-          mixed_precision: bool | None = None) -> Runtime:
-    """Import TensorFlow, seed every RNG, pick devices, precision and distribution strategy."""
+          mixed_precision: bool | None = None, multi_worker: bool = False) -> Runtime:
+    """Import TensorFlow, seed every RNG, pick devices, precision and distribution strategy.
+
+    `multi_worker`: whether the command can train under `--strategy multi-worker` (its training
+    goes through `dlkit.distributed`); the others refuse it with exit 2."""
+    require_choice("--strategy", strategy, STRATEGIES)
+    if strategy == "multi-worker":
+        _check_multi_worker(multi_worker)
     tf = import_tensorflow()
     import keras
 
+    with _silenced_stderr():  # CUDA probing logs straight to fd 2
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    strat = _make_strategy(tf, strategy, gpus)  # before any op: multi-worker requires it
     if seed is not None:
         keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    with _silenced_stderr():  # CUDA probing logs straight to fd 2
-        gpus = len(tf.config.list_physical_devices("GPU"))
     use_mp = bool(gpus) if mixed_precision is None else mixed_precision
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
-    strat = _make_strategy(tf, strategy, gpus)
     device = f"{gpus} GPU" if gpus else "CPU"
-    return Runtime(device, gpus, use_mp, strat, strategy)
+    return Runtime(device, gpus, use_mp, strat, strategy, is_chief(strategy))
 
 
 def _make_strategy(tf: Any, name: str, gpus: int) -> Any:
-    require_choice("--strategy", name, STRATEGIES)
     if name == "mirrored" or (name == "auto" and gpus > 1):
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
-        # Keras 3's fit() fails inside MultiWorkerMirroredStrategy (its train function gets
-        # PerReplica values; Keras issue 20585, still open for Keras 3.15 / TF 2.21), so refuse
-        # it plainly instead of crashing mid-run.
-        raise UsageError("--strategy multi-worker is not supported yet: Keras 3's fit() does "
-                         "not run under MultiWorkerMirroredStrategy; use auto or mirrored "
-                         "(several GPUs on one machine)")
+        # Every worker runs the same command; TF_CONFIG says where the others are. The
+        # constructor waits for all of them to connect.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "one-device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     return tf.distribute.get_strategy()  # the default: one device, no wrapping overhead
 
+
+def cluster_task() -> dict[str, Any] | None:
+    """The parsed `TF_CONFIG` ({"cluster": {...}, "task": {"type", "index"}}), or None."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        if not isinstance(cluster, dict) or not isinstance(task, dict):
+            raise TypeError
+        return {"cluster": cluster, "type": str(task["type"]), "index": int(task["index"])}
+    except (ValueError, KeyError, TypeError):
+        raise UsageError("TF_CONFIG is not valid: it must be JSON like {\"cluster\": "
+                         "{\"worker\": [\"host1:port\", \"host2:port\"]}, \"task\": "
+                         "{\"type\": \"worker\", \"index\": 0}}") from None
+
+
+def is_chief(strategy: str) -> bool:
+    """Whether this process writes the artifacts: always, except on the non-chief workers of a
+    multi-worker run (the chief is task type "chief", else worker 0)."""
+    task = cluster_task() if strategy == "multi-worker" else None
+    if task is None:
+        return True
+    if task["type"] == "chief":
+        return True
+    return task["type"] == "worker" and task["index"] == 0 and "chief" not in task["cluster"]
+
+
+def _check_multi_worker(supported: bool) -> None:
+    if not supported:
+        raise UsageError("--strategy multi-worker is supported by train-mnist and train-cifar "
+                         "only; use auto, one-device or mirrored")
+    task = cluster_task()
+    if task is None:
+        raise UsageError("--strategy multi-worker needs TF_CONFIG describing the cluster and "
+                         "this worker's place in it (see the README, 'Training on several "
+                         "machines')")
+    workers = task["cluster"].get(task["type"])
+    if not isinstance(workers, list) or not 0 <= task["index"] < len(workers):
+        raise UsageError(f"TF_CONFIG task {task['type']} {task['index']} is not in its "
+                         "cluster; check the cluster list and the task index")

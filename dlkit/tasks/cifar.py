@@ -84,8 +84,8 @@ def run(config: CifarConfig):
     from dlkit.artifacts import check_output
 
     config.validate()
-    config.output = check_output(config.output)
-    runtime = rt.start(config.seed, config.strategy, config.deterministic)
+    config.output = check_output(config.output, chief=rt.is_chief(config.strategy))
+    runtime = rt.start(config.seed, config.strategy, config.deterministic, multi_worker=True)
 
     from dlkit.data.pipelines import pad_crop_flip
     from dlkit.nets import cifar as nets

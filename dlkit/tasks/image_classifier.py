@@ -93,7 +93,7 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
     checkpoint = Checkpoint(config.output, {
         "task": task, "dataset": data.name, "arch": arch, "epochs": config.epochs,
         "batch_size": global_batch, "learning_rate": config.learning_rate, "seed": config.seed,
-        "train_examples": len(x_train)})
+        "train_examples": len(x_train)}, writer=runtime.chief)
     with runtime.strategy.scope():
         model = recipe.build(data.input_shape, num_classes)
         _compile(model, recipe, runtime, per_call, keras.optimizers.AdamW(
@@ -146,7 +146,10 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
                                plot_dir / "confusion_matrix.png")
         _prediction_grid(data, predicted, probs, plot_dir / "test_predictions.png")
 
-    paths = artifacts.save_model_folder(config.output, model, metadata, write_plots)
+    if runtime.chief:
+        paths = artifacts.save_model_folder(config.output, model, metadata, write_plots)
+    else:  # a multi-worker run's other workers: the chief writes the one model folder
+        paths = artifacts.artifact_paths(config.output)
     checkpoint.remove()
     images = steps * min(global_batch, len(x_train)) * config.epochs
     return ClassifierResult(task, data.name, arch, config.epochs, global_batch, len(x_train),

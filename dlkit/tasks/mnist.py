@@ -28,8 +28,8 @@ def run(config: MnistConfig):
     from dlkit.artifacts import check_output
 
     config.validate()
-    config.output = check_output(config.output)
-    runtime = rt.start(config.seed, config.strategy, config.deterministic)
+    config.output = check_output(config.output, chief=rt.is_chief(config.strategy))
+    runtime = rt.start(config.seed, config.strategy, config.deterministic, multi_worker=True)
 
     from dlkit.data.readers import load_mnist_family
     from dlkit.nets import mnist as nets

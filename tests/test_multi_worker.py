@@ -1,0 +1,94 @@
+"""`--strategy multi-worker`: two worker processes on this machine, joined by TF_CONFIG.
+
+Each worker runs the same `train-mnist` command on CPU; the chief (worker 0) alone writes the
+model folder, and the metrics come out close to one worker training with the same global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import assert_one_error_line
+
+TRAIN = ["train-mnist", "--dataset", "digits", "--epochs", "8", "--limit", "1000", "--seed", "3",
+         "--batch-size", "64", "--json"]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tf_config(workers: list[str], index: int) -> str:
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+
+
+def _dlkit(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dlkit", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def test_two_workers_train_one_model_close_to_one_worker(tmp_path: Path) -> None:
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    out = tmp_path / "m"
+    procs = [_dlkit([*TRAIN, "--strategy", "multi-worker", "-o", str(out)],
+                    {"TF_CONFIG": _tf_config(workers, i)}) for i in range(2)]
+    results = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr
+            results.append(json.loads(stdout))
+    finally:
+        for proc in procs:
+            proc.kill()
+    chief, other = results
+    # one model folder, written by the chief; nothing else (no lock, staging or checkpoint)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["metrics"]["test_accuracy"] == chief["test_accuracy"]
+    assert other["artifacts"]["model_dir"] == str(out)
+    # the workers trained one model together: synchronised metrics and identical weights
+    assert chief["history"] == other["history"] and chief["test_loss"] == other["test_loss"]
+    assert len(chief["history"]["loss"]) == 8
+
+    single = subprocess.run([sys.executable, "-m", "dlkit", *TRAIN, "-o", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    alone = json.loads(single.stdout)
+    assert abs(chief["history"]["loss"][-1] - alone["history"]["loss"][-1]) < 0.15
+    assert abs(chief["test_accuracy"] - alone["test_accuracy"]) < 0.1
+
+
+def test_multi_worker_without_tf_config_is_usage_error(tmp_path: Path) -> None:
+    proc = _dlkit([*TRAIN, "--strategy", "multi-worker", "-o", str(tmp_path / "m")],
+                  {"TF_CONFIG": ""})
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert_one_error_line(stderr)
+    assert "TF_CONFIG" in stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_tf_config_and_unsupported_command_are_usage_errors(cli, tmp_path: Path) -> None:
+    os.environ["TF_CONFIG"] = "{not json"
+    try:
+        result = cli(*TRAIN, "--strategy", "multi-worker", "-o", str(tmp_path / "m"))
+    finally:
+        del os.environ["TF_CONFIG"]
+    assert result.exit_code == 2 and "TF_CONFIG is not valid" in result.stderr
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world\n" * 50)
+    result = cli("train-text", "--corpus", str(corpus), "--strategy", "multi-worker",
+                 "-o", str(tmp_path / "t"))
+    assert result.exit_code == 2 and "train-mnist and train-cifar only" in result.stderr

@@ -86,6 +86,9 @@ class Checkpoint:
 
     def interrupted(self, total_epochs: int) -> DlkitError:
         """The exit-130 error for Ctrl-C/SIGTERM: what is saved and how to continue."""
+        if not self.epochs_saved:
+            return DlkitError("interrupted before the first epoch ended; nothing was saved "
+                              "(run the command again to start over)", EXIT_INTERRUPTED)
         return DlkitError(f"interrupted; {self.epochs_saved} of {total_epochs} epochs are saved "
                           f"in the checkpoint at {self.folder}: run the same command with "
                           "--resume to continue", EXIT_INTERRUPTED)

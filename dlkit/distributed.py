@@ -23,6 +23,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from dlkit.errors import DlkitError
+
 
 def is_multi_worker(model: keras.Model) -> bool:
     """Whether `model` was built under a MultiWorkerMirroredStrategy."""
@@ -48,6 +50,19 @@ def fit(model: keras.Model, dataset: Any, *, epochs: int, initial_epoch: int = 0
     hooks = keras.callbacks.CallbackList(list(callbacks or []), model=model, epochs=epochs,
                                          steps=steps_per_epoch, verbose=0)
     model.stop_training = False
+    try:
+        _run_epochs(model, hooks, train_steps, test_step, batches, val, epochs, initial_epoch,
+                    steps_per_epoch, per_call)
+    except (tf.errors.UnavailableError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError):
+        raise DlkitError("another worker of the cluster stopped or cannot be reached; start "
+                         "every worker again with --resume to continue from the last "
+                         "checkpoint") from None
+
+
+def _run_epochs(model: keras.Model, hooks: Any, train_steps: Any, test_step: Any,
+                batches: Any, val: Any, epochs: int, initial_epoch: int, steps_per_epoch: int,
+                per_call: int) -> None:
     logs: dict[str, float] = {}
     hooks.on_train_begin()
     for epoch in range(initial_epoch, epochs):

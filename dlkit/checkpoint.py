@@ -43,6 +43,9 @@ class Checkpoint:
         self.writer = writer  # False on the non-chief workers of a multi-worker run
         self.settings = settings
         self.epochs_saved = 0
+        # What else a command must carry over a resume (a schedule's position, ...): called
+        # at each save, stored in state.json as "extra" and returned by restore()/load_state().
+        self.extra_state: Callable[[], dict[str, Any]] | None = None
 
     def load_state(self) -> dict[str, Any]:
         """The saved state (epochs done, history, epoch seconds); exit 2 if there is none or it
@@ -84,13 +87,16 @@ class Checkpoint:
         self.epochs_saved = int(state["epochs_done"])
         return state
 
-    def interrupted(self, total_epochs: int) -> DlkitError:
-        """The exit-130 error for Ctrl-C/SIGTERM: what is saved and how to continue."""
+    def interrupted(self, total_epochs: int, kept: str | None = None) -> DlkitError:
+        """The exit-130 error for Ctrl-C/SIGTERM: what is saved and how to continue (`kept`:
+        what else the command saved, e.g. "saved the model as trained so far to DIR")."""
         if not self.epochs_saved:
-            return DlkitError("interrupted before the first epoch ended; nothing was saved "
-                              "(run the command again to start over)", EXIT_INTERRUPTED)
-        return DlkitError(f"interrupted; {self.epochs_saved} of {total_epochs} epochs are saved "
-                          f"in the checkpoint at {self.folder}: run the same command with "
+            return DlkitError("interrupted before the first epoch ended; "
+                              f"{kept or 'nothing was saved'} (run the command again to start "
+                              "over)", EXIT_INTERRUPTED)
+        kept = f"{kept}; " if kept else ""
+        return DlkitError(f"interrupted; {kept}{self.epochs_saved} of {total_epochs} epochs are "
+                          f"saved in the checkpoint at {self.folder}: run the same command with "
                           "--resume to continue", EXIT_INTERRUPTED)
 
     def callback(self, history: dict[str, list[float]], seconds: list[float]) -> Any:
@@ -113,6 +119,8 @@ class Checkpoint:
         os.replace(tmp_weights, self.folder / WEIGHTS_FILE)
         state = {"epochs_done": epochs_done, "history": history, "epoch_seconds": seconds,
                  "settings": self.settings}
+        if self.extra_state is not None:
+            state["extra"] = self.extra_state()
         tmp_state = self.folder / f".tmp-{STATE_FILE}"
         tmp_state.write_text(json.dumps(state, indent=2))
         os.replace(tmp_state, self.folder / STATE_FILE)
@@ -193,3 +201,50 @@ class _SaveEachEpoch(keras.callbacks.Callback):
                 self.history.setdefault(key, []).append(float(value))
         self.checkpoint.save(self.model, epoch + 1, self.history, self.seconds)
 
+
+class KeepBest(keras.callbacks.Callback):
+    """`EarlyStopping(restore_best_weights=True)` without the stopping, and resumable.
+
+    The weights of the epoch with the lowest `monitor` so far are written to the checkpoint
+    folder (`best-<epoch>.weights.h5`) when that epoch ends, and the best value is taken back
+    from the saved history on a resume, so a resumed run ends (after `restore()`) with the same
+    weights as an uninterrupted one. A best file is pruned only once a later epoch's checkpoint
+    is committed, so the best epoch's weights survive a kill at any moment. For single-process
+    runs (the checkpoint's writer): a multi-worker command would need the chief to share them."""
+
+    def __init__(self, checkpoint: Checkpoint, history: dict[str, list[float]],
+                 monitor: str = "val_loss") -> None:
+        super().__init__()
+        self.checkpoint, self.monitor = checkpoint, monitor
+        seen = np.array(history.get(monitor, []), np.float64)
+        seen[np.isnan(seen)] = np.inf  # as on_epoch_end: NaN and inf never improve
+        self.best_epoch: int | None = int(np.argmin(seen)) if (seen < np.inf).any() else None
+        self.best = float(seen[self.best_epoch]) if self.best_epoch is not None else np.inf
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        keep = self._path(self.best_epoch) if self.best_epoch is not None else None
+        for path in self.checkpoint.folder.glob("best-*.weights.h5"):
+            if path != keep:  # an older best, or one of an epoch the checkpoint never saved
+                path.unlink(missing_ok=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not float(value) < self.best:  # NaN never improves
+            return
+        self.best, self.best_epoch = float(value), epoch
+        with deferred_interrupts():
+            self.checkpoint.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.checkpoint.folder / ".tmp-best.weights.h5"
+            self.model.save_weights(tmp)
+            os.replace(tmp, self._path(epoch))
+
+    def restore(self) -> int | None:
+        """Load the best epoch's weights into the model; that epoch (1-based), or None when
+        the monitored value never improved (the model keeps its last weights)."""
+        if self.best_epoch is None:
+            return None
+        self.model.load_weights(self._path(self.best_epoch))
+        return self.best_epoch + 1
+
+    def _path(self, epoch: int) -> Path:
+        return self.checkpoint.folder / f"best-{epoch:05d}.weights.h5"

@@ -259,7 +259,8 @@ def train_text(
     dropout: Annotated[float, typer.Option(help="Dropout rate.")] = 0.0,
     max_minutes: Annotated[float | None, typer.Option(
         help="Time budget: the learning-rate decay fits it and training stops when it is "
-             "spent (the model is still saved).")] = None,
+             "spent (the model is still saved). With --resume it applies to each session.")]
+    = None,
     epochs: Epochs = 10,
     batch_size: BatchSize = 32,
     learning_rate: LearningRate = 3e-3,
@@ -273,6 +274,7 @@ def train_text(
                                                   "out for validation.")] = 0.1,
     strategy: Strategy = "auto",
     deterministic: Deterministic = False,
+    resume: Resume = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -289,7 +291,7 @@ def train_text(
                                 limit=limit, val_split=val_split, strategy=strategy,
                                 deterministic=deterministic, corpus=corpus, arch=arch,
                                 seq_len=seq_len, layers=layers, dim=dim, heads=heads,
-                                dropout=dropout, max_minutes=max_minutes))
+                                dropout=dropout, max_minutes=max_minutes, resume=resume))
         if as_json:
             console.emit_json(result.to_json())
             return
@@ -415,7 +417,9 @@ def train_vae(
     batch_size: BatchSize = 128,
     learning_rate: LearningRate = 1e-3,
     max_minutes: Annotated[float | None, typer.Option(
-        help="Time budget: stop training when it is spent (the model is saved).")]
+        help="Time budget in minutes: stop training when it is spent (the model is saved); "
+             "the learning rate decays to zero over it. With --resume it applies to each "
+             "session.")]
     = None,
     seed: Seed = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
@@ -424,6 +428,7 @@ def train_vae(
     limit: Limit = None,
     strategy: Strategy = "auto",
     deterministic: Deterministic = False,
+    resume: Resume = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -439,7 +444,7 @@ def train_vae(
                                learning_rate=learning_rate, seed=seed, data_dir=data_dir,
                                limit=limit, strategy=strategy, deterministic=deterministic,
                                dataset=dataset, arch=arch, latent_dim=latent_dim,
-                               max_minutes=max_minutes))
+                               max_minutes=max_minutes, resume=resume))
         if as_json:
             console.emit_json(result.to_json())
             return
@@ -514,6 +519,7 @@ def train_sequence(
     = Path("models/sequence"),
     strategy: Strategy = "auto",
     deterministic: Deterministic = False,
+    resume: Resume = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -528,7 +534,8 @@ def train_sequence(
         result = run(SequenceConfig(output=output, epochs=epochs, batch_size=batch_size,
                                     learning_rate=learning_rate, seed=seed,
                                     val_split=val_split, strategy=strategy,
-                                    deterministic=deterministic, csv=csv_file, column=column,
+                                    deterministic=deterministic, resume=resume,
+                                    csv=csv_file, column=column,
                                     time_column=time_column, arch=arch, window=window,
                                     horizon=horizon, units=units, test_split=test_split,
                                     period=period))
@@ -607,6 +614,7 @@ def train_text_classifier(
     val_split: ValSplit = 0.1,
     strategy: Strategy = "auto",
     deterministic: Deterministic = False,
+    resume: Resume = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -621,7 +629,8 @@ def train_text_classifier(
         result = run(TextClassifierConfig(output=output, epochs=epochs, batch_size=batch_size,
                                           learning_rate=learning_rate, seed=seed, limit=limit,
                                           val_split=val_split, strategy=strategy,
-                                          deterministic=deterministic, folder=data_dir,
+                                          deterministic=deterministic, resume=resume,
+                                          folder=data_dir,
                                           csv=csv_file, text_column=text_column,
                                           label_column=label_column, arch=arch,
                                           vocab_size=vocab_size, seq_len=seq_len))
@@ -685,7 +694,8 @@ def train_gan(
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 2e-4,
     max_minutes: Annotated[float | None, typer.Option(
-        help="Stop training after this many minutes (keeps what was learned).")] = None,
+        help="Stop training after this many minutes (keeps what was learned). With --resume "
+             "it applies to each session.")] = None,
     seed: Seed = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")]
     = Path("models/gan"),
@@ -693,6 +703,7 @@ def train_gan(
     limit: Limit = None,
     strategy: Strategy = "auto",
     deterministic: Deterministic = False,
+    resume: Resume = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -708,7 +719,7 @@ def train_gan(
                                learning_rate=learning_rate, seed=seed, data_dir=data_dir,
                                limit=limit, strategy=strategy, deterministic=deterministic,
                                dataset=dataset, latent_dim=latent_dim, conditional=conditional,
-                               width=width, max_minutes=max_minutes))
+                               width=width, max_minutes=max_minutes, resume=resume))
         if as_json:
             console.emit_json(result.to_json())
             return

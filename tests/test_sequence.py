@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +129,63 @@ def test_forecast_bad_input(cli, tmp_path: Path, trained: tuple[Path, Path, dict
     assert result.exit_code == 2 and "needs the last 12" in result.stderr
     assert_one_error_line(result.stderr)
     assert result.stdout == ""
+
+
+def _resumable(series: Path, out: Path, *extra: str) -> list[str]:
+    """A run whose best validation epoch (6 of 20) comes early: the kept best weights matter."""
+    return [sys.executable, "-m", "dlkit", "train-sequence", "--csv", str(series), "--column",
+            "sales", "--window", "12", "--units", "8", "--epochs", "20", "--learning-rate",
+            "0.03", "--seed", "3", "--deterministic", "-o", str(out), "--json", *extra]
+
+
+def interrupt(command: list[str], after: str, sig: int) -> subprocess.CompletedProcess:
+    """Start `command`, send `sig` once `after` appears on its stderr, wait for it to end."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while not seen or after not in seen[-1]:
+        seen.append(proc.stderr.readline())
+        assert seen[-1] or proc.poll() is None, "".join(seen)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(seen) + stderr)
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path) -> None:
+    series = write_series(tmp_path / "s.csv", n=120)
+    straight = cli(*_resumable(series, tmp_path / "straight")[3:])  # in-process: the same
+    assert straight.exit_code == 0, straight.stderr
+
+    out = tmp_path / "resumed"
+    stopped = interrupt(_resumable(series, out), "epoch 8/20", signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    assert_one_error_line(stopped.stderr)
+    assert "error: interrupted" in stopped.stderr and "--resume" in stopped.stderr
+    assert stopped.stdout == ""
+    state = json.loads((tmp_path / ".resumed.resume" / "state.json").read_text())
+    assert 7 <= state["epochs_done"] < 20 and not out.exists()  # the signal may land first
+
+    changed = cli(*_resumable(series, out, "--resume")[3:], "--units", "16")
+    assert changed.exit_code == 2 and "other settings (units)" in changed.stderr
+    assert_one_error_line(changed.stderr)
+
+    resumed = subprocess.run(_resumable(series, out, "--resume"), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after {state['epochs_done']}" in resumed.stderr
+    a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
+    assert len(b["history"]["loss"]) == 20 and b["history"] == a["history"]
+    # the best epoch came before the interruption: its weights were kept in the checkpoint
+    assert a["best_epoch"] <= state["epochs_done"]
+    for key in ("best_epoch", "test_mae", "test_rmse", "period", "points"):
+        assert b[key] == a[key], key
+    assert not (tmp_path / ".resumed.resume").exists()  # removed once the model is saved
+    meta = json.loads((out / "metadata.json").read_text())
+    assert len(meta["training"]["epoch_seconds"]) == 20
+
+
+def test_resume_without_checkpoint_is_usage_error(cli, tmp_path: Path) -> None:
+    series = write_series(tmp_path / "s.csv", n=120)
+    result = cli(*_resumable(series, tmp_path / "m", "--resume")[3:])
+    assert result.exit_code == 2 and "nothing to resume" in result.stderr
+    assert_one_error_line(result.stderr)
+    assert not (tmp_path / "m").exists()

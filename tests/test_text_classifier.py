@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +165,73 @@ def test_bad_csv_and_usage(cli, tmp_path: Path) -> None:
         assert_one_error_line(result.stderr)
     missing = cli("classify-text", "-m", tmp_path / "none", "hello")
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def _resumable(folder: Path, out: Path, *extra: str) -> list[str]:
+    """A transformer run (dropout in attention and after it) on the class-folder texts."""
+    return [sys.executable, "-m", "dlkit", "train-text-classifier", "--data-dir", str(folder),
+            "--arch", "transformer", "--epochs", "5", "--batch-size", "16", "--seq-len", "16",
+            "--val-split", "0.2", "--seed", "4", "--deterministic", "-o", str(out), "--json",
+            *extra]
+
+
+def interrupt(command: list[str], after: str, sig: int) -> subprocess.CompletedProcess:
+    """Start `command`, send `sig` once `after` appears on its stderr, wait for it to end."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while not seen or after not in seen[-1]:
+        seen.append(proc.stderr.readline())
+        assert seen[-1] or proc.poll() is None, "".join(seen)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(seen) + stderr)
+
+
+def test_sigterm_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "corpus")
+    straight = cli(*_resumable(folder, tmp_path / "straight")[3:])  # in-process: the same
+    assert straight.exit_code == 0, straight.stderr
+
+    out = tmp_path / "resumed"
+    stopped = interrupt(_resumable(folder, out), "epoch 1/5", signal.SIGTERM)
+    assert stopped.returncode == 130, stopped.stderr
+    assert_one_error_line(stopped.stderr)
+    assert "error: interrupted" in stopped.stderr and "--resume" in stopped.stderr
+    state = json.loads((tmp_path / ".resumed.resume" / "state.json").read_text())
+    assert 1 <= state["epochs_done"] < 5 and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".resumed.resume", "corpus",
+                                                          "straight"]
+
+    # other texts, other vocabulary: the checkpoint refuses them
+    (folder / "space" / "extra.txt").write_text("nebula quasar pulsar", encoding="utf-8")
+    changed = cli(*_resumable(folder, out, "--resume")[3:])
+    assert changed.exit_code == 2 and "other settings" in changed.stderr
+    assert "vocabulary" in changed.stderr
+    assert_one_error_line(changed.stderr)
+    (folder / "space" / "extra.txt").unlink()
+
+    resumed = subprocess.run(_resumable(folder, out, "--resume"), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after {state['epochs_done']}" in resumed.stderr
+    a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
+    assert len(b["history"]["loss"]) == 5 and b["history"] == a["history"]
+    assert b["val_accuracy"] == a["val_accuracy"] and b["val_loss"] == a["val_loss"]
+    assert not (tmp_path / ".resumed.resume").exists()  # removed once the model is saved
+    # the re-adapted vocabulary is the uninterrupted run's
+    import keras
+
+    from dlkit.nets import text_classifier  # noqa: F401 (registers the custom layers)
+
+    vocabularies = [keras.saving.load_model(d / "model.keras").get_layer("vectorize")
+                    .get_vocabulary() for d in (tmp_path / "straight", out)]
+    assert vocabularies[0] == vocabularies[1] and "rocket" in vocabularies[0]
+
+
+def test_resume_without_checkpoint_is_usage_error(cli, tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "t.csv", rows=30)
+    result = cli("train-text-classifier", "--csv", data, "--text-column", "body",
+                 "--label-column", "topic", "--seq-len", "8", "-o", tmp_path / "m", "--resume")
+    assert result.exit_code == 2 and "nothing to resume" in result.stderr
+    assert_one_error_line(result.stderr)
+    assert not (tmp_path / "m").exists()

@@ -71,6 +71,31 @@ def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, steps: int, 
     return ds.map(_to_float, num_parallel_calls=autotune).prefetch(autotune)
 
 
+def epoch_batches(columns: tuple[Any, ...], batch_size: int, seed: int, epochs: int,
+                  first_epoch: int = 0) -> Any:
+    """Every example once per epoch, in batches of `batch_size` (the epoch's last batch may be
+    smaller), for epochs `first_epoch`..`epochs - 1`, as one dataset of tuples of `columns`
+    (arrays, or lists of strings, with the same first dimension).
+
+    Like `training_dataset`, each epoch's order is a stateless shuffle keyed by (seed, epoch),
+    so a run resumed at epoch k sees the batches an uninterrupted run saw from epoch k on. Fit
+    it with `steps_per_epoch=ceil(len / batch_size)`.
+    """
+    import tensorflow as tf
+
+    tensors = tuple(tf.constant(c) for c in columns)
+    n = int(tensors[0].shape[0])
+
+    def one_epoch(epoch: Any) -> Any:
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+            lambda idx: tuple(tf.gather(t, idx) for t in tensors))
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(
+        tf.data.AUTOTUNE)
+
+
 def plan_steps(examples: int, batch_size: int, most: int = 16) -> tuple[int, int]:
     """(steps per epoch, steps per compiled call) for `training_dataset`.
 

@@ -6,12 +6,15 @@ deviation are fitted on the training part only and live inside the saved model, 
 returns raw values. The test part is scored with MAE/RMSE next to two baselines any forecaster
 must beat: the naive forecast (the last value, repeated) and the seasonal-naive one (the value
 one period earlier).
+
+Training checkpoints after every epoch (`dlkit.checkpoint`): an interrupted run resumes with
+`--resume`, with the same per-epoch batch order (keyed by seed and epoch) and the best validation
+epoch's weights kept in the checkpoint, so it ends as an uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,52 +171,64 @@ def run(config: SequenceConfig) -> SequenceResult:
 
 
 def _train(config: SequenceConfig, series: Any, parts: Parts, runtime: Any) -> SequenceResult:
-    import keras
-
-    from dlkit import artifacts
+    from dlkit.checkpoint import KeepBest, ReseedEachEpoch, fit_resumable
     from dlkit.console import info
-    from dlkit.nets import sequence as nets
-    from dlkit.training import EpochTimer, Progress, history_dict
+    from dlkit.data.pipelines import epoch_batches
+    from dlkit.training import Progress
 
     values = parts.values
     train_part = values[:parts.val_start]
+    # Fitted on the training part only; a pure function of the data, so a resume recomputes it.
     mean, std = float(train_part.mean()), float(train_part.std()) or 1.0
     w, h = config.window, config.horizon
     x_tr, y_tr = windows(values, 0, parts.val_start, w, h)
     x_va, y_va = windows(values, parts.val_start, parts.test_start, w, h)
-    x_te, y_te = windows(values, parts.test_start, len(values), w, h)
+    test_windows = len(windows(values, parts.test_start, len(values), w, h)[0])
     period, period_source = ((config.period, "--period") if config.period else
                              (infer_period(train_part), "autocorrelation of the training part"))
 
-    train_ds = _dataset(x_tr, y_tr, mean, std, config.batch_size, True, config.seed)
-    val_ds = _dataset(x_va, y_va, mean, std, config.batch_size, False, config.seed) \
-        if len(x_va) else None
     steps = -(-len(x_tr) // config.batch_size)
+    checkpoint = _checkpoint(config, series, values)
     with runtime.strategy.scope():
-        core = nets.build(config.arch, w, h, config.units)
-        core.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
-                     metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+        core = _compiled_core(config)
+        done, hist, timer = _progress(core, config, checkpoint)
+    train_ds = _normalised(epoch_batches((x_tr.astype(np.float32), y_tr.astype(np.float32)),
+                                         config.batch_size, config.seed, config.epochs, done),
+                           mean, std)
+    val_ds = _normalised(_ordered(x_va, y_va, config.batch_size), mean, std) \
+        if len(x_va) else None
     info(f"training {config.arch}({config.units}) on {series.source} column {series.name!r}: "
-         f"{len(x_tr)} train / {len(x_va)} validation / {len(x_te)} test windows "
-         f"(window {w}, horizon {h}), {config.epochs} epochs, {runtime.device}")
-    timer = EpochTimer()
-    callbacks: list[Any] = [timer, Progress(config.epochs, steps)]
-    if val_ds is not None:  # keep the weights of the best validation epoch
-        best = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.epochs,
-                                             restore_best_weights=True)
+         f"{len(x_tr)} train / {len(x_va)} validation / {test_windows} test windows "
+         f"(window {w}, horizon {h}), {config.epochs} epochs"
+         f"{f' (resuming after {done})' if done else ''}, {runtime.device}")
+    callbacks: list[Any] = [ReseedEachEpoch(config.seed), timer, Progress(config.epochs, steps)]
+    best = None
+    if val_ds is not None:  # keep the weights of the best validation epoch, across resumes
+        best = KeepBest(checkpoint, hist)
         callbacks.append(best)
-    started = time.perf_counter()
-    history = core.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=0,
-                       shuffle=False,
-                       callbacks=callbacks)
-    train_seconds = time.perf_counter() - started
-    hist = history_dict(history)
+    fit_resumable(core, train_ds, checkpoint, config.epochs, done, hist, timer.seconds,
+                  callbacks, validation_data=val_ds, steps_per_epoch=steps)
     if not np.isfinite(hist["loss"][-1]):
         from dlkit.errors import DlkitError
 
         raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
-    best_epoch = (int(np.argmin(hist["val_loss"])) + 1) if "val_loss" in hist else config.epochs
+    best_epoch = (best.restore() if best else None) or config.epochs
+    return _finish(config, series, parts, runtime, core, (mean, std), (period, period_source),
+                   hist, timer.seconds, best_epoch, checkpoint)
 
+
+def _finish(config: SequenceConfig, series: Any, parts: Parts, runtime: Any, core: Any,
+            scaling: tuple[float, float], period_info: tuple[int, str],
+            hist: dict[str, list[float]], epoch_seconds: list[float], best_epoch: int,
+            checkpoint: Any) -> SequenceResult:
+    """Score the test part against the baselines, save the model folder, drop the checkpoint."""
+    from dlkit import artifacts
+    from dlkit.nets import sequence as nets
+
+    values, w, h = parts.values, config.window, config.horizon
+    (mean, std), (period, period_source) = scaling, period_info
+    x_te, y_te = windows(values, parts.test_start, len(values), w, h)
+    train_seconds = float(sum(epoch_seconds))
     model = nets.with_scaling(core, mean, std)
     pred = model.predict(x_te[..., None].astype("float32"), verbose=0)
     firsts = np.arange(max(parts.test_start, w), len(values) - h + 1)
@@ -239,7 +254,7 @@ def _train(config: SequenceConfig, series: Any, parts: Parts, runtime: Any) -> S
         "training": {"epochs": config.epochs, "best_epoch": best_epoch,
                      "batch_size": config.batch_size, "learning_rate": config.learning_rate,
                      "seed": config.seed, "units": config.units, "seconds": train_seconds,
-                     "epoch_seconds": timer.seconds, "device": runtime.device},
+                     "epoch_seconds": epoch_seconds, "device": runtime.device},
     }
 
     def write_plots(folder: Path) -> None:
@@ -252,6 +267,7 @@ def _train(config: SequenceConfig, series: Any, parts: Parts, runtime: Any) -> S
                        plot_dir / "forecast_vs_actual.png")
 
     paths = artifacts.save_model_folder(config.output, model, metadata, write_plots)
+    checkpoint.remove()
     return SequenceResult(
         "train-sequence", config.arch, series.source, series.name, w, h, period, period_source,
         points, scores["model"][0], scores["model"][1], scores["naive"][0], scores["naive"][1],
@@ -259,18 +275,60 @@ def _train(config: SequenceConfig, series: Any, parts: Parts, runtime: Any) -> S
         runtime.device, paths, hist)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, mean: float, std: float, batch: int,
-             training: bool, seed: int) -> Any:
-    """A tf.data pipeline of normalised (window, 1) inputs and (horizon,) targets."""
+def _checkpoint(config: SequenceConfig, series: Any, values: np.ndarray) -> Any:
+    """The run's resume folder, tied to the options that shape training and to the data."""
+    import hashlib
+
+    from dlkit.checkpoint import Checkpoint
+
+    digest = hashlib.sha256(np.ascontiguousarray(values, np.float64).tobytes()).hexdigest()
+    return Checkpoint(config.output, {
+        "task": "train-sequence", "column": series.name, "data_sha256": digest[:16],
+        "arch": config.arch, "window": config.window, "horizon": config.horizon,
+        "units": config.units, "epochs": config.epochs, "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate, "seed": config.seed,
+        "val_split": config.val_split, "test_split": config.test_split})
+
+
+def _compiled_core(config: SequenceConfig) -> Any:
+    """The network in normalised units, compiled as every run (new or resumed) compiles it."""
+    import keras
+
+    from dlkit.nets import sequence as nets
+
+    core = nets.build(config.arch, config.window, config.horizon, config.units)
+    core.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
+                 metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+    return core
+
+
+def _progress(core: Any, config: SequenceConfig, checkpoint: Any) -> tuple[int, dict, Any]:
+    """Epochs done, history and epoch timer: empty for a new run; with --resume, those of the
+    checkpoint, whose weights and optimizer state are loaded into `core`."""
+    from dlkit.training import EpochTimer
+
+    timer = EpochTimer()
+    if not config.resume:
+        return 0, {}, timer
+    state = checkpoint.restore(core)
+    timer.seconds.extend(state["epoch_seconds"])
+    return int(state["epochs_done"]), state["history"], timer
+
+
+def _ordered(x: np.ndarray, y: np.ndarray, batch: int) -> Any:
+    """Validation batches, in order."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x.astype(np.float32), y.astype(np.float32)))
-    ds = ds.cache()
-    if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch).map(lambda a, b: (((a - mean) / std)[..., None], (b - mean) / std),
-                             num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_tensor_slices(
+        (x.astype(np.float32), y.astype(np.float32))).cache().batch(batch)
+
+
+def _normalised(ds: Any, mean: float, std: float) -> Any:
+    """Batches of normalised (window, 1) inputs and (horizon,) targets."""
+    import tensorflow as tf
+
+    return ds.map(lambda a, b: (((a - mean) / std)[..., None], (b - mean) / std),
+                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _forecast_plot(series: Any, firsts: np.ndarray, truth: np.ndarray, pred: np.ndarray,
@@ -319,7 +377,7 @@ def forecast(config: ForecastConfig) -> dict[str, Any]:
 
     meta = load_metadata(config.model, "train-sequence")
     window, horizon = int(meta["window"]), int(meta["horizon"])
-    steps = config.steps or horizon
+    steps = horizon if config.steps is None else config.steps
     if steps < 1:
         raise UsageError(f"--steps must be at least 1 (got {steps})")
     column = config.column or meta["column"]

@@ -5,6 +5,10 @@ the IMDB and 20 Newsgroups downloads) or a CSV with a text and a label column. A
 per-class split holds out `--val-split` for validation. The vocabulary is learned from the
 training texts by a `TextVectorization` layer inside the model, so the saved model (and the
 exported SavedModel) takes raw strings and returns class probabilities.
+
+Training checkpoints after every epoch (`dlkit.checkpoint`): `--resume` re-adapts the same
+vocabulary (checked against the checkpoint's digest), loads weights and optimizer state, and
+continues with the batch order an uninterrupted run would have used.
 """
 
 from __future__ import annotations
@@ -159,13 +163,11 @@ def run(config: TextClassifierConfig) -> TextClassifierResult:
     return _train(config, data, runtime)
 
 
-def _dataset(texts: list[str], labels: np.ndarray, batch: int, training: bool,
-             seed: int) -> Any:
+def _dataset(texts: list[str], labels: np.ndarray, batch: int) -> Any:
+    """Evaluation batches of (strings, labels), in order."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(texts, tf.string), labels)).cache()
-    if training:
-        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
@@ -173,9 +175,11 @@ def _train(config: TextClassifierConfig, data: Texts, runtime: Any) -> TextClass
     import keras
 
     from dlkit import artifacts
+    from dlkit.checkpoint import ReseedEachEpoch, fit_resumable
     from dlkit.console import info
+    from dlkit.data.pipelines import epoch_batches
     from dlkit.nets import text_classifier as nets
-    from dlkit.training import EpochTimer, Progress, history_dict, warmup_cosine
+    from dlkit.training import Progress, warmup_cosine
 
     train_idx, val_idx = split(data, config.val_split, config.seed)
     if len(train_idx) == 0:
@@ -184,26 +188,30 @@ def _train(config: TextClassifierConfig, data: Texts, runtime: Any) -> TextClass
     x_train = [data.texts[i] for i in train_idx]
     x_val = [data.texts[i] for i in val_idx]
     y_train, y_val = data.labels[train_idx], data.labels[val_idx]
-    train_ds = _dataset(x_train, y_train, config.batch_size, True, config.seed)
-    val_ds = _dataset(x_val, y_val, config.batch_size, False, config.seed) if len(x_val) \
-        else None
     steps = -(-len(x_train) // config.batch_size)
     with runtime.strategy.scope():
+        # Adapting is deterministic (words sorted by count, then by word), so a resumed run
+        # rebuilds the same vocabulary; load_weights does not restore it (it is an asset, not a
+        # variable) and the checkpoint's settings hold its digest to check that it did.
         vectorize = nets.vectorizer(x_train, config.vocab_size, config.seq_len)
         model = nets.build(config.arch, vectorize, len(data.class_names))
         model.compile(optimizer=keras.optimizers.Adam(
                           warmup_cosine(config.learning_rate, steps * config.epochs)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        checkpoint = _checkpoint(config, x_train, y_train, x_val, y_val, vectorize)
+        done, hist, timer = _progress(model, config, checkpoint)
+    train_ds = epoch_batches((x_train, y_train), config.batch_size, config.seed, config.epochs,
+                             done)
+    val_ds = _dataset(x_val, y_val, config.batch_size) if len(x_val) else None
     info(f"training {config.arch} ({model.count_params():,} parameters, vocabulary "
          f"{vectorize.vocabulary_size():,}) on {data.source}: {len(x_train):,} train / "
          f"{len(x_val):,} validation texts, {len(data.class_names)} classes, "
-         f"{config.epochs} epochs, {runtime.device}")
-    timer = EpochTimer()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=0,
-                        shuffle=False,
-                        callbacks=[timer, Progress(config.epochs, steps)])
+         f"{config.epochs} epochs{f' (resuming after {done})' if done else ''}, "
+         f"{runtime.device}")
+    fit_resumable(model, train_ds, checkpoint, config.epochs, done, hist, timer.seconds,
+                  [ReseedEachEpoch(config.seed), timer, Progress(config.epochs, steps)],
+                  validation_data=val_ds, steps_per_epoch=steps)
     train_seconds = float(sum(timer.seconds))
-    hist = history_dict(history)
     if not np.isfinite(hist["loss"][-1]):
         from dlkit.errors import DlkitError
 
@@ -244,12 +252,65 @@ def _train(config: TextClassifierConfig, data: Texts, runtime: Any) -> TextClass
                                    "Confusion matrix (validation texts)")
 
     paths = artifacts.save_model_folder(config.output, model, metadata, write_plots)
+    checkpoint.remove()
     texts_seen = len(x_train) * config.epochs
     return TextClassifierResult(
         "train-text-classifier", config.arch, data.source, data.class_names, len(x_train),
         len(x_val), val_acc, val_loss, majority, vectorize.vocabulary_size(), config.epochs,
         train_seconds, texts_seen / train_seconds if train_seconds else 0.0, runtime.device,
         paths, hist)
+
+
+def _checkpoint(config: TextClassifierConfig, x_train: list[str], y_train: np.ndarray,
+                x_val: list[str], y_val: np.ndarray, vectorize: Any) -> Any:
+    """The run's resume folder, tied to the options that shape training, to the texts of each
+    part and to the adapted vocabulary."""
+    from dlkit.checkpoint import Checkpoint
+
+    return Checkpoint(config.output, {
+        "task": "train-text-classifier", "arch": config.arch, "vocab_size": config.vocab_size,
+        "seq_len": config.seq_len, "epochs": config.epochs, "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate, "seed": config.seed,
+        "train_texts": _digest(x_train, y_train), "val_texts": _digest(x_val, y_val),
+        "vocabulary": _digest(vectorize.get_vocabulary(), np.zeros(0, np.int32))})
+
+
+def _digest(texts: list[str], labels: np.ndarray) -> str:
+    """A short fingerprint of labelled texts (the same texts in the same order, same digest)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8") + b"\0")
+    h.update(np.ascontiguousarray(labels, np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _progress(model: Any, config: TextClassifierConfig, checkpoint: Any
+              ) -> tuple[int, dict[str, list[float]], Any]:
+    """Epochs done, history and epoch timer: empty for a new run; with --resume, those of the
+    checkpoint, whose weights and optimizer state are loaded into `model`."""
+    from dlkit.training import EpochTimer
+
+    timer = EpochTimer()
+    if not config.resume:
+        return 0, {}, timer
+    state = checkpoint.restore(model)
+    timer.seconds.extend(state["epoch_seconds"])
+    return int(state["epochs_done"]), state["history"], timer
+
+
+def _stdin_lines() -> list[str]:
+    """The lines of stdin as UTF-8 text; other bytes are the user's bad input (exit 2)."""
+    import sys
+
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        raw = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+        return raw.decode("utf-8-sig").splitlines()
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
+        raise UsageError(f"stdin is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "convert it, for example with iconv -t UTF-8") from None
 
 
 def predict(model: Any, texts: list[str], batch: int = 256) -> np.ndarray:
@@ -286,8 +347,6 @@ class ClassifyTextConfig:
 
 def classify(config: ClassifyTextConfig) -> tuple[list[Prediction], float]:
     """Predict the label of each text (`-` reads one text per line from stdin)."""
-    import sys
-
     from dlkit.artifacts import load_keras_model, load_metadata
     from dlkit.nets import text_classifier as _registered  # noqa: F401 (custom layers)
 
@@ -296,7 +355,7 @@ def classify(config: ClassifyTextConfig) -> tuple[list[Prediction], float]:
     meta = load_metadata(config.model, "train-text-classifier")
     texts: list[str] = []
     for text in config.texts:
-        texts.extend(sys.stdin.read().splitlines() if text == "-" else [text])
+        texts.extend(_stdin_lines() if text == "-" else [text])
     if not texts:
         raise UsageError("no texts to classify; give TEXT arguments or - to read lines from "
                          "stdin")

@@ -87,6 +87,20 @@ class Checkpoint:
         self.epochs_saved = int(state["epochs_done"])
         return state
 
+    def begin(self, model: keras.Model, resume: bool,
+              build_optimizers: Callable[[], None] | None = None) -> tuple[int, dict, Any]:
+        """(epochs done, history, epoch timer) for a run's start: empty for a new run; with
+        `resume`, those of the checkpoint, whose weights and optimizer state are loaded into
+        `model` (see `restore`)."""
+        from dlkit.training import EpochTimer
+
+        timer = EpochTimer()
+        if not resume:
+            return 0, {}, timer
+        state = self.restore(model, build_optimizers)
+        timer.seconds.extend(state["epoch_seconds"])
+        return int(state["epochs_done"]), state["history"], timer
+
     def interrupted(self, total_epochs: int, kept: str | None = None) -> DlkitError:
         """The exit-130 error for Ctrl-C/SIGTERM: what is saved and how to continue (`kept`:
         what else the command saved, e.g. "saved the model as trained so far to DIR")."""

@@ -29,7 +29,6 @@ from dlkit.data.readers import ArraySplits
 from dlkit.errors import DlkitError
 from dlkit.runtime import Runtime
 from dlkit.training import (
-    EpochTimer,
     Progress,
     TrainConfig,
     warmup_cosine,
@@ -99,7 +98,7 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
         _compile(model, recipe, runtime, per_call, keras.optimizers.AdamW(
             warmup_cosine(config.learning_rate, steps * config.epochs),
             weight_decay=recipe.weight_decay))
-        done, hist, timer = _progress(model, config, checkpoint)
+        done, hist, timer = checkpoint.begin(model, config.resume)
     train_ds = _labelled(training_dataset(x_train, y_train, global_batch, steps, config.seed,
                                           config.epochs, done, recipe.augment), num_classes)
     val_ds = (_labelled(image_dataset(x_val, y_val, global_batch), num_classes)
@@ -156,18 +155,6 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
                             len(data.x_test), test_accuracy, test_loss, train_seconds,
                             images / train_seconds if train_seconds else 0.0, runtime.device,
                             paths, hist)
-
-
-def _progress(model: keras.Model, config: TrainConfig, checkpoint: Checkpoint
-              ) -> tuple[int, dict[str, list[float]], EpochTimer]:
-    """Epochs done, history and epoch times so far: none for a new run; with --resume, those
-    of the checkpoint, whose weights and optimizer state are loaded into `model`."""
-    timer = EpochTimer()
-    if not config.resume:
-        return 0, {}, timer
-    state = checkpoint.restore(model)
-    timer.seconds.extend(state["epoch_seconds"])
-    return int(state["epochs_done"]), state["history"], timer
 
 
 def _compile(model: keras.Model, recipe: Recipe, runtime: Runtime, per_call: int,

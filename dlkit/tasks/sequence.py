@@ -191,7 +191,7 @@ def _train(config: SequenceConfig, series: Any, parts: Parts, runtime: Any) -> S
     checkpoint = _checkpoint(config, series, values)
     with runtime.strategy.scope():
         core = _compiled_core(config)
-        done, hist, timer = _progress(core, config, checkpoint)
+        done, hist, timer = checkpoint.begin(core, config.resume)
     train_ds = _normalised(epoch_batches((x_tr.astype(np.float32), y_tr.astype(np.float32)),
                                          config.batch_size, config.seed, config.epochs, done),
                            mean, std)
@@ -300,19 +300,6 @@ def _compiled_core(config: SequenceConfig) -> Any:
     core.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
     return core
-
-
-def _progress(core: Any, config: SequenceConfig, checkpoint: Any) -> tuple[int, dict, Any]:
-    """Epochs done, history and epoch timer: empty for a new run; with --resume, those of the
-    checkpoint, whose weights and optimizer state are loaded into `core`."""
-    from dlkit.training import EpochTimer
-
-    timer = EpochTimer()
-    if not config.resume:
-        return 0, {}, timer
-    state = checkpoint.restore(core)
-    timer.seconds.extend(state["epoch_seconds"])
-    return int(state["epochs_done"]), state["history"], timer
 
 
 def _ordered(x: np.ndarray, y: np.ndarray, batch: int) -> Any:

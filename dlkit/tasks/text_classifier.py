@@ -199,7 +199,7 @@ def _train(config: TextClassifierConfig, data: Texts, runtime: Any) -> TextClass
                           warmup_cosine(config.learning_rate, steps * config.epochs)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         checkpoint = _checkpoint(config, x_train, y_train, x_val, y_val, vectorize)
-        done, hist, timer = _progress(model, config, checkpoint)
+        done, hist, timer = checkpoint.begin(model, config.resume)
     train_ds = epoch_batches((x_train, y_train), config.batch_size, config.seed, config.epochs,
                              done)
     val_ds = _dataset(x_val, y_val, config.batch_size) if len(x_val) else None
@@ -284,20 +284,6 @@ def _digest(texts: list[str], labels: np.ndarray) -> str:
         h.update(text.encode("utf-8") + b"\0")
     h.update(np.ascontiguousarray(labels, np.int64).tobytes())
     return h.hexdigest()[:16]
-
-
-def _progress(model: Any, config: TextClassifierConfig, checkpoint: Any
-              ) -> tuple[int, dict[str, list[float]], Any]:
-    """Epochs done, history and epoch timer: empty for a new run; with --resume, those of the
-    checkpoint, whose weights and optimizer state are loaded into `model`."""
-    from dlkit.training import EpochTimer
-
-    timer = EpochTimer()
-    if not config.resume:
-        return 0, {}, timer
-    state = checkpoint.restore(model)
-    timer.seconds.extend(state["epoch_seconds"])
-    return int(state["epochs_done"]), state["history"], timer
 
 
 def _stdin_lines() -> list[str]:

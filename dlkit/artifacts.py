@@ -81,6 +81,16 @@ def _lock_output(output: Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held_locks[output] = fd
+    _remove_stale_staging(output)
+
+
+def _remove_stale_staging(output: Path) -> None:
+    """Delete the staging folders of runs that were killed (SIGKILL) while saving `output`:
+    only the lock holder builds one, so with the lock held every one there is stale."""
+    prefix = f".{output.name}.new-"
+    for stale in output.parent.iterdir():
+        if stale.name.startswith(prefix) and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @atexit.register
@@ -98,6 +108,7 @@ class Staging:
     def __init__(self, output: Path) -> None:
         self.output = output
         self.path = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
+        self.path.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; a model folder is not
         (self.path / PLOTS).mkdir()
 
     @property
@@ -119,6 +130,13 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -16,12 +16,38 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # click, vendored
+from typer.core import TyperGroup
 
 from dlkit import console
 from dlkit.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError
 
+
+class _OneLineUsageErrors(TyperGroup):
+    """Typer's command group, with Typer's own usage errors (an unknown option, a value that is
+    not a number, a missing argument) printed as the one `error: ...` line of DESIGN.md, exit 2,
+    instead of a multi-line panel: scripts and logs get one greppable line."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:
+            sys.exit(exc.exit_code)  # `dlkit` alone: the help is already shown
+        except ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            console.error_line(f"{exc.format_message().rstrip('.')}{hint}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="dlkit",
+    cls=_OneLineUsageErrors,
     help="The classic Keras deep-learning examples as real command-line tools.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -45,8 +71,9 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 ValSplit = Annotated[float, typer.Option(help="Fraction of the training set held out for "
                                               "validation.")]
-Strategy = Annotated[str, typer.Option(help="tf.distribute strategy: auto, one-device or "
-                                            "mirrored (several local GPUs).")]
+Strategy = Annotated[str, typer.Option(help="tf.distribute strategy: auto, one-device, mirrored "
+                                            "(several local GPUs) or multi-worker (several "
+                                            "machines, TF_CONFIG; train-mnist/train-cifar).")]
 Deterministic = Annotated[bool, typer.Option(help="Deterministic ops (same seed, same "
                                                   "metrics; slower).")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint "
@@ -818,4 +845,4 @@ def _terminate(signum: int, frame: Any) -> None:
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminate)
-    app()
+    app(prog_name="dlkit")

@@ -35,4 +35,5 @@ def test_version() -> None:
 def test_unknown_option_is_usage_error() -> None:
     result = run_dlkit("train-mnist", "--no-such-option")
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("error: No such option: --no-such-option; see "
+                                     "'dlkit train-mnist --help'")

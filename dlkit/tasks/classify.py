@@ -18,6 +18,7 @@ import csv
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,9 @@ def _load_keras(tf: Any, path: Path) -> _Loaded:
                          "dlkit model folder")
     import keras
 
+    if not zipfile.is_zipfile(path):  # Keras would call a damaged archive "File not found"
+        raise UsageError(f"{path} is damaged (not a .keras zip archive); retrain the model or "
+                         "pass another --model")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive

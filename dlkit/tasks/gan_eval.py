@@ -12,6 +12,7 @@ Grid helpers here are NumPy + OpenCV only (no TensorFlow), so train-gan's callba
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ def write_png(image: np.ndarray, path: Path) -> None:
     import cv2
 
     picture = image[..., 0] if image.shape[-1] == 1 else image[..., ::-1]  # OpenCV wants BGR
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder for {path} ({exc.strerror}); choose a "
+                         "writable place") from None
     if not cv2.imwrite(str(path), picture):
         raise UsageError(f"cannot write {path}; use a .png name in a writable folder")
 
@@ -166,6 +171,25 @@ class SampleConfig:
         check_truncation(self.truncation)
         if self.out is not None and self.out.suffix.lower() != ".png":
             raise UsageError(f"--out {self.out} must name a .png file")
+        if self.out is not None:  # checked before any work, so a failure writes nothing
+            check_writable("--out", self.out, folder=False)
+        if self.out_dir is not None:
+            check_writable("--out-dir", self.out_dir, folder=True)
+
+
+def check_writable(option: str, path: Path, folder: bool) -> None:
+    """Exit 2 when `path` (a file, or a folder with `folder`) is the wrong kind of thing or the
+    nearest existing folder above it (missing folders are created) is not writable."""
+    path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != folder:
+        raise UsageError(f"{option} {path} is {'a file' if folder else 'a folder'}; choose "
+                         f"another {option}")
+    parent = path if folder and path.exists() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path}: {parent} is not a writable folder; choose another "
+                         f"{option}")
 
 
 def sample(config: SampleConfig) -> dict[str, Any]:

@@ -119,7 +119,8 @@ def text_metadata(folder: Path) -> dict[str, Any]:
     folder = Path(folder).expanduser()
     hint = TRAIN_HINT.format(folder=folder)
     if not folder.is_dir():
-        raise UsageError(f"model folder {folder} does not exist; {hint}")
+        what = "is a file, not a model folder" if folder.exists() else "does not exist"
+        raise UsageError(f"model folder {folder} {what}; {hint}")
     if not (folder / artifacts.METADATA).is_file():
         raise UsageError(f"{folder} is not a dlkit model folder (no {artifacts.METADATA}); "
                          f"{hint}")

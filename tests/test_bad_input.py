@@ -1,0 +1,822 @@
+"""The bad-input matrix (issue 7): every command against its bad inputs, in one table.
+
+Each row is one command line that a user or a script could get wrong: missing, empty or corrupt
+files and folders, the wrong type of thing (a file for a folder, a model folder written by
+another command), out-of-range option values and an output that cannot be written. For each row
+the test asserts DESIGN.md's contract: the exit code (2 for the user's bad input or options, 1
+for what the environment lacks, such as a dataset that is nowhere to be found or a corrupt
+dataset file), exactly one `error: ...` line on stderr (Typer's own usage errors too), no traceback, nothing on stdout, and nothing written: the row's
+scratch folder and the shared inputs and model folders are byte-for-byte as before (an output
+folder that existed before the run is unchanged; no staging folder, lock or checkpoint is left
+behind).
+
+The rows run in-process through the `cli` fixture (TensorFlow starts once); the model folders
+they need are trained once per session on tiny data. Rows about read-only folders run as an
+unprivileged user when the tests run as root (root ignores folder permissions).
+
+`matrix_counts()` says how many bad inputs the matrix tries per command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import gzip
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_error_line, pattern_images, run_dlkit
+
+NOBODY = 65534
+ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
+           "To be, or not to be, that is the question. All that glitters is not gold.\n")
+TOPICS = {"space": "orbit rocket planet galaxy comet telescope lunar launch star moon",
+          "food": "oven flour butter simmer recipe garlic onion bake sauce pepper"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The matrix. Placeholders: {A} the shared assets folder, {T} the row's scratch folder,
+# {OUT} = {T}/out (the output that must not appear), {F} = {T}/file.txt (a regular file),
+# {RO} a read-only folder.
+
+@dataclass(frozen=True)
+class Row:
+    """One bad command line and the exit code it must end with."""
+
+    command: str
+    case: str
+    args: tuple[str, ...]
+    code: int = 2
+    usage: bool = False  # rejected by Typer's option parser (still one `error:` line)
+    stdin: str | bytes | None = None
+    existing: str | None = None  # an output that exists before the run and must not change
+    as_user: bool = False  # needs folder permissions to count (runs unprivileged as root)
+    errors: int = 1  # `error:` lines: classify-image reports each unreadable file on its own
+    locked: bool = False  # another run holds the lock on {OUT}
+
+    @property
+    def id(self) -> str:
+        return f"{self.command}:{self.case}"
+
+
+def row(command: str, case: str, *args: str, **kw: object) -> Row:
+    return Row(command, case, (command, *args), **kw)  # type: ignore[arg-type]
+
+
+def train_option_rows(command: str, base: tuple[str, ...], *, val_split: bool = True,
+                      limit: bool = True, max_minutes: bool = False) -> list[Row]:
+    """The out-of-range common options and unwritable outputs every train-* command rejects."""
+    out = ("-o", "{OUT}")
+    cases = [
+        ("epochs 0", ("--epochs", "0")), ("epochs negative", ("--epochs", "-3")),
+        ("batch-size 0", ("--batch-size", "0")), ("batch-size negative", ("--batch-size", "-8")),
+        ("learning-rate 0", ("--learning-rate", "0")),
+        ("learning-rate negative", ("--learning-rate", "-0.1")),
+        ("learning-rate nan", ("--learning-rate", "nan")),
+        ("learning-rate inf", ("--learning-rate", "inf")),
+        ("strategy unknown", ("--strategy", "tpu-pod")),
+    ]
+    if val_split:
+        cases += [("val-split 1.5", ("--val-split", "1.5")), ("val-split 1", ("--val-split", "1")),
+                  ("val-split negative", ("--val-split", "-0.1"))]
+    if limit:
+        cases += [("limit 0", ("--limit", "0")), ("limit negative", ("--limit", "-5"))]
+    if max_minutes:
+        cases += [("max-minutes 0", ("--max-minutes", "0")),
+                  ("max-minutes negative", ("--max-minutes", "-1"))]
+    rows = [row(command, case, *base, *args, *out) for case, args in cases]
+    rows += [
+        row(command, "epochs not a number", *base, "--epochs", "many", *out, usage=True),
+        row(command, "unknown option", *base, "--no-such-option", *out, usage=True),
+        row(command, "output is a file", *base, "-o", "{F}"),
+        row(command, "output parent is a file", *base, "-o", "{F}/model"),
+        row(command, "output in a read-only folder", *base, "-o", "{RO}/model", as_user=True),
+        row(command, "existing output kept on a bad option", *base, "--epochs", "0", *out,
+            existing="{OUT}"),
+        row(command, "output locked by another run", *base, *out, code=1, existing="{OUT}",
+            locked=True),
+    ]
+    return rows
+
+
+def dataset_rows(command: str, base: tuple[str, ...], dataset: tuple[str, ...]) -> list[Row]:
+    """Missing, unusable or corrupt dataset locations (`dataset` picks an MNIST-style set)."""
+    out = ("-o", "{OUT}")
+    return [
+        row(command, "data-dir missing", *base, *dataset, "--data-dir", "{T}/nowhere", *out),
+        row(command, "data-dir is a file", *base, *dataset, "--data-dir", "{F}", *out),
+        row(command, "dataset nowhere (offline)", *base, *dataset, "--data-dir", "{A}/empty",
+            *out, code=1),
+        row(command, "dataset unknown", *base, "--dataset", "imagenet-21k", *out),
+        row(command, "truncated mnist.npz", *base, "--dataset", "mnist", "--data-dir",
+            "{A}/bad_npz", *out, code=1),
+        row(command, "random bytes as mnist.npz", *base, "--dataset", "mnist", "--data-dir",
+            "{A}/random_npz", *out, code=1),
+        row(command, "truncated idx .gz", *base, "--dataset", "fashion-mnist", "--data-dir",
+            "{A}/bad_gz", *out, code=1),
+        row(command, "idx .gz that is not gzip", *base, "--dataset", "fashion-mnist",
+            "--data-dir", "{A}/plain_gz", *out, code=1),
+    ]
+
+
+MNIST = ("--data-dir", "{A}/data", "--arch", "mlp", "--epochs", "1", "--limit", "32", "--quiet")
+CIFAR = ("--data-dir", "{A}/data", "--arch", "seed", "--epochs", "1", "--limit", "32",
+         "--quiet")
+TEXT = ("--corpus", "{A}/corpus.txt", "--epochs", "1", "--seq-len", "16", "--dim", "16",
+        "--batch-size", "8", "--quiet")
+VAE = ("--data-dir", "{A}/data", "--dataset", "mnist", "--arch", "dense", "--latent-dim", "3",
+       "--epochs", "1", "--limit", "32", "--quiet")
+SEQ = ("--csv", "{A}/series.csv", "--column", "value", "--window", "4", "--units", "4",
+       "--epochs", "1", "--quiet")
+TCLS = ("--data-dir", "{A}/texts", "--epochs", "1", "--seq-len", "8", "--vocab-size", "50",
+        "--quiet")
+GAN = ("--data-dir", "{A}/data", "--dataset", "mnist", "--epochs", "1", "--limit", "32",
+       "--latent-dim", "4", "--width", "4", "--batch-size", "16", "--quiet")
+
+
+def datasets_rows() -> list[Row]:
+    return [
+        row("datasets", "data-dir missing", "--data-dir", "{T}/nowhere"),
+        row("datasets", "data-dir is a file", "--data-dir", "{F}"),
+        row("datasets", "data-dir missing with --json", "--json", "--data-dir", "{T}/nowhere"),
+        row("datasets", "data-dir unreadable", "--data-dir", "{A}/private", as_user=True,
+            usage=True),
+        row("datasets", "unknown option", "--all", usage=True),
+        row("datasets", "extra argument", "mnist", usage=True),
+        row("datasets", "data-dir without a value", "--data-dir", usage=True),
+    ]
+
+
+def train_mnist_rows() -> list[Row]:
+    base = ("--arch", "mlp", "--epochs", "1", "--limit", "32", "--quiet")
+    return [
+        *train_option_rows("train-mnist", MNIST),
+        *dataset_rows("train-mnist", base, ()),
+        row("train-mnist", "arch unknown", *MNIST, "--arch", "vit", "-o", "{OUT}"),
+        row("train-mnist", "data-dir unreadable", *base, "--data-dir", "{A}/private", "-o",
+            "{RO}/model", as_user=True, usage=True),
+    ]
+
+
+def train_cifar_rows() -> list[Row]:
+    base = ("--arch", "seed", "--epochs", "1", "--limit", "32", "--quiet")
+    out = ("-o", "{OUT}")
+    return [
+        *train_option_rows("train-cifar", CIFAR),
+        row("train-cifar", "arch unknown", *CIFAR, "--arch", "vgg", *out),
+        row("train-cifar", "dataset unknown", *CIFAR, "--dataset", "cifar100", *out),
+        row("train-cifar", "image-size 4", *CIFAR, "--image-size", "4", *out),
+        row("train-cifar", "image-size 10000", *CIFAR, "--image-size", "10000", *out),
+        row("train-cifar", "label-smoothing 1", *CIFAR, "--label-smoothing", "1", *out),
+        row("train-cifar", "label-smoothing negative", *CIFAR, "--label-smoothing", "-0.5",
+            *out),
+        row("train-cifar", "data-dir missing", *base, "--data-dir", "{T}/nowhere", *out),
+        row("train-cifar", "data-dir is a file", *base, "--data-dir", "{F}", *out),
+        row("train-cifar", "dataset nowhere (offline)", *base, "--data-dir", "{A}/empty", *out,
+            code=1),
+        row("train-cifar", "random bytes as CIFAR batches", *base, "--data-dir",
+            "{A}/bad_cifar", *out, code=1),
+        row("train-cifar", "truncated CIFAR pickle", *base, "--data-dir", "{A}/cut_cifar", *out,
+            code=1),
+        row("train-cifar", "image folder of unreadable images", *base, "--data-dir",
+            "{A}/broken_images", *out),
+        row("train-cifar", "image folder with one class", *base, "--data-dir",
+            "{A}/one_class_images", *out),
+        row("train-cifar", "image folder with empty classes", *base, "--data-dir",
+            "{A}/empty_classes", *out),
+    ]
+
+
+def train_text_rows() -> list[Row]:
+    base = ("--epochs", "1", "--seq-len", "16", "--dim", "16", "--batch-size", "8", "--quiet")
+    out = ("-o", "{OUT}")
+    return [
+        *train_option_rows("train-text", TEXT, max_minutes=True),
+        row("train-text", "corpus missing", "--corpus", "{T}/nowhere.txt", *base, *out),
+        row("train-text", "corpus is a folder", "--corpus", "{A}/empty", *base, *out),
+        row("train-text", "corpus empty", "--corpus", "{A}/empty.txt", *base, *out),
+        row("train-text", "corpus one repeated character", "--corpus", "{A}/onechar.txt", *base,
+            *out),
+        row("train-text", "corpus not UTF-8", "--corpus", "{A}/latin1.txt", *base, *out),
+        row("train-text", "corpus binary (NUL bytes)", "--corpus", "{A}/random.bin", *base,
+            *out),
+        row("train-text", "corpus gzip-compressed", "--corpus", "{A}/corpus.txt.gz", *base,
+            *out),
+        row("train-text", "corpus on empty stdin", "--corpus", "-", *base, *out, stdin=""),
+        row("train-text", "corpus non-UTF-8 stdin", "--corpus", "-", *base, *out,
+            stdin=b"caf\xe9 cr\xe8me br\xfbl\xe9e " * 20),
+        row("train-text", "default corpus nowhere (offline)", *base, *out, code=1),
+        row("train-text", "arch unknown", *TEXT, "--arch", "mamba", *out),
+        row("train-text", "seq-len 0", *TEXT, "--seq-len", "0", *out),
+        row("train-text", "dim 0", *TEXT, "--dim", "0", *out),
+        row("train-text", "layers 0", *TEXT, "--layers", "0", *out),
+        row("train-text", "heads 0", *TEXT, "--arch", "transformer", "--heads", "0", *out),
+        row("train-text", "dim not divisible by heads", *TEXT, "--arch", "transformer",
+            "--heads", "3", *out),
+        row("train-text", "dropout 1", *TEXT, "--dropout", "1", *out),
+        row("train-text", "data-dir missing", *base, "--data-dir", "{T}/nowhere", *out),
+    ]
+
+
+def generate_text_rows() -> list[Row]:
+    model = ("--model", "{A}/models/text")
+    return [
+        row("generate-text", "model missing", "--model", "{T}/nowhere"),
+        row("generate-text", "model is a file", "--model", "{A}/random.bin"),
+        row("generate-text", "folder without metadata.json", "--model", "{A}/nometa"),
+        row("generate-text", "metadata.json corrupt", "--model", "{A}/badmeta"),
+        row("generate-text", "train-mnist model", "--model", "{A}/models/mnist"),
+        row("generate-text", "train-gan model", "--model", "{A}/models/gan"),
+        row("generate-text", "model.keras corrupt", "--model", "{A}/broken/text"),
+        row("generate-text", "length 0", *model, "--length", "0"),
+        row("generate-text", "length negative", *model, "--length", "-5"),
+        row("generate-text", "temperature 0", *model, "--temperature", "0"),
+        row("generate-text", "temperature negative", *model, "--temperature", "-1"),
+        row("generate-text", "temperature nan", *model, "--temperature", "nan"),
+        row("generate-text", "top-k 0", *model, "--top-k", "0"),
+        row("generate-text", "num-samples 0", *model, "--num-samples", "0"),
+        row("generate-text", "prompt non-UTF-8 stdin", *model, "--prompt", "-",
+            stdin=b"\xff\xfe\xfd bad"),
+        row("generate-text", "length not a number", *model, "--length", "long", usage=True),
+    ]
+
+
+def classify_image_rows() -> list[Row]:
+    model = ("--model", "{A}/models/mnist")
+    good = "{A}/images/good.png"
+    return [
+        row("classify-image", "no paths", *model, usage=True),
+        row("classify-image", "image missing", "{T}/nowhere.png", *model),
+        row("classify-image", "empty folder", "{A}/empty", *model),
+        row("classify-image", "folder without images", "{A}/nometa", *model),
+        row("classify-image", "random bytes as PNG", "{A}/images/bad/random.png", *model),
+        row("classify-image", "truncated JPEG", "{A}/images/bad/cut.jpg", *model),
+        row("classify-image", "empty PNG file", "{A}/images/bad/empty.png", *model),
+        row("classify-image", "text file given as image", "{A}/corpus.txt", *model),
+        row("classify-image", "folder of unreadable images", "{A}/images/bad", *model,
+            errors=3),
+        row("classify-image", "empty stdin list", "-", *model, stdin=""),
+        row("classify-image", "model missing", good, "--model", "{T}/nowhere"),
+        row("classify-image", "model is a file", good, "--model", "{A}/random.bin"),
+        row("classify-image", "model folder without metadata", good, "--model", "{A}/nometa"),
+        row("classify-image", "metadata.json corrupt", good, "--model", "{A}/badmeta"),
+        row("classify-image", "model files corrupt", good, "--model", "{A}/broken/mnist"),
+        row("classify-image", "random bytes as .keras", good, "--model", "{A}/random.keras"),
+        row("classify-image", "train-text model", good, "--model", "{A}/models/text"),
+        row("classify-image", "train-sequence model", good, "--model", "{A}/models/seq"),
+        row("classify-image", "train-text-classifier model", good, "--model",
+            "{A}/models/tcls"),
+        row("classify-image", "train-vae model", good, "--model", "{A}/models/vae"),
+        row("classify-image", "train-gan model", good, "--model", "{A}/models/gan"),
+        row("classify-image", "top-k 0", good, *model, "--top-k", "0"),
+        row("classify-image", "batch-size 0", good, *model, "--batch-size", "0"),
+        row("classify-image", "invert unknown", good, *model, "--invert", "maybe"),
+        row("classify-image", "scale unknown", good, *model, "--scale", "percent"),
+        row("classify-image", "input-size 0 0", good, *model, "--input-size", "0", "0"),
+        row("classify-image", "input-size not matching", good, *model, "--input-size", "32",
+            "32"),
+        row("classify-image", "labels missing", good, *model, "--labels", "{T}/nowhere.txt"),
+        row("classify-image", "labels wrong count", good, *model, "--labels",
+            "{A}/labels3.txt"),
+        row("classify-image", "labels is a folder", good, *model, "--labels", "{A}/empty"),
+        row("classify-image", "csv in a missing folder", good, *model, "--csv",
+            "{T}/nowhere/p.csv"),
+        row("classify-image", "csv parent is a file", good, *model, "--csv", "{F}/p.csv"),
+        row("classify-image", "csv in a read-only folder", good, *model, "--csv", "{RO}/p.csv",
+            as_user=True),
+        row("classify-image", "csv inside the model folder", good, *model, "--csv",
+            "{A}/models/mnist/p.csv"),
+        row("classify-image", "show in a read-only folder", good, *model, "--show",
+            "{RO}/grid.png", as_user=True),
+        row("classify-image", "existing csv kept when nothing classifies",
+            "{A}/images/bad/random.png", *model, "--csv", "{T}/p.csv", existing="{T}/p.csv"),
+    ]
+
+
+def train_vae_rows() -> list[Row]:
+    base = ("--arch", "dense", "--latent-dim", "3", "--epochs", "1", "--limit", "32", "--quiet")
+    return [
+        *train_option_rows("train-vae", VAE, val_split=False, max_minutes=True),
+        *dataset_rows("train-vae", base, ("--dataset", "mnist")),
+        row("train-vae", "arch unknown", *VAE, "--arch", "flow", "-o", "{OUT}"),
+        row("train-vae", "latent-dim 0", *VAE, "--latent-dim", "0", "-o", "{OUT}"),
+        row("train-vae", "latent-dim 100000", *VAE, "--latent-dim", "100000", "-o", "{OUT}"),
+        row("train-vae", "cifar10 is not offered", *VAE, "--dataset", "cifar10", "-o", "{OUT}"),
+    ]
+
+
+def sample_vae_rows() -> list[Row]:
+    model = ("--model", "{A}/models/vae")
+    out = ("--out", "{T}/grid.png")
+    return [
+        row("sample-vae", "count 0", *model, "--count", "0", *out),
+        row("sample-vae", "count negative", *model, "--count", "-4", *out),
+        row("sample-vae", "columns negative", *model, "--columns", "-1", *out),
+        row("sample-vae", "model missing", "--model", "{T}/nowhere", *out),
+        row("sample-vae", "model is a file", "--model", "{A}/random.bin", *out),
+        row("sample-vae", "folder without metadata.json", "--model", "{A}/nometa", *out),
+        row("sample-vae", "train-mnist model", "--model", "{A}/models/mnist", *out),
+        row("sample-vae", "train-gan model", "--model", "{A}/models/gan", *out),
+        row("sample-vae", "model.keras corrupt", "--model", "{A}/broken/vae", *out),
+        row("sample-vae", "out not a .png", *model, "--out", "{T}/grid.jpg"),
+        row("sample-vae", "out in a missing folder", *model, "--out", "{T}/nowhere/grid.png"),
+        row("sample-vae", "out parent is a file", *model, "--out", "{F}/grid.png"),
+        row("sample-vae", "out is a folder", *model, "--out", "{A}/empty"),
+        row("sample-vae", "out in a read-only folder", *model, "--out", "{RO}/grid.png",
+            as_user=True),
+        row("sample-vae", "existing grid kept on a bad model", "--model", "{A}/models/text",
+            *out, existing="{T}/grid.png"),
+    ]
+
+
+def train_sequence_rows() -> list[Row]:
+    opts = ("--window", "4", "--units", "4", "--epochs", "1", "--quiet", "-o", "{OUT}")
+    col = ("--column", "value")
+    return [
+        *train_option_rows("train-sequence", SEQ, limit=False),
+        row("train-sequence", "csv missing", "--csv", "{T}/nowhere.csv", *col, *opts),
+        row("train-sequence", "csv is a folder", "--csv", "{A}/empty", *col, *opts),
+        row("train-sequence", "csv empty", "--csv", "{A}/empty.txt", *col, *opts),
+        row("train-sequence", "csv header only", "--csv", "{A}/header.csv", *col, *opts),
+        row("train-sequence", "csv without the column", "--csv", "{A}/series.csv", "--column",
+            "price", *opts),
+        row("train-sequence", "csv non-numeric value", "--csv", "{A}/nonnumeric.csv", *col,
+            *opts),
+        row("train-sequence", "csv missing value (nan)", "--csv", "{A}/nan.csv", *col, *opts),
+        row("train-sequence", "csv not UTF-8", "--csv", "{A}/latin1.csv", *col, *opts),
+        row("train-sequence", "csv random bytes", "--csv", "{A}/random.bin", *col, *opts),
+        row("train-sequence", "series too short", "--csv", "{A}/short.csv", *col, *opts),
+        row("train-sequence", "empty stdin", "--csv", "-", *col, *opts, stdin=""),
+        row("train-sequence", "time-column missing", *SEQ, "--time-column", "when", "-o",
+            "{OUT}"),
+        row("train-sequence", "column missing option", "--csv", "{A}/series.csv", "-o", "{OUT}",
+            usage=True),
+        row("train-sequence", "arch unknown", *SEQ, "--arch", "tcn", "-o", "{OUT}"),
+        row("train-sequence", "window 0", *SEQ, "--window", "0", "-o", "{OUT}"),
+        row("train-sequence", "horizon 0", *SEQ, "--horizon", "0", "-o", "{OUT}"),
+        row("train-sequence", "units 0", *SEQ, "--units", "0", "-o", "{OUT}"),
+        row("train-sequence", "test-split 0", *SEQ, "--test-split", "0", "-o", "{OUT}"),
+        row("train-sequence", "test-split 0.95", *SEQ, "--test-split", "0.95", "-o", "{OUT}"),
+        row("train-sequence", "period 0", *SEQ, "--period", "0", "-o", "{OUT}"),
+        row("train-sequence", "window longer than the series", *SEQ, "--window", "5000", "-o",
+            "{OUT}"),
+    ]
+
+
+def forecast_rows() -> list[Row]:
+    model = ("--model", "{A}/models/seq")
+    csv_ok = ("--csv", "{A}/series.csv")
+    return [
+        row("forecast", "model missing", "--model", "{T}/nowhere", *csv_ok),
+        row("forecast", "model is a file", "--model", "{A}/random.bin", *csv_ok),
+        row("forecast", "folder without metadata.json", "--model", "{A}/nometa", *csv_ok),
+        row("forecast", "metadata.json corrupt", "--model", "{A}/badmeta", *csv_ok),
+        row("forecast", "train-text model", "--model", "{A}/models/text", *csv_ok),
+        row("forecast", "train-mnist model", "--model", "{A}/models/mnist", *csv_ok),
+        row("forecast", "model.keras corrupt", "--model", "{A}/broken/seq", *csv_ok),
+        row("forecast", "csv missing", *model, "--csv", "{T}/nowhere.csv"),
+        row("forecast", "csv is a folder", *model, "--csv", "{A}/empty"),
+        row("forecast", "csv empty", *model, "--csv", "{A}/empty.txt"),
+        row("forecast", "csv without the column", *model, "--csv", "{A}/nocolumn.csv"),
+        row("forecast", "csv non-numeric value", *model, "--csv", "{A}/nonnumeric.csv"),
+        row("forecast", "csv not UTF-8", *model, "--csv", "{A}/latin1.csv"),
+        row("forecast", "fewer values than the window", *model, "--csv", "{A}/tiny.csv"),
+        row("forecast", "empty stdin", *model, "--csv", "-", stdin=""),
+        row("forecast", "steps 0", *model, *csv_ok, "--steps", "0"),
+        row("forecast", "steps negative", *model, *csv_ok, "--steps", "-2"),
+        row("forecast", "csv option missing", *model, usage=True),
+    ]
+
+
+def train_text_classifier_rows() -> list[Row]:
+    opts = ("--epochs", "1", "--seq-len", "8", "--vocab-size", "50", "--quiet", "-o", "{OUT}")
+    cmd = "train-text-classifier"
+    return [
+        *train_option_rows(cmd, TCLS),
+        row(cmd, "neither data-dir nor csv", *opts),
+        row(cmd, "both data-dir and csv", *TCLS, "--csv", "{A}/labelled.csv", "-o", "{OUT}"),
+        row(cmd, "data-dir missing", "--data-dir", "{T}/nowhere", *opts),
+        row(cmd, "data-dir is a file", "--data-dir", "{F}", *opts),
+        row(cmd, "data-dir empty", "--data-dir", "{A}/empty", *opts),
+        row(cmd, "data-dir without class folders", "--data-dir", "{A}/texts_flat", *opts),
+        row(cmd, "class folder without .txt", "--data-dir", "{A}/texts_notxt", *opts),
+        row(cmd, "single class", "--data-dir", "{A}/texts_one", *opts),
+        row(cmd, "text file not UTF-8", "--data-dir", "{A}/texts_latin1", *opts),
+        row(cmd, "csv missing", "--csv", "{T}/nowhere.csv", *opts),
+        row(cmd, "csv is a folder", "--csv", "{A}/empty", *opts),
+        row(cmd, "csv empty", "--csv", "{A}/empty.txt", *opts),
+        row(cmd, "csv without the text column", "--csv", "{A}/labelled.csv", "--text-column",
+            "review", *opts),
+        row(cmd, "csv without the label column", "--csv", "{A}/labelled.csv",
+            "--label-column", "stars", *opts),
+        row(cmd, "csv rows all empty", "--csv", "{A}/labelled_blank.csv", *opts),
+        row(cmd, "csv not UTF-8", "--csv", "{A}/latin1.csv", *opts),
+        row(cmd, "arch unknown", *TCLS, "--arch", "cnn", "-o", "{OUT}"),
+        row(cmd, "vocab-size 2", *TCLS, "--vocab-size", "2", "-o", "{OUT}"),
+        row(cmd, "seq-len 0", *TCLS, "--seq-len", "0", "-o", "{OUT}"),
+    ]
+
+
+def classify_text_rows() -> list[Row]:
+    model = ("--model", "{A}/models/tcls")
+    return [
+        row("classify-text", "no texts", *model, usage=True),
+        row("classify-text", "empty stdin", "-", *model, stdin=""),
+        row("classify-text", "non-UTF-8 stdin", "-", *model, stdin=b"caf\xe9 \xff\n"),
+        row("classify-text", "model missing", "hello", "--model", "{T}/nowhere"),
+        row("classify-text", "model is a file", "hello", "--model", "{A}/random.bin"),
+        row("classify-text", "folder without metadata.json", "hello", "--model", "{A}/nometa"),
+        row("classify-text", "metadata.json corrupt", "hello", "--model", "{A}/badmeta"),
+        row("classify-text", "train-mnist model", "hello", "--model", "{A}/models/mnist"),
+        row("classify-text", "train-text model", "hello", "--model", "{A}/models/text"),
+        row("classify-text", "model.keras corrupt", "hello", "--model", "{A}/broken/tcls"),
+        row("classify-text", "top-k 0", "hello", *model, "--top-k", "0"),
+        row("classify-text", "top-k not a number", "hello", *model, "--top-k", "all",
+            usage=True),
+    ]
+
+
+def train_gan_rows() -> list[Row]:
+    base = ("--epochs", "1", "--limit", "32", "--latent-dim", "4", "--width", "4",
+            "--batch-size", "16", "--quiet")
+    out = ("-o", "{OUT}")
+    return [
+        *train_option_rows("train-gan", GAN, val_split=False, max_minutes=True),
+        *dataset_rows("train-gan", base, ("--dataset", "mnist")),
+        row("train-gan", "latent-dim 0", *GAN, "--latent-dim", "0", *out),
+        row("train-gan", "width 2", *GAN, "--width", "2", *out),
+        row("train-gan", "width 100000", *GAN, "--width", "100000", *out),
+        row("train-gan", "random bytes as CIFAR batches", *base, "--dataset", "cifar10",
+            "--data-dir", "{A}/bad_cifar", *out, code=1),
+    ]
+
+
+def sample_gan_rows() -> list[Row]:
+    model = ("--model", "{A}/models/gan")
+    out = ("--out", "{T}/grid.png")
+    return [
+        row("sample-gan", "count 0", *model, "--count", "0", *out),
+        row("sample-gan", "count negative", *model, "--count", "-1", *out),
+        row("sample-gan", "truncation 0", *model, "--truncation", "0", *out),
+        row("sample-gan", "truncation 100", *model, "--truncation", "100", *out),
+        row("sample-gan", "out not a .png", *model, "--out", "{T}/grid.jpg"),
+        row("sample-gan", "label out of range", *model, "--label", "99", *out),
+        row("sample-gan", "label negative", *model, "--label", "-1", *out),
+        row("sample-gan", "model missing", "--model", "{T}/nowhere", *out),
+        row("sample-gan", "model is a file", "--model", "{A}/random.bin", *out),
+        row("sample-gan", "folder without metadata.json", "--model", "{A}/nometa", *out),
+        row("sample-gan", "metadata.json corrupt", "--model", "{A}/badmeta", *out),
+        row("sample-gan", "train-text model", "--model", "{A}/models/text", *out),
+        row("sample-gan", "train-vae model", "--model", "{A}/models/vae", *out),
+        row("sample-gan", "model.keras corrupt", "--model", "{A}/broken/gan", *out),
+        row("sample-gan", "out parent is a file", *model, "--out", "{F}/grid.png"),
+        row("sample-gan", "out is a folder", *model, "--out", "{T}/folder.png"),
+        row("sample-gan", "out in a read-only folder", *model, "--out", "{RO}/grid.png",
+            as_user=True),
+        row("sample-gan", "out-dir is a file", *model, "--out-dir", "{F}"),
+        row("sample-gan", "out-dir in a read-only folder", *model, "--out-dir", "{RO}/each",
+            as_user=True),
+        row("sample-gan", "grid not half-written when out-dir fails", *model, *out,
+            "--out-dir", "{F}/each"),
+        row("sample-gan", "existing grid kept on a bad label", *model, "--label", "99", *out,
+            existing="{T}/grid.png"),
+    ]
+
+
+def evaluate_gan_rows() -> list[Row]:
+    model = ("--model", "{A}/models/gan")
+    cls = ("--classifier", "{A}/models/mnist")
+    return [
+        row("evaluate-gan", "count 0", *model, *cls, "--count", "0"),
+        row("evaluate-gan", "threshold 0", *model, *cls, "--threshold", "0"),
+        row("evaluate-gan", "threshold 1.5", *model, *cls, "--threshold", "1.5"),
+        row("evaluate-gan", "truncation negative", *model, *cls, "--truncation", "-1"),
+        row("evaluate-gan", "model missing", "--model", "{T}/nowhere", *cls),
+        row("evaluate-gan", "model is the classifier", "--model", "{A}/models/mnist", *cls),
+        row("evaluate-gan", "model.keras corrupt", "--model", "{A}/broken/gan", *cls),
+        row("evaluate-gan", "classifier missing", *model, "--classifier", "{T}/nowhere"),
+        row("evaluate-gan", "classifier is a file", *model, "--classifier", "{A}/random.bin"),
+        row("evaluate-gan", "classifier without metadata", *model, "--classifier",
+            "{A}/nometa"),
+        row("evaluate-gan", "classifier is the GAN", *model, "--classifier", "{A}/models/gan"),
+        row("evaluate-gan", "classifier is a train-text model", *model, "--classifier",
+            "{A}/models/text"),
+        row("evaluate-gan", "classifier for other images", *model, "--classifier",
+            "{A}/models/cifar_like"),
+        row("evaluate-gan", "classifier model.keras corrupt", *model, "--classifier",
+            "{A}/broken/mnist"),
+    ]
+
+
+ROWS: list[Row] = [
+    *datasets_rows(), *train_mnist_rows(), *train_cifar_rows(), *train_text_rows(),
+    *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
+    *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
+    *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
+]
+
+
+def matrix_counts() -> dict[str, int]:
+    """How many bad inputs the matrix tries per command (and in all, under "total")."""
+    counts = dict(Counter(r.command for r in ROWS))
+    counts["total"] = len(ROWS)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared inputs: tiny data, broken files and model folders trained once per session
+
+def _train(*args: str) -> None:
+    """Run a training command in-process; it must succeed."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
+    assert result.exit_code == 0, (args, result.stderr)
+
+
+def _write_inputs(a: Path, tiny_root: Path) -> None:
+    """Every data file and folder the rows point at, good and bad."""
+    rng = np.random.default_rng(7)
+    shutil.copytree(tiny_root, a / "data")
+    for name in ("empty", "nometa", "badmeta", "ro", "private"):
+        (a / name).mkdir()
+    (a / "nometa" / "weights.bin").write_bytes(rng.bytes(256))
+    (a / "badmeta" / "metadata.json").write_text('{"task": "train-mnist", ')
+    (a / "random.bin").write_bytes(b"\x00" + rng.bytes(4095))
+    (a / "random.keras").write_bytes(rng.bytes(2048))
+    (a / "empty.txt").write_bytes(b"")
+    (a / "corpus.txt").write_text(ENGLISH * 10, encoding="utf-8")
+    (a / "corpus.txt.gz").write_bytes(gzip.compress((ENGLISH * 10).encode()))
+    (a / "onechar.txt").write_text("a" * 500)
+    (a / "latin1.txt").write_bytes("Crème brûlée, déjà vu, façade. ".encode("latin-1") * 20)
+    (a / "labels3.txt").write_text("one\ntwo\nthree\n")
+    _write_csvs(a, rng)
+    _write_text_folders(a)
+    _write_bad_datasets(a, tiny_root, rng)
+    _write_images(a, rng)
+
+
+def _write_csvs(a: Path, rng: np.random.Generator) -> None:
+    t = np.arange(120)
+    values = 10 + 3 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.2, len(t))
+
+    def table(path: Path, header: list[str], rows: list[list[object]]) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    table(a / "series.csv", ["t", "value"], [[i, f"{v:.3f}"] for i, v in enumerate(values)])
+    table(a / "nocolumn.csv", ["t", "price"], [[i, f"{v:.3f}"] for i, v in enumerate(values)])
+    table(a / "nonnumeric.csv", ["t", "value"],
+          [[i, "n/a" if i == 50 else f"{v:.3f}"] for i, v in enumerate(values)])
+    table(a / "nan.csv", ["t", "value"],
+          [[i, "nan" if i == 60 else f"{v:.3f}"] for i, v in enumerate(values)])
+    table(a / "short.csv", ["t", "value"], [[i, f"{values[i]:.3f}"] for i in range(6)])
+    table(a / "tiny.csv", ["t", "value"], [[i, f"{values[i]:.3f}"] for i in range(2)])
+    table(a / "header.csv", ["t", "value"], [])
+    table(a / "labelled.csv", ["text", "label"],
+          [[f"{words} {i}", topic] for i in range(10) for topic, words in TOPICS.items()])
+    table(a / "labelled_blank.csv", ["text", "label"], [["", "space"], ["some text", ""]])
+    (a / "latin1.csv").write_bytes("t,value,text,label\n1,2.5,caf\xe9,x\n".encode("latin-1"))
+
+
+def _write_text_folders(a: Path) -> None:
+    def texts(folder: Path, topics: dict[str, str], per_class: int = 8) -> None:
+        for topic, words in topics.items():
+            (folder / topic).mkdir(parents=True)
+            for i in range(per_class):
+                (folder / topic / f"{i}.txt").write_text(f"{words} {i}\n", encoding="utf-8")
+
+    texts(a / "texts", TOPICS)
+    texts(a / "texts_one", {"space": TOPICS["space"]})
+    texts(a / "texts_notxt", TOPICS)
+    (a / "texts_notxt" / "weather").mkdir()
+    (a / "texts_notxt" / "weather" / "notes.md").write_text("rain\n")
+    texts(a / "texts_latin1", TOPICS)
+    (a / "texts_latin1" / "food" / "latin.txt").write_bytes("cr\xe8me br\xfbl\xe9e".encode(
+        "latin-1"))
+    (a / "texts_flat").mkdir()
+    (a / "texts_flat" / "a.txt").write_text("no class folders here\n")
+
+
+def _write_bad_datasets(a: Path, tiny_root: Path, rng: np.random.Generator) -> None:
+    npz = (tiny_root / "mnist.npz").read_bytes()
+    (a / "bad_npz").mkdir()
+    (a / "bad_npz" / "mnist.npz").write_bytes(npz[: len(npz) // 2])
+    (a / "random_npz").mkdir()
+    (a / "random_npz" / "mnist.npz").write_bytes(rng.bytes(3000))
+    for name, cut in (("bad_gz", True), ("plain_gz", False)):
+        shutil.copytree(tiny_root / "fashion-mnist", a / name / "fashion-mnist")
+        images = a / name / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+        raw = images.read_bytes()
+        images.write_bytes(raw[: len(raw) // 3] if cut else gzip.decompress(raw)[:5000])
+    shutil.copytree(tiny_root / "cifar-10-batches-py", a / "bad_cifar" / "cifar-10-batches-py")
+    (a / "bad_cifar" / "cifar-10-batches-py" / "data_batch_1").write_bytes(rng.bytes(5000))
+    shutil.copytree(tiny_root / "cifar-10-batches-py", a / "cut_cifar" / "cifar-10-batches-py")
+    batch = a / "cut_cifar" / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(batch.read_bytes()[:1000])
+
+
+def _write_images(a: Path, rng: np.random.Generator) -> None:
+    import cv2
+
+    images, _ = pattern_images(4, 28, 3, seed=3)
+    (a / "images" / "bad").mkdir(parents=True)
+    assert cv2.imwrite(str(a / "images" / "good.png"), images[0])
+    ok, jpeg = cv2.imencode(".jpg", images[1])
+    (a / "images" / "bad" / "cut.jpg").write_bytes(jpeg.tobytes()[:60])
+    (a / "images" / "bad" / "random.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(500))
+    (a / "images" / "bad" / "empty.png").write_bytes(b"")
+    for k in ("cats", "dogs"):
+        (a / "broken_images" / k).mkdir(parents=True)
+        (a / "broken_images" / k / "x.png").write_bytes(rng.bytes(300))
+        (a / "empty_classes" / k).mkdir(parents=True)
+    (a / "one_class_images" / "cats").mkdir(parents=True)
+    for i, image in enumerate(images):
+        assert cv2.imwrite(str(a / "one_class_images" / "cats" / f"{i}.png"), image)
+
+
+# The tiny model each training command makes (seconds each), trained on first use, so a row
+# that needs none of them never waits and a broken train command fails only its own rows.
+MODEL_RECIPES: dict[str, tuple[str, ...]] = {
+    "mnist": ("train-mnist", "--dataset", "mnist", "--data-dir", "{A}/data", "--arch", "mlp",
+              "--epochs", "1", "--limit", "32"),
+    "text": ("train-text", "--corpus", "{A}/corpus.txt", "--epochs", "1", "--seq-len", "16",
+             "--dim", "16", "--batch-size", "8"),
+    "gan": ("train-gan", "--dataset", "mnist", "--data-dir", "{A}/data", "--conditional",
+            "--epochs", "1", "--limit", "32", "--batch-size", "16", "--latent-dim", "4",
+            "--width", "4"),
+    "vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{A}/data", "--arch", "dense",
+            "--latent-dim", "3", "--epochs", "1", "--limit", "32"),
+    "seq": ("train-sequence", "--csv", "{A}/series.csv", "--column", "value", "--window", "4",
+            "--units", "4", "--epochs", "1"),
+    "tcls": ("train-text-classifier", "--data-dir", "{A}/texts", "--epochs", "1", "--seq-len",
+             "8", "--vocab-size", "50", "--batch-size", "8"),
+}
+
+
+def ensure_models(a: Path, args: tuple[str, ...]) -> None:
+    """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
+
+    `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
+    is the mnist classifier with metadata saying it takes 32x32 colour images."""
+    names = set(re.findall(r"\{A\}/(?:models|broken)/(\w+)", " ".join(args)))
+    for name in sorted(names):
+        base = "mnist" if name == "cifar_like" else name
+        model = a / "models" / base
+        if not model.exists():
+            recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
+            _train(*recipe, "-o", str(model), "--quiet")
+        if name == "cifar_like" and not (a / "models" / name).exists():
+            shutil.copytree(model, a / "models" / name)
+            meta_path = a / "models" / name / "metadata.json"
+            meta = json.loads(meta_path.read_text())
+            meta_path.write_text(json.dumps({**meta, "input_shape": [32, 32, 3]}))
+        broken = a / "broken" / base
+        if f"{{A}}/broken/{base}" in " ".join(args) and not broken.exists():
+            shutil.copytree(model, broken)
+            rng = np.random.default_rng(9)
+            (broken / "model.keras").write_bytes(rng.bytes(1500))
+            (broken / "saved_model" / "saved_model.pb").write_bytes(rng.bytes(700))
+    for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
+                 *(a / "broken").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+@pytest.fixture(scope="session")
+def assets(tiny_root: Path) -> Iterator[Path]:
+    """A world-readable folder of inputs (models are added by `ensure_models`)."""
+    root = Path(tempfile.mkdtemp(prefix="dlkit-bad-input-"))
+    try:
+        _write_inputs(root, tiny_root)
+        (root / "models").mkdir()
+        (root / "broken").mkdir()
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (root / "ro").chmod(0o555)
+        (root / "private").chmod(0o700)
+        yield root
+    finally:
+        for path in (root / "ro", root / "private"):
+            path.chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a row
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under `folder` with its mode, size and mtime (to prove nothing was written)."""
+    found = {}
+    for path in [folder, *folder.rglob("*")]:
+        st = path.lstat()
+        found[str(path.relative_to(folder))] = (stat.S_IFMT(st.st_mode), st.st_size,
+                                                st.st_mtime_ns if not path.is_dir() else 0)
+    return found
+
+
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block as user `nobody` when running as root, so folder permissions count."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setresgid(NOBODY, NOBODY, 0)
+    os.setresuid(NOBODY, NOBODY, 0)
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+
+
+def _prepare_existing(path: Path) -> None:
+    if path.suffix:
+        path.write_bytes(b"the previous output, which a failed run must not touch\n")
+    else:
+        (path / "saved_model").mkdir(parents=True)
+        (path / "metadata.json").write_text('{"task": "previous run"}\n')
+
+
+@contextlib.contextmanager
+def held_lock(output: Path) -> Iterator[None]:
+    """Hold the lock of `output` as another dlkit run writing it would."""
+    fd = os.open(output.with_name(f".{output.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"4242", 0)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input(case: Row, cli, assets: Path, tmp_path: Path,
+                   tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    places = {"A": str(assets), "T": str(tmp_path), "OUT": str(tmp_path / "out"),
+              "F": str(tmp_path / "file.txt"), "RO": str(assets / "ro")}
+    ensure_models(assets, case.args)
+    (tmp_path / "file.txt").write_text("a plain file, not a folder\n")
+    (tmp_path / "folder.png").mkdir()
+    if case.existing:
+        _prepare_existing(Path(case.existing.format_map(places)))
+    args = [a.format_map(places) for a in case.args]
+    lock = held_lock(tmp_path / "out") if case.locked else contextlib.nullcontext()
+    monkeypatch.chdir(tmp_path)  # relative default outputs land in the scratch folder
+    # no dataset to be found; Keras writes its keras.json into KERAS_HOME when first imported
+    env = {"DLKIT_DATA": "", "KERAS_HOME": str(tmp_path_factory.getbasetemp() / "keras-home")}
+
+    with lock:
+        before = (snapshot(tmp_path), snapshot(assets))
+        with unprivileged() if case.as_user else contextlib.nullcontext():
+            result = cli(*args, input=case.stdin, env=env)
+        after = (snapshot(tmp_path), snapshot(assets))
+
+    assert result.exit_code == case.code, (args, result.stderr)
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    if case.errors == 1:
+        assert_one_error_line(result.stderr)
+    else:
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) == case.errors and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == ""
+    assert after == before, "the failed run wrote files"
+
+
+def test_matrix_covers_every_command() -> None:
+    """Every command of the CLI has its rows (at least six), so a new command needs some."""
+    from dlkit.cli import app
+
+    commands = {command.name for command in app.registered_commands}
+    counts = matrix_counts()
+    assert commands <= counts.keys(), f"commands without bad-input rows: {commands - counts.keys()}"
+    assert all(counts[name] >= 6 for name in commands), counts
+
+
+def test_corrupt_images_leave_no_decoder_noise_on_stderr(assets: Path) -> None:
+    """In a real process (OpenCV's C++ logging writes to file descriptor 2, which the in-process
+    rows cannot see) a folder of corrupt images gives one `error:` line per file and the
+    summary line: no "[ WARN:0@...]" or "[ERROR:0@...]" lines from the decoder."""
+    ensure_models(assets, ("{A}/models/mnist",))
+    result = run_dlkit("classify-image", assets / "images" / "bad", "--model",
+                       assets / "models" / "mnist", env={"DLKIT_DATA": ""})
+    assert result.returncode == 2 and result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert sum(line.startswith("error: ") for line in lines) == 3, result.stderr
+    assert len(lines) == 4 and lines[-1].startswith("classified 0 images"), result.stderr

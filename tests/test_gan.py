@@ -4,6 +4,9 @@ grid PNGs, determinism under --seed, the JSON scores and one-line errors for bad
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +97,7 @@ def test_unconditional_time_budget(plain_gan: tuple[Path, dict]) -> None:
     assert result["stopped"] == "time limit" and result["epochs_completed"] == 1
     assert (folder / "plots" / "epoch_001.png").is_file()
     assert not (folder / "plots" / "epoch_002.png").exists()
+    assert not list(folder.parent.glob(".plain.*")), "checkpoint or staging left behind"
 
 
 def test_sample_gan_is_deterministic_under_seed(cond_gan: tuple[Path, dict],
@@ -203,3 +207,62 @@ def test_divergence_stops_with_a_clear_message(tiny_root: Path, tmp_path: Path) 
     assert result.exit_code == 1, result.stderr
     assert_one_error_line(result.stderr)
     assert "diverged" in result.stderr and "--learning-rate" in result.stderr
+
+
+def _resumable(root: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dlkit", "train-gan", "--dataset", "fashion-mnist",
+            "--data-dir", str(root), "--conditional", "--epochs", "5", "--batch-size", "16",
+            "--limit", "96", "--latent-dim", "8", "--width", "8", "--seed", "2",
+            "--deterministic", "--output", str(out), "--json", *extra]
+
+
+def test_sigterm_keeps_generator_and_checkpoint_then_resume_matches(tiny_root: Path,
+                                                                     tmp_path: Path) -> None:
+    """SIGTERM: the last good generator in the output folder, the checkpoint (with the grids
+    so far) beside it, exit 130; --resume ends with the history, grids and GIF of an
+    uninterrupted run."""
+    # the reference run in a process of its own too: in-process runs share Keras' state
+    straight = subprocess.run(_resumable(tiny_root, tmp_path / "straight"), capture_output=True,
+                              text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+
+    out = tmp_path / "g"
+    proc = subprocess.Popen(_resumable(tiny_root, out), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # epoch 2 has ended: epoch 1 at least is checkpointed
+        if line.startswith("epoch 2/"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert_one_error_line(stderr)
+    assert stdout == "" and str(out) in stderr and "--resume" in stderr
+    resume_dir = tmp_path / ".g.resume"
+    done = json.loads((resume_dir / "state.json").read_text())["epochs_done"]
+    assert 1 <= done < 5 and f"{done} of 5 epochs" in stderr
+    assert sorted(p.name for p in (resume_dir / "grids").glob("*.png"))[:done] == [
+        f"epoch_{e:03d}.png" for e in range(1, done + 1)]
+    kept = json.loads((out / "metadata.json").read_text())["training"]
+    assert kept["stopped"] == "interrupted" and kept["epochs_completed"] >= done
+
+    resumed = subprocess.run(_resumable(tiny_root, out, "--resume"), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after {done}" in resumed.stderr
+    a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
+    assert b["epochs_completed"] == 5 and b["stopped"] == "completed"
+    assert b["history"] == a["history"]
+    for epoch in range(1, 6):  # every epoch's grid, drawn by the same generator
+        name = f"plots/epoch_{epoch:03d}.png"
+        assert np.array_equal(_png(out / name), _png(tmp_path / "straight" / name)), name
+    from PIL import Image
+
+    assert Image.open(out / "plots" / "epochs.gif").n_frames == 5
+    assert not resume_dir.exists()  # a finished run removes its checkpoint
+
+
+def test_resume_without_checkpoint_is_usage_error(tiny_root: Path, tmp_path: Path) -> None:
+    result = _invoke(*_resumable(tiny_root, tmp_path / "g", "--resume")[3:])
+    assert result.exit_code == 2 and "nothing to resume" in result.stderr
+    assert_one_error_line(result.stderr)
+    assert not list(tmp_path.iterdir()) or [p.name for p in tmp_path.iterdir()] == [".g.lock"]

@@ -175,24 +175,61 @@ def test_time_budget_stops_training(cli, corpora: dict[str, Path], tmp_path: Pat
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["stopped_by_time"] and report["epochs_run"] < 500
+    assert not (tmp_path / ".m.resume").exists()  # a run stopped by time is finished
 
 
-def test_ctrl_c_saves_the_model_and_exits_130(corpora: dict[str, Path],
-                                               tmp_path: Path) -> None:
+def _resumable(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dlkit", "train-text", "--corpus", str(corpus), *TINY,
+            "--arch", "transformer", "--dropout", "0.1", "--epochs", "6", "--seed", "3",
+            "--deterministic", "--output", str(out), "--json", *extra]
+
+
+def test_ctrl_c_saves_model_and_checkpoint_then_resume_matches(cli, corpora: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """Ctrl-C: the model so far in the output folder plus the checkpoint, exit 130; --resume
+    ends with the history an uninterrupted run has (windows, dropout, schedule all match)."""
+    # the reference run in a process of its own too: in-process runs share Keras' state
+    straight = subprocess.run(_resumable(corpora["english"], tmp_path / "straight"),
+                              capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+
     out = tmp_path / "m"
-    proc = subprocess.Popen([sys.executable, "-m", "dlkit", "train-text", "--corpus",
-                             str(corpora["english"]), *TINY, "--epochs", "100000",
-                             "--output", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # wait for the first finished epoch
-        if line.startswith("epoch 1/"):
+    proc = subprocess.Popen(_resumable(corpora["english"], out), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # epoch 2 has ended: epoch 1 at least is checkpointed
+        if line.startswith("epoch 2/"):
             break
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert_one_error_line(stderr)
-    meta = json.loads((out / "metadata.json").read_text())
-    assert meta["training"]["interrupted"] and meta["training"]["epochs_run"] >= 1
+    assert stdout == "" and str(out) in stderr and "--resume" in stderr
+    meta = json.loads((out / "metadata.json").read_text())  # the model as trained so far
+    state = json.loads((tmp_path / ".m.resume" / "state.json").read_text())
+    assert 1 <= state["epochs_done"] < 6 and f"{state['epochs_done']} of 6 epochs" in stderr
+    assert meta["training"]["interrupted"]
+    assert meta["training"]["epochs_run"] == state["epochs_done"]
+
+    other = cli(*_resumable(corpora["english"], out, "--resume", "--seed", "4")[3:])
+    assert other.exit_code == 2 and "other settings (seed)" in other.stderr
+
+    resumed = subprocess.run(_resumable(corpora["english"], out, "--resume"),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after {state['epochs_done']}" in resumed.stderr
+    a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
+    assert len(b["history"]["loss"]) == b["epochs_run"] == 6
+    assert b["history"] == a["history"] and b["sample"] == a["sample"]
+    assert not (tmp_path / ".m.resume").exists()  # a finished run removes its checkpoint
+    assert not json.loads((out / "metadata.json").read_text())["training"]["interrupted"]
+
+
+def test_resume_needs_a_checkpoint_of_the_same_settings(corpora: dict[str, Path],
+                                                        tmp_path: Path, cli) -> None:
+    missing = cli("train-text", "--corpus", corpora["english"], *TINY, "--output",
+                  tmp_path / "m", "--resume")
+    assert missing.exit_code == 2 and "nothing to resume" in missing.stderr
+    assert_one_error_line(missing.stderr)
 
 
 @pytest.mark.parametrize("content", [b"", b"x", b"aaaaaaaa", b"\x89PNG\r\n\x1a\n\x00\x00",

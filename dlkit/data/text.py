@@ -107,18 +107,29 @@ def split_ids(ids: np.ndarray, val_split: float) -> tuple[np.ndarray, np.ndarray
     return ids[:len(ids) - n_val], ids[len(ids) - n_val:]
 
 
-def train_windows(ids: np.ndarray, seq_len: int, batch_size: int, seed: int) -> Any:
-    """An endless, seeded `tf.data` stream of (input, target) windows at random offsets.
+def train_windows(ids: np.ndarray, seq_len: int, batch_size: int, seed: int, steps: int,
+                  epochs: int, first_epoch: int = 0) -> Any:
+    """`steps` batches of (input, target) windows at random offsets per epoch, for epochs
+    `first_epoch`..`epochs - 1`, as one seeded `tf.data` stream.
 
     Each window is `seq_len` characters and its target the same window shifted by one; offsets
     are drawn uniformly (nanoGPT's sampling), so every epoch sees different cuts of the text.
+    Each epoch's offsets come from a stateless random op keyed by (seed, epoch): the same in
+    every run with that seed, so a run resumed at epoch k sees exactly the windows an
+    uninterrupted run saw from epoch k on. Fit it with `steps_per_epoch=steps`.
     """
     import tensorflow as tf
 
     data = tf.constant(ids, tf.int32)
     starts = len(ids) - seq_len  # windows need seq_len + 1 characters
-    ds = tf.data.Dataset.random(seed=seed).map(lambda r: r % starts)
-    ds = ds.batch(batch_size, drop_remainder=True)
+
+    def one_epoch(epoch: Any) -> Any:
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        offsets = tf.random.stateless_uniform([steps, batch_size], seed=key, minval=0,
+                                              maxval=starts, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices(offsets)
+
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
     ds = ds.map(lambda s: _gather(data, s, seq_len), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -8,13 +8,18 @@ stop on NaN losses, keeping the last good generator. The generator that is drawn
 exponential moving average of the trained one's weights (smoother, sharper samples for the same
 training time). At the end the model folder gets that generator (0-255 pixel output; SavedModel +
 .keras), metadata, the per-epoch grids, an animated GIF of them and the loss curves.
+
+Resumable: every epoch's end writes a checkpoint beside the output (`dlkit.checkpoint`: both
+networks, the EMA generator, both optimizers, the history) and the per-epoch grids live in that
+checkpoint folder, so a run resumed with `--resume` ends with the same curves and GIF as an
+uninterrupted one. Ctrl-C or SIGTERM keeps the last good generator in the output folder and
+exits 130, saying how to resume.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,13 +30,15 @@ import numpy as np
 
 from dlkit import artifacts, plots
 from dlkit import runtime as rt
+from dlkit.checkpoint import STATE_FILE, Checkpoint, ReseedEachEpoch, fit_resumable
 from dlkit.console import info
-from dlkit.errors import DlkitError, UsageError, require_choice
+from dlkit.errors import EXIT_INTERRUPTED, DlkitError, UsageError, require_choice
 from dlkit.tasks.gan_eval import grid_columns, save_grid, to_uint8
 from dlkit.training import EpochTimer, Progress, TrainConfig
 
 DATASETS = ("mnist", "fashion-mnist", "digits", "cifar10")
 GRID_SAMPLES = 100
+GRIDS = "grids"  # the per-epoch grids' folder inside the checkpoint folder
 EMA_DECAY = 0.999
 
 
@@ -108,6 +115,16 @@ class GAN(keras.Model):
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
 
+    def build(self, input_shape: Any = None) -> None:
+        """Nothing to create (the networks are built functional models); marks the model built
+        so that its weights can be saved and loaded before it is ever called."""
+        self.built = True
+
+    def build_optimizers(self) -> None:
+        """Create both optimizers' variables (before loading a checkpoint into them)."""
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return [self.d_loss_tracker, self.g_loss_tracker, *self.extra_trackers]
@@ -171,18 +188,33 @@ class GAN(keras.Model):
 
 
 class Watch(keras.callbacks.Callback):
-    """Each epoch: a grid from fixed noise, a snapshot of good weights; stops on NaN or time."""
+    """Each epoch: a grid from fixed noise, a snapshot of good weights; stops on NaN or time.
+
+    `history` is the run's (the checkpoint callback records each epoch's losses in it);
+    `grids` (the grid PNGs so far, in `folder`), `good_weights` and `good_epochs` start from
+    a resumed checkpoint's (see `resume`)."""
 
     def __init__(self, gan: GAN, fixed: Any, columns: int, folder: Path,
-                 deadline: float | None) -> None:
+                 deadline: float | None, history: dict[str, list[float]]) -> None:
         super().__init__()
         self.gan, self.fixed, self.columns, self.folder = gan, fixed, columns, folder
-        self.deadline = deadline
+        self.deadline, self.history = deadline, history
         self.good_weights: list[np.ndarray] | None = None
         self.good_epochs = 0
         self.stopped = "completed"
         self.grids: list[Path] = []
-        self.history: dict[str, list[float]] = {}
+
+    def resume(self, epochs_done: int) -> None:
+        """Continue after `epochs_done` checkpointed epochs: their grids are in `folder`, and
+        the EMA generator restored from the checkpoint is their last good one."""
+        self.good_epochs = epochs_done
+        self.good_weights = [np.array(w) for w in self.gan.ema_generator.get_weights()]
+        self.grids = [p for p in (self.folder / _grid_name(e) for e in range(epochs_done))
+                      if p.is_file()]
+
+    def good_history(self) -> dict[str, list[float]]:
+        """The losses of the good epochs (not those of an epoch that diverged)."""
+        return {k: v[:self.good_epochs] for k, v in self.history.items()}
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -199,18 +231,21 @@ class Watch(keras.callbacks.Callback):
             self.stopped = "diverged"
             self.model.stop_training = True
             return
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
         images = to_uint8(self.gan.ema_generator(self.fixed, training=False))
-        path = self.folder / f"epoch_{epoch + 1:03d}.png"
+        path = self.folder / _grid_name(epoch)
         save_grid(images, path, self.columns)
-        self.grids.append(path)
+        if path not in self.grids:
+            self.grids.append(path)
         self.good_weights = weights
         self.good_epochs = epoch + 1
 
 
+def _grid_name(epoch: int) -> str:
+    return f"epoch_{epoch + 1:03d}.png"
+
+
 def run(config: GanConfig) -> GanResult:
-    """Train a GAN and save its generator; returns a `GanResult`."""
+    """Train a GAN (or, with --resume, continue one) and save its generator."""
     config.validate()
     config.output = artifacts.check_output(config.output)
     runtime = rt.start(config.seed, config.strategy, config.deterministic, mixed_precision=False)
@@ -221,6 +256,8 @@ def run(config: GanConfig) -> GanResult:
     num_classes = len(data.class_names) if config.conditional else 0
     image_shape = tuple(int(d) for d in x.shape[1:])
     steps = max(1, len(x) // config.batch_size)  # full batches only (see _dataset)
+    checkpoint = Checkpoint(config.output, _settings(config, data.name, len(x)),
+                            writer=runtime.chief)
 
     from dlkit.nets import gan as nets
 
@@ -231,23 +268,48 @@ def run(config: GanConfig) -> GanResult:
         gan.compile(keras.optimizers.Adam(config.learning_rate, beta_1=0.5),
                     keras.optimizers.Adam(config.learning_rate, beta_1=0.5),
                     jit_compile=runtime.jit_compile)
+        gan.build()
+        if not config.resume:
+            _start_over(checkpoint)
+        done, history, timer = checkpoint.begin(gan, config.resume, gan.build_optimizers)
 
-    progress_dir = Path(tempfile.mkdtemp(prefix=f".{config.output.name}.progress-",
-                                         dir=config.output.parent))
+    progress_dir = checkpoint.folder / GRIDS
+    progress_dir.mkdir(parents=True, exist_ok=True)
     fixed, columns = _fixed_inputs(config, num_classes)
     deadline = (time.monotonic() + config.max_minutes * 60) if config.max_minutes else None
-    watch = Watch(gan, fixed, columns, progress_dir, deadline)
+    watch = Watch(gan, fixed, columns, progress_dir, deadline, history)
+    if done:
+        watch.resume(done)
     info(f"training a {'conditional ' if num_classes else ''}GAN (generator "
          f"{gen.count_params():,}, discriminator {disc.count_params():,} parameters) on "
-         f"{data.name}: {len(x):,} images {image_shape}, {config.epochs} epochs, batch "
-         f"{config.batch_size}, {runtime.device}; sample grids each epoch in {progress_dir}")
-    timer = EpochTimer()
+         f"{data.name}: {len(x):,} images {image_shape}, {config.epochs} epochs"
+         f"{f' (resuming after {done})' if done else ''}, batch {config.batch_size}, "
+         f"{runtime.device}; sample grids each epoch in {progress_dir}")
     try:
-        interrupted = _fit(gan, _dataset(x, y, config), config, steps, [timer, watch])
+        interrupted = _fit(gan, _dataset(x, y, config, steps, done), checkpoint, config, steps,
+                           done, timer, watch)
         return _finish(config, data.name, data.class_names, image_shape, num_classes, gen,
-                       watch, timer, runtime, len(x), interrupted)
+                       watch, timer, runtime, len(x), checkpoint, interrupted)
     finally:
-        shutil.rmtree(progress_dir, ignore_errors=True)
+        if not (checkpoint.folder / STATE_FILE).is_file():
+            checkpoint.remove()  # no epoch was checkpointed: nothing to resume, no grids to keep
+
+
+def _settings(config: GanConfig, dataset: str, examples: int) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed (`--max-minutes` is a budget per session)."""
+    return {"task": "train-gan", "dataset": dataset, "conditional": config.conditional,
+            "latent_dim": config.latent_dim, "width": config.width, "epochs": config.epochs,
+            "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+            "seed": config.seed, "train_examples": examples}
+
+
+def _start_over(checkpoint: Checkpoint) -> None:
+    """A new run removes an old checkpoint of this output (its grids would mix into this
+    run's)."""
+    if checkpoint.folder.exists():
+        info(f"starting over: removing the old checkpoint {checkpoint.folder} "
+             "(use --resume to continue a run)")
+        checkpoint.remove()
 
 
 def _load(config: GanConfig) -> Any:
@@ -258,17 +320,18 @@ def _load(config: GanConfig) -> Any:
     return load_mnist_family(config.dataset, config.data_dir)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, config: GanConfig) -> Any:
-    """uint8 images -> cached, shuffled batches scaled to [-1, 1] inside the graph."""
+def _dataset(x: np.ndarray, y: np.ndarray, config: GanConfig, steps: int, done: int) -> Any:
+    """uint8 images -> `steps` batches per epoch for epochs `done`..`epochs - 1`, scaled to
+    [-1, 1] inside the graph; each epoch's order is keyed by (seed, epoch), so a resumed run
+    sees the batches an uninterrupted one saw."""
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))).cache()
-    ds = ds.shuffle(min(len(x), 60_000), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size, drop_remainder=len(x) >= config.batch_size)
-    ds = ds.map(lambda img, label: (tf.cast(img, tf.float32) / 127.5 - 1.0, label),
-                num_parallel_calls=autotune)
-    return ds.prefetch(autotune)
+    from dlkit.data.pipelines import training_dataset
+
+    ds = training_dataset(x, y.astype(np.int32), config.batch_size, steps, config.seed,
+                          config.epochs, done)
+    return ds.map(lambda img, label: (img / 127.5 - 1.0, label),
+                  num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _fixed_inputs(config: GanConfig, num_classes: int) -> tuple[Any, int]:
@@ -281,26 +344,34 @@ def _fixed_inputs(config: GanConfig, num_classes: int) -> tuple[Any, int]:
     return [noise, labels], grid_columns(GRID_SAMPLES, num_classes)
 
 
-def _fit(gan: GAN, ds: Any, config: GanConfig, steps: int, callbacks: list[Any]) -> bool:
-    """Run model.fit; True when interrupted by Ctrl-C (what was learned is still saved)."""
+def _fit(gan: GAN, ds: Any, checkpoint: Checkpoint, config: GanConfig, steps: int, done: int,
+         timer: EpochTimer, watch: Watch) -> bool:
+    """Train from epoch `done`, checkpointing each epoch; True when interrupted by Ctrl-C or
+    SIGTERM (what was learned is still saved)."""
+    callbacks = [ReseedEachEpoch(config.seed), timer, watch, Progress(config.epochs, steps)]
     try:
-        gan.fit(ds, epochs=config.epochs, verbose=0, shuffle=False,
-                callbacks=[*callbacks, Progress(config.epochs, steps)])
-    except KeyboardInterrupt:
+        fit_resumable(gan, ds, checkpoint, config.epochs, done, watch.history, timer.seconds,
+                      callbacks, steps_per_epoch=steps)
+    except DlkitError as exc:
+        if exc.code != EXIT_INTERRUPTED:
+            raise
         return True
     return False
 
 
 def _finish(config: GanConfig, dataset: str, class_names: list[str],
             image_shape: tuple[int, int, int], num_classes: int, gen: keras.Model, watch: Watch,
-            timer: EpochTimer, runtime: rt.Runtime, examples: int,
+            timer: EpochTimer, runtime: rt.Runtime, examples: int, checkpoint: Checkpoint,
             interrupted: bool) -> GanResult:
-    """Save the last good generator with its plots, then report (or raise the stop reason)."""
+    """Save the last good generator with its plots, then report (or raise the stop reason).
+    The checkpoint stays only after an interrupt; a finished or diverged run removes it."""
     from dlkit.nets.gan import pixel_generator
 
+    if watch.stopped == "diverged":
+        checkpoint.remove()  # resuming would diverge again: the advice is another rate
     if watch.good_weights is None:
         if interrupted:
-            raise KeyboardInterrupt
+            raise checkpoint.interrupted(config.epochs)
         raise DlkitError("training diverged in the first epoch (NaN losses); nothing was saved. "
                          "Lower --learning-rate (for example 1e-4) and retry")
     gen.set_weights(watch.good_weights)
@@ -316,14 +387,14 @@ def _finish(config: GanConfig, dataset: str, class_names: list[str],
                                         write_plots)
     final_grid = str(Path(paths["model_dir"]) / artifacts.PLOTS / watch.grids[-1].name)
     if interrupted:
-        info(f"interrupted: kept the generator from epoch {watch.good_epochs} in "
-             f"{paths['model_dir']}")
-        raise KeyboardInterrupt
+        raise checkpoint.interrupted(config.epochs, f"kept the generator from epoch "
+                                     f"{watch.good_epochs} in {paths['model_dir']}")
+    checkpoint.remove()
     if stopped == "diverged":
         raise DlkitError(f"training diverged in epoch {watch.good_epochs + 1} (NaN losses); kept "
                          f"the generator from epoch {watch.good_epochs} in {paths['model_dir']}. "
                          "Lower --learning-rate and retry")
-    history = watch.history
+    history = watch.good_history()
     return GanResult(
         "train-gan", dataset, bool(num_classes), config.latent_dim, list(image_shape),
         config.epochs, watch.good_epochs, stopped, config.batch_size, examples,
@@ -347,7 +418,7 @@ def _metadata(config: GanConfig, dataset: str, class_names: list[str],
         "output": "raw pixels 0-255 (float32), RGB channel order for colour images",
         "preprocessing": {"color": "grayscale" if image_shape[-1] == 1 else "rgb",
                           **({"foreground": "light-on-dark"} if image_shape[-1] == 1 else {})},
-        "history": watch.history,
+        "history": watch.good_history(),
         "training": {"epochs": config.epochs, "epochs_completed": watch.good_epochs,
                      "stopped": stopped, "batch_size": config.batch_size,
                      "learning_rate": config.learning_rate, "seed": config.seed,
@@ -362,7 +433,7 @@ def _write_plots(plot_dir: Path, watch: Watch, dataset: str) -> None:
     for grid in watch.grids:
         shutil.copy2(grid, plot_dir / grid.name)
     _gif(watch.grids, plot_dir / "epochs.gif")
-    losses = {k: v for k, v in watch.history.items() if k in ("d_loss", "g_loss")}
+    losses = {k: v for k, v in watch.good_history().items() if k in ("d_loss", "g_loss")}
     plots.training_curves(losses, plot_dir / "loss_curves.png", f"train-gan {dataset}")
 
 

@@ -6,12 +6,16 @@ characters with AdamW and a warm-up + cosine schedule, reports validation loss i
 per character each epoch with a short sample on stderr, and saves the model folder (vocabulary in
 `metadata.json`) with a loss-curve PNG. `--max-minutes` bounds the training time: the schedule
 decays over whichever comes first, the epochs or the time, and training stops when time is up.
+Every epoch's end writes a resumable checkpoint beside the output (`dlkit.checkpoint`); Ctrl-C or
+SIGTERM saves the model as trained so far and exits 130, and `--resume` continues the run (the
+same windows, dropout masks and learning-rate schedule as an uninterrupted run).
 
 Imports TensorFlow (quietly) at module level: import this module inside command bodies only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import Counter
@@ -21,7 +25,7 @@ from typing import Any
 
 from dlkit import runtime as rt
 from dlkit.console import err, info, is_quiet, warn
-from dlkit.errors import DlkitError, UsageError, require_choice
+from dlkit.errors import EXIT_INTERRUPTED, DlkitError, UsageError, require_choice
 
 rt.import_tensorflow()  # before Keras, so TensorFlow's start-up chatter stays off stderr
 
@@ -106,8 +110,8 @@ def run(config: TextConfig) -> TextResult:
 
 
 def _train(config: TextConfig, corpus: Any, runtime: rt.Runtime) -> TextResult:
+    from dlkit.checkpoint import Checkpoint, ReseedEachEpoch, fit_resumable
     from dlkit.data.text import eval_windows, split_ids, train_windows
-    from dlkit.nets import text as nets
     from dlkit.training import EpochTimer, Progress
 
     ids = corpus.encode(corpus.text)
@@ -115,48 +119,81 @@ def _train(config: TextConfig, corpus: Any, runtime: rt.Runtime) -> TextResult:
     seq_len = _fit_seq_len(config.seq_len, len(train_ids))
     batch = config.batch_size
     steps = max(1, math.ceil(len(train_ids) / (batch * seq_len)))
-    train_ds = train_windows(train_ids, seq_len, batch, config.seed)
+    checkpoint = Checkpoint(config.output, _settings(config, corpus, seq_len, len(train_ids)),
+                            writer=runtime.chief)
+    with runtime.strategy.scope():
+        model = _compiled_model(config, len(corpus.vocab), seq_len, runtime)
+        state = checkpoint.restore(model) if config.resume else {}
+    done = int(state.get("epochs_done", 0))
+    hist: dict[str, list[float]] = state.get("history", {})
+    timer = EpochTimer()
+    timer.seconds.extend(state.get("epoch_seconds", []))
+    budget = Budget(config.learning_rate, config.epochs * steps, config.max_minutes)
+    budget.resume(state.get("extra", {}))
+    checkpoint.extra_state = budget.state
+
+    train_ds = train_windows(train_ids, seq_len, batch, config.seed, steps, config.epochs, done)
     val_ds = None
     if len(val_ids) >= 2:
         val_ds = eval_windows(val_ids, min(seq_len, len(val_ids) - 1), batch)
     else:
         warn("the validation split is too short to measure; training without validation")
-
-    with runtime.strategy.scope():
-        model = nets.build(config.arch, len(corpus.vocab), seq_len, config.layers, config.dim,
-                           config.heads, config.dropout)
-        model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate,
-                                                       weight_decay=config.weight_decay,
-                                                       beta_2=0.99, clipnorm=1.0),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=runtime.jit_compile)
     info(f"training {model.name} ({model.count_params():,} parameters) on {corpus.source}: "
          f"{len(train_ids):,} train / {len(val_ids):,} validation characters, vocabulary "
          f"{len(corpus.vocab)}, windows of {seq_len}, batch {batch}, {steps} steps per epoch, "
          f"{config.epochs} epochs" + (f" or {config.max_minutes:g} minutes" if config.max_minutes
-                                      else "") + f", {runtime.device}")
-    budget = Budget(config.learning_rate, config.epochs * steps, config.max_minutes)
-    timer = EpochTimer()
+                                      else "") + (f" (resuming after {done})" if done else "")
+         + f", {runtime.device}")
     sampler = EpochSample(config.arch, corpus.vocab, config.seed,
                           enabled=config.sample_every_epoch and not is_quiet())
-    recorder = PerCharacter()
-    callbacks = [budget, timer, recorder, Progress(config.epochs, steps), sampler]
+    callbacks = [ReseedEachEpoch(config.seed), budget, timer, PerCharacter(),
+                 Progress(config.epochs, steps), sampler]
     interrupted = False
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                  steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=callbacks)
-    except KeyboardInterrupt:
+        fit_resumable(model, train_ds, checkpoint, config.epochs, done, hist, timer.seconds,
+                      callbacks, validation_data=val_ds, steps_per_epoch=steps)
+    except DlkitError as exc:  # Ctrl-C/SIGTERM: save the model so far too, then say so
+        if exc.code != EXIT_INTERRUPTED:
+            raise
         interrupted = True
-    hist = recorder.history
     if hist.get("loss") and not math.isfinite(hist["loss"][-1]):
+        checkpoint.remove()  # resuming a diverged run would diverge again
         raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
-    train_seconds = budget.elapsed()
+    train_seconds = float(sum(state.get("epoch_seconds", []))) + budget.elapsed()
     result = _save(config, corpus, model, runtime, hist, seq_len, len(train_ids), len(val_ids),
                    train_seconds, budget, timer, steps, interrupted)
     if interrupted:
-        info(f"interrupted: saved the model as trained so far to {config.output}")
-        raise KeyboardInterrupt
+        raise checkpoint.interrupted(config.epochs, "saved the model as trained so far to "
+                                     f"{config.output}")
+    checkpoint.remove()
     return result
+
+
+def _compiled_model(config: TextConfig, vocab_size: int, seq_len: int,
+                    runtime: rt.Runtime) -> keras.Model:
+    from dlkit.nets import text as nets
+
+    model = nets.build(config.arch, vocab_size, seq_len, config.layers, config.dim,
+                       config.heads, config.dropout)
+    model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate,
+                                                   weight_decay=config.weight_decay,
+                                                   beta_2=0.99, clipnorm=1.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=runtime.jit_compile)
+    return model
+
+
+def _settings(config: TextConfig, corpus: Any, seq_len: int, train_chars: int
+              ) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the model, the data and the schedule.
+    (`--max-minutes` is not among them: it is a budget for each session of the run.)"""
+    digest = hashlib.sha256(corpus.text.encode("utf-8")).hexdigest()[:16]
+    return {"task": "train-text", "corpus_sha256": digest,
+            "train_chars": train_chars, "arch": config.arch, "seq_len": seq_len,
+            "layers": config.layers, "dim": config.dim, "heads": config.heads,
+            "dropout": config.dropout, "epochs": config.epochs,
+            "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+            "weight_decay": config.weight_decay, "seed": config.seed}
 
 
 def _fit_seq_len(seq_len: int, train_chars: int) -> int:
@@ -234,7 +271,9 @@ class Budget(keras.callbacks.Callback):
     """Learning rate per step (linear warm-up, cosine decay to 10%) and the time limit.
 
     Progress is the larger of steps done / planned and minutes spent / `--max-minutes`, so the
-    schedule finishes its decay when either runs out; training stops once time is up.
+    schedule finishes its decay when either runs out; training stops once time is up. A resumed
+    run (`resume`) continues the schedule where the checkpoint left it; its time budget is a new
+    one for this session, over which the rest of the decay is spread.
     """
 
     WARMUP_FRACTION = 0.03
@@ -247,7 +286,17 @@ class Budget(keras.callbacks.Callback):
         self.warmup = min(warmup_steps, max(1, self.total // 10))
         self.steps_done = 0
         self.out_of_time = False
+        self._resumed_steps, self._resumed_progress = 0, 0.0
         self._start = time.perf_counter()
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the schedule (see `resume`)."""
+        return {"steps_done": self.steps_done, "progress": self.progress()}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's `state()` (an empty dict: a new run)."""
+        self.steps_done = self._resumed_steps = int(state.get("steps_done", 0))
+        self._resumed_progress = float(state.get("progress", 0.0))
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
@@ -256,10 +305,13 @@ class Budget(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def progress(self) -> float:
-        done = self.steps_done / self.total
-        if self.seconds:
-            done = max(done, self.elapsed() / self.seconds)
-        return min(done, 1.0)
+        if not self.seconds:  # steps only: exactly the same rates in a resumed run
+            return min(self.steps_done / self.total, 1.0)
+        left = self.total - self._resumed_steps
+        session = max((self.steps_done - self._resumed_steps) / left if left > 0 else 1.0,
+                      self.elapsed() / self.seconds)
+        start = self._resumed_progress
+        return min(start + (1.0 - start) * session, 1.0)
 
     def rate(self) -> float:
         """Warm-up ends after `warmup` steps or 3% of the budget, whichever comes first."""
@@ -280,12 +332,8 @@ class Budget(keras.callbacks.Callback):
 
 
 class PerCharacter(keras.callbacks.Callback):
-    """Adds bits per character (`bpc`, `val_bpc`) beside the losses in nats per character, and
-    keeps the history itself (complete even when Ctrl-C lands between callbacks)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: dict[str, list[float]] = {}
+    """Adds bits per character (`bpc`, `val_bpc`) beside the losses in nats per character to
+    each epoch's logs (which the checkpoint callback then records in the history)."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None:
@@ -293,9 +341,6 @@ class PerCharacter(keras.callbacks.Callback):
         for key in ("loss", "val_loss"):
             if key in logs:
                 logs[key.replace("loss", "bpc")] = float(logs[key]) / math.log(2)
-        for key, value in logs.items():
-            if key != "learning_rate":
-                self.history.setdefault(key, []).append(float(value))
 
 
 class EpochSample(keras.callbacks.Callback):

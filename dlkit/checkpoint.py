@@ -150,14 +150,22 @@ def fit_resumable(model: keras.Model, dataset: Any, checkpoint: Checkpoint, epoc
                   callbacks: list[Any], **fit_kwargs: Any) -> None:
     """`model.fit` from epoch `done` to `epochs`, checkpointing after every epoch into
     `history`/`seconds`; Ctrl-C or SIGTERM ends it with the exit-130 error saying how to resume
-    (the step in flight finishes: Keras checks for the interrupt between steps)."""
+    (the step in flight finishes: Keras checks for the interrupt between steps).
+
+    The checkpoint is written just before the `Progress` callback prints the epoch's line (after
+    the callbacks before it have added their metrics), so a printed `epoch K/N` is a saved one."""
     from dlkit import distributed
+    from dlkit.training import Progress
+
+    saver = checkpoint.callback(history, seconds)
+    at = next((i for i, c in enumerate(callbacks) if isinstance(c, Progress)), len(callbacks))
+    callbacks = [*callbacks[:at], saver, *callbacks[at:]]
 
     fit = (functools.partial(distributed.fit, model) if distributed.is_multi_worker(model)
            else model.fit)
     try:
         fit(dataset, epochs=epochs, initial_epoch=done, verbose=0, shuffle=False,
-            callbacks=[*callbacks, checkpoint.callback(history, seconds)], **fit_kwargs)
+            callbacks=callbacks, **fit_kwargs)
     except KeyboardInterrupt:
         raise checkpoint.interrupted(epochs) from None
 

@@ -124,3 +124,20 @@ def assert_one_error_line(stderr: str) -> None:
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, stderr
+
+
+def interrupt_after(command: list[str], after: str, sig: int,
+                    timeout: float = 120) -> subprocess.CompletedProcess:
+    """Start `command`, send `sig` once a stderr line contains `after` (for a train command,
+    `epoch K/` means K epochs are checkpointed), and wait for it to end. The returned stderr
+    holds every line, those read before the signal included."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    while not seen or after not in seen[-1]:
+        seen.append(proc.stderr.readline())
+        if not seen[-1] and proc.poll() is not None:
+            proc.communicate()
+            raise AssertionError(f"ended before {after!r}:\n{''.join(seen)}")
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(seen) + stderr)

@@ -5,10 +5,10 @@ files and folders, the wrong type of thing (a file for a folder, a model folder 
 another command), out-of-range option values and an output that cannot be written. For each row
 the test asserts DESIGN.md's contract: the exit code (2 for the user's bad input or options, 1
 for what the environment lacks, such as a dataset that is nowhere to be found or a corrupt
-dataset file), exactly one `error: ...` line on stderr (Typer's own usage errors too), no traceback, nothing on stdout, and nothing written: the row's
-scratch folder and the shared inputs and model folders are byte-for-byte as before (an output
-folder that existed before the run is unchanged; no staging folder, lock or checkpoint is left
-behind).
+dataset file), exactly one `error: ...` line on stderr (Typer's own usage errors too), no
+traceback, nothing on stdout, and nothing written: the row's scratch folder and the shared inputs
+and model folders are byte-for-byte as before (an output folder that existed before the run is
+unchanged; no staging folder, lock or checkpoint is left behind).
 
 The rows run in-process through the `cli` fixture (TensorFlow starts once); the model folders
 they need are trained once per session on tiny data. Rows about read-only folders run as an

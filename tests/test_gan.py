@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_dlkit
+from conftest import assert_one_error_line, interrupt_after, run_dlkit
 
 
 def _invoke(*args: object):
@@ -227,14 +227,9 @@ def test_sigterm_keeps_generator_and_checkpoint_then_resume_matches(tiny_root: P
     assert straight.returncode == 0, straight.stderr
 
     out = tmp_path / "g"
-    proc = subprocess.Popen(_resumable(tiny_root, out), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # epoch 2 has ended: epoch 1 at least is checkpointed
-        if line.startswith("epoch 2/"):
-            break
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    stopped = interrupt_after(_resumable(tiny_root, out), "epoch 2/", signal.SIGTERM)
+    stdout, stderr = stopped.stdout, stopped.stderr
+    assert stopped.returncode == 130, stderr
     assert_one_error_line(stderr)
     assert stdout == "" and str(out) in stderr and "--resume" in stderr
     resume_dir = tmp_path / ".g.resume"

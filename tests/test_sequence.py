@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_dlkit
+from conftest import assert_one_error_line, interrupt_after, run_dlkit
 
 PERIOD = 12
 
@@ -138,25 +138,13 @@ def _resumable(series: Path, out: Path, *extra: str) -> list[str]:
             "0.03", "--seed", "3", "--deterministic", "-o", str(out), "--json", *extra]
 
 
-def interrupt(command: list[str], after: str, sig: int) -> subprocess.CompletedProcess:
-    """Start `command`, send `sig` once `after` appears on its stderr, wait for it to end."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = []
-    while not seen or after not in seen[-1]:
-        seen.append(proc.stderr.readline())
-        assert seen[-1] or proc.poll() is None, "".join(seen)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(seen) + stderr)
-
-
 def test_interrupt_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path) -> None:
     series = write_series(tmp_path / "s.csv", n=120)
     straight = cli(*_resumable(series, tmp_path / "straight")[3:])  # in-process: the same
     assert straight.exit_code == 0, straight.stderr
 
     out = tmp_path / "resumed"
-    stopped = interrupt(_resumable(series, out), "epoch 8/20", signal.SIGINT)
+    stopped = interrupt_after(_resumable(series, out), "epoch 8/20", signal.SIGINT)
     assert stopped.returncode == 130, stopped.stderr
     assert_one_error_line(stopped.stderr)
     assert "error: interrupted" in stopped.stderr and "--resume" in stopped.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA, assert_one_error_line, run_dlkit
+from conftest import REAL_DATA, assert_one_error_line, interrupt_after, run_dlkit
 
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
            "To be, or not to be, that is the question. All that glitters is not gold.\n")
@@ -194,14 +194,9 @@ def test_ctrl_c_saves_model_and_checkpoint_then_resume_matches(cli, corpora: dic
     assert straight.returncode == 0, straight.stderr
 
     out = tmp_path / "m"
-    proc = subprocess.Popen(_resumable(corpora["english"], out), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # epoch 2 has ended: epoch 1 at least is checkpointed
-        if line.startswith("epoch 2/"):
-            break
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    stopped = interrupt_after(_resumable(corpora["english"], out), "epoch 2/", signal.SIGINT)
+    stdout, stderr = stopped.stdout, stopped.stderr
+    assert stopped.returncode == 130, stderr
     assert_one_error_line(stderr)
     assert stdout == "" and str(out) in stderr and "--resume" in stderr
     meta = json.loads((out / "metadata.json").read_text())  # the model as trained so far

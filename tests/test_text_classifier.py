@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_dlkit
+from conftest import assert_one_error_line, interrupt_after, run_dlkit
 
 TOPICS = {
     "cooking": "oven flour butter simmer recipe garlic onion bake sauce pepper",
@@ -175,25 +175,13 @@ def _resumable(folder: Path, out: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def interrupt(command: list[str], after: str, sig: int) -> subprocess.CompletedProcess:
-    """Start `command`, send `sig` once `after` appears on its stderr, wait for it to end."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = []
-    while not seen or after not in seen[-1]:
-        seen.append(proc.stderr.readline())
-        assert seen[-1] or proc.poll() is None, "".join(seen)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(seen) + stderr)
-
-
 def test_sigterm_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "corpus")
     straight = cli(*_resumable(folder, tmp_path / "straight")[3:])  # in-process: the same
     assert straight.exit_code == 0, straight.stderr
 
     out = tmp_path / "resumed"
-    stopped = interrupt(_resumable(folder, out), "epoch 1/5", signal.SIGTERM)
+    stopped = interrupt_after(_resumable(folder, out), "epoch 1/5", signal.SIGTERM)
     assert stopped.returncode == 130, stopped.stderr
     assert_one_error_line(stopped.stderr)
     assert "error: interrupted" in stopped.stderr and "--resume" in stopped.stderr

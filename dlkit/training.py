@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 from dlkit.console import err, is_quiet, stderr_is_terminal
-from dlkit.errors import UsageError
+from dlkit.errors import DlkitError, UsageError
 
 
 @dataclass
@@ -131,3 +131,10 @@ def format_metrics(logs: dict[str, Any], train: bool = False) -> str:
 def history_dict(history: Any) -> dict[str, list[float]]:
     """A Keras History as plain floats, for metadata.json and plots."""
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def check_finite(history: dict[str, list[float]]) -> None:
+    """Exit 1 with one line when training diverged: the last epoch's loss is NaN or infinite."""
+    losses = history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")

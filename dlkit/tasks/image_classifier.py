@@ -31,6 +31,7 @@ from dlkit.runtime import Runtime
 from dlkit.training import (
     Progress,
     TrainConfig,
+    check_finite,
     warmup_cosine,
 )
 
@@ -112,7 +113,7 @@ def train_classifier(task: str, arch: str, data: ArraySplits, recipe: Recipe,
                   [ReseedEachEpoch(config.seed), timer, Progress(config.epochs, steps)],
                   validation_data=val_ds, steps_per_epoch=steps)
     train_seconds = float(sum(timer.seconds))
-    _check_finite(hist)
+    check_finite(hist)
 
     probs = model.predict(image_dataset(data.x_test, data.y_test, global_batch)
                           .map(lambda x, y: x), verbose=0)
@@ -170,12 +171,6 @@ def _labelled(ds: Any, num_classes: int) -> Any:
     import tensorflow as tf
 
     return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
-
-
-def _check_finite(history: dict[str, list[float]]) -> None:
-    losses = history.get("loss", [])
-    if losses and not np.isfinite(losses[-1]):
-        raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
 
 
 def _confusion(truth: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:

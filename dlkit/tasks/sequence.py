@@ -174,7 +174,7 @@ def _train(config: SequenceConfig, series: Any, parts: Parts, runtime: Any) -> S
     from dlkit.checkpoint import KeepBest, ReseedEachEpoch, fit_resumable
     from dlkit.console import info
     from dlkit.data.pipelines import epoch_batches
-    from dlkit.training import Progress
+    from dlkit.training import Progress, check_finite
 
     values = parts.values
     train_part = values[:parts.val_start]
@@ -208,10 +208,7 @@ def _train(config: SequenceConfig, series: Any, parts: Parts, runtime: Any) -> S
         callbacks.append(best)
     fit_resumable(core, train_ds, checkpoint, config.epochs, done, hist, timer.seconds,
                   callbacks, validation_data=val_ds, steps_per_epoch=steps)
-    if not np.isfinite(hist["loss"][-1]):
-        from dlkit.errors import DlkitError
-
-        raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
+    check_finite(hist)
     best_epoch = (best.restore() if best else None) or config.epochs
     return _finish(config, series, parts, runtime, core, (mean, std), (period, period_source),
                    hist, timer.seconds, best_epoch, checkpoint)

@@ -112,7 +112,7 @@ def run(config: TextConfig) -> TextResult:
 def _train(config: TextConfig, corpus: Any, runtime: rt.Runtime) -> TextResult:
     from dlkit.checkpoint import Checkpoint, ReseedEachEpoch, fit_resumable
     from dlkit.data.text import eval_windows, split_ids, train_windows
-    from dlkit.training import EpochTimer, Progress
+    from dlkit.training import EpochTimer, Progress, check_finite
 
     ids = corpus.encode(corpus.text)
     train_ids, val_ids = split_ids(ids, config.val_split)
@@ -156,9 +156,11 @@ def _train(config: TextConfig, corpus: Any, runtime: rt.Runtime) -> TextResult:
         if exc.code != EXIT_INTERRUPTED:
             raise
         interrupted = True
-    if hist.get("loss") and not math.isfinite(hist["loss"][-1]):
+    try:
+        check_finite(hist)
+    except DlkitError:
         checkpoint.remove()  # resuming a diverged run would diverge again
-        raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
+        raise
     train_seconds = float(sum(state.get("epoch_seconds", []))) + budget.elapsed()
     result = _save(config, corpus, model, runtime, hist, seq_len, len(train_ids), len(val_ids),
                    train_seconds, budget, timer, steps, interrupted)

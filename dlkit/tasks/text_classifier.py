@@ -179,7 +179,7 @@ def _train(config: TextClassifierConfig, data: Texts, runtime: Any) -> TextClass
     from dlkit.console import info
     from dlkit.data.pipelines import epoch_batches
     from dlkit.nets import text_classifier as nets
-    from dlkit.training import Progress, warmup_cosine
+    from dlkit.training import Progress, check_finite, warmup_cosine
 
     train_idx, val_idx = split(data, config.val_split, config.seed)
     if len(train_idx) == 0:
@@ -212,10 +212,7 @@ def _train(config: TextClassifierConfig, data: Texts, runtime: Any) -> TextClass
                   [ReseedEachEpoch(config.seed), timer, Progress(config.epochs, steps)],
                   validation_data=val_ds, steps_per_epoch=steps)
     train_seconds = float(sum(timer.seconds))
-    if not np.isfinite(hist["loss"][-1]):
-        from dlkit.errors import DlkitError
-
-        raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
+    check_finite(hist)
     val_acc = hist["val_accuracy"][-1] if "val_accuracy" in hist else None
     val_loss = hist["val_loss"][-1] if "val_loss" in hist else None
     majority = (float(np.bincount(y_val, minlength=len(data.class_names)).max() / len(y_val))

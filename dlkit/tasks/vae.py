@@ -184,9 +184,8 @@ def _train(config: VaeConfig, data: Any, runtime: Any) -> VaeResult:
     from dlkit.checkpoint import ReseedEachEpoch, fit_resumable
     from dlkit.console import info
     from dlkit.data.pipelines import plan_steps
-    from dlkit.errors import DlkitError
     from dlkit.nets import vae as nets
-    from dlkit.training import EpochTimer, Progress
+    from dlkit.training import EpochTimer, Progress, check_finite
 
     shape = data.input_shape
     steps, per_call = plan_steps(len(data.x_train), config.batch_size)
@@ -214,8 +213,7 @@ def _train(config: VaeConfig, data: Any, runtime: Any) -> VaeResult:
                       checkpoint, config.epochs, done, hist, timer.seconds, callbacks,
                       validation_data=test_ds, steps_per_epoch=steps)
     train_seconds = float(sum(timer.seconds))
-    if not hist.get("loss") or not math.isfinite(hist["loss"][-1]):
-        raise DlkitError("training diverged (loss is NaN); lower --learning-rate and retry")
+    check_finite(hist)
     test = model.evaluate(test_ds, verbose=0, return_dict=True)
     completed = len(hist["loss"])
     train_steps = int(model.optimizer.iterations.numpy())

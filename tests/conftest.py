@@ -141,3 +141,13 @@ def interrupt_after(command: list[str], after: str, sig: int,
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(seen) + stderr)
+
+
+def checkpoint_state(resume_dir: Path) -> dict:
+    """The state.json of the newest checkpoint in a `.NAME.resume` folder (one `epoch-NNNNN`
+    folder per checkpoint, see dlkit.core.checkpoint)."""
+    import json
+
+    newest = sorted(resume_dir.glob("epoch-*"))
+    assert newest, f"no checkpoint in {resume_dir}"
+    return json.loads((newest[-1] / "state.json").read_text())

@@ -64,6 +64,7 @@ class Row:
     as_user: bool = False  # needs folder permissions to count (runs unprivileged as root)
     errors: int = 1  # `error:` lines: classify-image reports each unreadable file on its own
     locked: bool = False  # another run holds the lock on {OUT}
+    env: tuple[tuple[str, str], ...] = ()  # extra environment (placeholders allowed)
 
     @property
     def id(self) -> str:
@@ -75,7 +76,7 @@ def row(command: str, case: str, *args: str, **kw: object) -> Row:
 
 
 def train_option_rows(command: str, base: tuple[str, ...], *, val_split: bool = True,
-                      limit: bool = True, max_minutes: bool = False) -> list[Row]:
+                      limit: bool = True) -> list[Row]:
     """The out-of-range common options and unwritable outputs every train-* command rejects."""
     out = ("-o", "{OUT}")
     cases = [
@@ -92,10 +93,14 @@ def train_option_rows(command: str, base: tuple[str, ...], *, val_split: bool = 
                   ("val-split negative", ("--val-split", "-0.1"))]
     if limit:
         cases += [("limit 0", ("--limit", "0")), ("limit negative", ("--limit", "-5"))]
-    if max_minutes:
-        cases += [("max-minutes 0", ("--max-minutes", "0")),
-                  ("max-minutes negative", ("--max-minutes", "-1"))]
+    cases += [("max-minutes 0", ("--max-minutes", "0")),
+              ("max-minutes negative", ("--max-minutes", "-1"))]
     rows = [row(command, case, *base, *args, *out) for case, args in cases]
+    usage = [("epochs 1e20", ("--epochs", "1e20")), ("epochs a million", ("--epochs", "1000000")),
+             ("seed negative", ("--seed", "-1")), ("seed 2**32", ("--seed", "4294967296")),
+             ("strategy unknown", ("--strategy", "tpu-pod"))]
+    rows = [r for r in rows if r.case != "strategy unknown"]
+    rows += [row(command, case, *base, *args, *out, usage=True) for case, args in usage]
     rows += [
         row(command, "epochs not a number", *base, "--epochs", "many", *out, usage=True),
         row(command, "unknown option", *base, "--no-such-option", *out, usage=True),
@@ -106,6 +111,15 @@ def train_option_rows(command: str, base: tuple[str, ...], *, val_split: bool = 
             existing="{OUT}"),
         row(command, "output locked by another run", *base, *out, code=1, existing="{OUT}",
             locked=True),
+        # issue 11: -o never deletes what dlkit did not write
+        row(command, "output is the working directory", *base, "-o", "."),
+        row(command, "output is the home folder", *base, "-o", "~",
+            env=(("HOME", "{T}/home"),)),
+        row(command, "output holds other files", *base, "-o", "{A}/nometa"),
+        row(command, "output inside a model folder", *base, "-o",
+            "{A}/models/mnist/saved_model"),
+        row(command, "output above a model folder", *base, "-o", "{A}/models"),
+        row(command, "output holds the working directory", *base, "-o", ".."),
     ]
     return rows
 
@@ -195,6 +209,15 @@ def train_cifar_rows() -> list[Row]:
             "{A}/one_class_images", *out),
         row("train-cifar", "image folder with empty classes", *base, "--data-dir",
             "{A}/empty_classes", *out),
+        row("train-cifar", "output is the data-dir", *base, "--data-dir", "{A}/empty_classes",
+            "-o", "{A}/empty_classes"),
+        row("train-cifar", "output inside the data-dir", *base, "--data-dir",
+            "{A}/empty_classes", "-o", "{A}/empty_classes/model"),
+        row("train-cifar", "output holds the data-dir", *base, "--data-dir",
+            "{A}/empty_classes/cats", "-o", "{A}/empty_classes"),
+        row("train-cifar", "test-split 0", *CIFAR, "--test-split", "0", *out),
+        row("train-cifar", "data-dir holds another dataset", *base, "--data-dir",
+            "{A}/bad_gz", *out),
     ]
 
 
@@ -202,7 +225,7 @@ def train_text_rows() -> list[Row]:
     base = ("--epochs", "1", "--seq-len", "16", "--dim", "16", "--batch-size", "8", "--quiet")
     out = ("-o", "{OUT}")
     return [
-        *train_option_rows("train-text", TEXT, max_minutes=True),
+        *train_option_rows("train-text", TEXT),
         row("train-text", "corpus missing", "--corpus", "{T}/nowhere.txt", *base, *out),
         row("train-text", "corpus is a folder", "--corpus", "{A}/empty", *base, *out),
         row("train-text", "corpus empty", "--corpus", "{A}/empty.txt", *base, *out),
@@ -226,6 +249,14 @@ def train_text_rows() -> list[Row]:
             "--heads", "3", *out),
         row("train-text", "dropout 1", *TEXT, "--dropout", "1", *out),
         row("train-text", "data-dir missing", *base, "--data-dir", "{T}/nowhere", *out),
+        row("train-text", "corpus is a FIFO", "--corpus", "{A}/fifo", *base, *out),
+        row("train-text", "output is the corpus", "--corpus", "{A}/corpus.txt", *base, "-o",
+            "{A}/corpus.txt"),
+        row("train-text", "output holds the corpus", "--corpus", "{A}/texts/food/0.txt", *base,
+            "-o", "{A}/texts/food"),
+        row("train-text", "weight-decay negative", *TEXT, "--weight-decay", "-1", *out),
+        row("train-text", "seq-len a million", *TEXT, "--seq-len", "1000000", *out,
+            usage=True),
     ]
 
 
@@ -249,6 +280,17 @@ def generate_text_rows() -> list[Row]:
         row("generate-text", "prompt non-UTF-8 stdin", *model, "--prompt", "-",
             stdin=b"\xff\xfe\xfd bad"),
         row("generate-text", "length not a number", *model, "--length", "long", usage=True),
+        row("generate-text", "length 10**8", *model, "--length", "100000000", usage=True),
+        row("generate-text", "num-samples 10**6", *model, "--num-samples", "1000000",
+            usage=True),
+        row("generate-text", "seed negative", *model, "--seed", "-1", usage=True),
+        row("generate-text", "metadata.json not an object", "--model", "{A}/listmeta"),
+        row("generate-text", "vocabulary with a repeated character", "--model",
+            "{A}/edited/text_repeat"),
+        row("generate-text", "vocabulary of the wrong size", "--model",
+            "{A}/edited/text_short"),
+        row("generate-text", "vocabulary entry not one character", "--model",
+            "{A}/edited/text_word"),
     ]
 
 
@@ -301,13 +343,22 @@ def classify_image_rows() -> list[Row]:
             "{RO}/grid.png", as_user=True),
         row("classify-image", "existing csv kept when nothing classifies",
             "{A}/images/bad/random.png", *model, "--csv", "{T}/p.csv", existing="{T}/p.csv"),
+        row("classify-image", "a 20000x20000 PNG", "{A}/images/huge.png", *model),
+        row("classify-image", "a FIFO given as image", "{A}/fifo", *model),
+        row("classify-image", "labels is a FIFO", good, *model, "--labels", "{A}/fifo"),
+        row("classify-image", "show not a .png", good, *model, "--show", "{T}/grid.jpg"),
+        row("classify-image", "csv is a folder", good, *model, "--csv", "{A}/empty"),
+        row("classify-image", "csv inside another model folder", good, *model, "--csv",
+            "{A}/models/text/p.csv"),
+        row("classify-image", "metadata.json not an object", good, "--model", "{A}/listmeta"),
+        row("classify-image", "top-k 10**6", good, *model, "--top-k", "1000000", usage=True),
     ]
 
 
 def train_vae_rows() -> list[Row]:
     base = ("--arch", "dense", "--latent-dim", "3", "--epochs", "1", "--limit", "32", "--quiet")
     return [
-        *train_option_rows("train-vae", VAE, val_split=False, max_minutes=True),
+        *train_option_rows("train-vae", VAE, val_split=False),
         *dataset_rows("train-vae", base, ("--dataset", "mnist")),
         row("train-vae", "arch unknown", *VAE, "--arch", "flow", "-o", "{OUT}"),
         row("train-vae", "latent-dim 0", *VAE, "--latent-dim", "0", "-o", "{OUT}"),
@@ -337,6 +388,11 @@ def sample_vae_rows() -> list[Row]:
             as_user=True),
         row("sample-vae", "existing grid kept on a bad model", "--model", "{A}/models/text",
             *out, existing="{T}/grid.png"),
+        row("sample-vae", "count 100000", *model, "--count", "100000", *out, usage=True),
+        row("sample-vae", "out inside the model folder", *model, "--out",
+            "{A}/models/vae/grid.png"),
+        row("sample-vae", "metadata.json not an object", "--model", "{A}/listmeta", *out),
+        row("sample-vae", "seed negative", *model, "--seed", "-1", *out, usage=True),
     ]
 
 
@@ -371,6 +427,8 @@ def train_sequence_rows() -> list[Row]:
         row("train-sequence", "period 0", *SEQ, "--period", "0", "-o", "{OUT}"),
         row("train-sequence", "window longer than the series", *SEQ, "--window", "5000", "-o",
             "{OUT}"),
+        row("train-sequence", "csv is a FIFO", "--csv", "{A}/fifo", *col, *opts),
+        row("train-sequence", "output holds the csv", *SEQ, "-o", "{A}"),
     ]
 
 
@@ -396,6 +454,9 @@ def forecast_rows() -> list[Row]:
         row("forecast", "steps 0", *model, *csv_ok, "--steps", "0"),
         row("forecast", "steps negative", *model, *csv_ok, "--steps", "-2"),
         row("forecast", "csv option missing", *model, usage=True),
+        row("forecast", "steps 10**6", *model, *csv_ok, "--steps", "1000000", usage=True),
+        row("forecast", "csv is a FIFO", *model, "--csv", "{A}/fifo"),
+        row("forecast", "metadata.json not an object", "--model", "{A}/listmeta", *csv_ok),
     ]
 
 
@@ -425,6 +486,8 @@ def train_text_classifier_rows() -> list[Row]:
         row(cmd, "arch unknown", *TCLS, "--arch", "cnn", "-o", "{OUT}"),
         row(cmd, "vocab-size 2", *TCLS, "--vocab-size", "2", "-o", "{OUT}"),
         row(cmd, "seq-len 0", *TCLS, "--seq-len", "0", "-o", "{OUT}"),
+        row(cmd, "output is the data-dir", *TCLS, "-o", "{A}/texts"),
+        row(cmd, "text file is a FIFO", "--data-dir", "{A}/texts_fifo", *opts),
     ]
 
 
@@ -444,6 +507,8 @@ def classify_text_rows() -> list[Row]:
         row("classify-text", "top-k 0", "hello", *model, "--top-k", "0"),
         row("classify-text", "top-k not a number", "hello", *model, "--top-k", "all",
             usage=True),
+        row("classify-text", "metadata.json not an object", "hello", "--model",
+            "{A}/listmeta"),
     ]
 
 
@@ -452,7 +517,7 @@ def train_gan_rows() -> list[Row]:
             "--batch-size", "16", "--quiet")
     out = ("-o", "{OUT}")
     return [
-        *train_option_rows("train-gan", GAN, val_split=False, max_minutes=True),
+        *train_option_rows("train-gan", GAN, val_split=False),
         *dataset_rows("train-gan", base, ("--dataset", "mnist")),
         row("train-gan", "latent-dim 0", *GAN, "--latent-dim", "0", *out),
         row("train-gan", "width 2", *GAN, "--width", "2", *out),
@@ -491,6 +556,12 @@ def sample_gan_rows() -> list[Row]:
             "--out-dir", "{F}/each"),
         row("sample-gan", "existing grid kept on a bad label", *model, "--label", "99", *out,
             existing="{T}/grid.png"),
+        row("sample-gan", "count 2 million", *model, "--count", "2000000", *out, usage=True),
+        row("sample-gan", "grid of 20000 images", *model, "--count", "20000", *out),
+        row("sample-gan", "seed negative", *model, "--seed", "-1", *out, usage=True),
+        row("sample-gan", "out inside the model folder", *model, "--out",
+            "{A}/models/gan/grid.png"),
+        row("sample-gan", "metadata.json not an object", "--model", "{A}/listmeta", *out),
     ]
 
 
@@ -516,6 +587,9 @@ def evaluate_gan_rows() -> list[Row]:
             "{A}/models/cifar_like"),
         row("evaluate-gan", "classifier model.keras corrupt", *model, "--classifier",
             "{A}/broken/mnist"),
+        row("evaluate-gan", "count 2 million", *model, *cls, "--count", "2000000", usage=True),
+        row("evaluate-gan", "bad option with --json", *model, *cls, "--count", "0", "--json"),
+        row("evaluate-gan", "metadata.json not an object", "--model", "{A}/listmeta", *cls),
     ]
 
 
@@ -551,8 +625,10 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     """Every data file and folder the rows point at, good and bad."""
     rng = np.random.default_rng(7)
     shutil.copytree(tiny_root, a / "data")
-    for name in ("empty", "nometa", "badmeta", "ro", "private"):
+    for name in ("empty", "nometa", "badmeta", "ro", "private", "listmeta"):
         (a / name).mkdir()
+    (a / "listmeta" / "metadata.json").write_text('["not", "an", "object"]\n')
+    os.mkfifo(a / "fifo")
     (a / "nometa" / "weights.bin").write_bytes(rng.bytes(256))
     (a / "badmeta" / "metadata.json").write_text('{"task": "train-mnist", ')
     (a / "random.bin").write_bytes(b"\x00" + rng.bytes(4095))
@@ -607,6 +683,8 @@ def _write_text_folders(a: Path) -> None:
     (a / "texts_notxt" / "weather").mkdir()
     (a / "texts_notxt" / "weather" / "notes.md").write_text("rain\n")
     texts(a / "texts_latin1", TOPICS)
+    texts(a / "texts_fifo", TOPICS)
+    os.mkfifo(a / "texts_fifo" / "food" / "pipe.txt")
     (a / "texts_latin1" / "food" / "latin.txt").write_bytes("cr\xe8me br\xfbl\xe9e".encode(
         "latin-1"))
     (a / "texts_flat").mkdir()
@@ -648,6 +726,9 @@ def _write_images(a: Path, rng: np.random.Generator) -> None:
     (a / "one_class_images" / "cats").mkdir(parents=True)
     for i, image in enumerate(images):
         assert cv2.imwrite(str(a / "one_class_images" / "cats" / f"{i}.png"), image)
+    from test_data_safety import _huge_png
+
+    _huge_png(a / "images" / "huge.png")
 
 
 # The tiny model each training command makes (seconds each), trained on first use, so a row
@@ -674,7 +755,12 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
     is the mnist classifier with metadata saying it takes 32x32 colour images."""
+    for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
+        ensure_models(a, ("{A}/models/text",))
+        _edited_text_model(a, variant)
     names = set(re.findall(r"\{A\}/(?:models|broken)/(\w+)", " ".join(args)))
+    if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
+        names.add("mnist")
     for name in sorted(names):
         base = "mnist" if name == "cifar_like" else name
         model = a / "models" / base
@@ -697,6 +783,22 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
 
 
+def _edited_text_model(a: Path, variant: str) -> None:
+    """A copy of the text model whose metadata.json vocabulary was edited by hand."""
+    folder = a / "edited" / variant
+    if folder.exists():
+        return
+    shutil.copytree(a / "models" / "text", folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    vocab = meta["text"]["vocab"]
+    vocab = {"text_repeat": [vocab[0], *vocab[:-1]], "text_short": vocab[:-1],
+             "text_word": ["ab", *vocab[1:]]}[variant]
+    meta["text"]["vocab"] = vocab
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    for path in [a / "edited", folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 @pytest.fixture(scope="session")
 def assets(tiny_root: Path) -> Iterator[Path]:
     """A world-readable folder of inputs (models are added by `ensure_models`)."""
@@ -705,6 +807,7 @@ def assets(tiny_root: Path) -> Iterator[Path]:
         _write_inputs(root, tiny_root)
         (root / "models").mkdir()
         (root / "broken").mkdir()
+        (root / "edited").mkdir()
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         (root / "ro").chmod(0o555)
@@ -773,13 +876,16 @@ def test_bad_input(case: Row, cli, assets: Path, tmp_path: Path,
     ensure_models(assets, case.args)
     (tmp_path / "file.txt").write_text("a plain file, not a folder\n")
     (tmp_path / "folder.png").mkdir()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".bashrc").write_text("# a home folder's file\n")
     if case.existing:
         _prepare_existing(Path(case.existing.format_map(places)))
     args = [a.format_map(places) for a in case.args]
     lock = held_lock(tmp_path / "out") if case.locked else contextlib.nullcontext()
     monkeypatch.chdir(tmp_path)  # relative default outputs land in the scratch folder
     # no dataset to be found; Keras writes its keras.json into KERAS_HOME when first imported
-    env = {"DLKIT_DATA": "", "KERAS_HOME": str(tmp_path_factory.getbasetemp() / "keras-home")}
+    env = {"DLKIT_DATA": "", "KERAS_HOME": str(tmp_path_factory.getbasetemp() / "keras-home"),
+           **{key: value.format_map(places) for key, value in case.env}}
 
     with lock:
         before = (snapshot(tmp_path), snapshot(assets))

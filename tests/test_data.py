@@ -14,7 +14,7 @@ from conftest import REAL_DATA, assert_one_error_line, needs_real_data, write_id
 from dlkit.data import locate as loc
 from dlkit.data import readers
 from dlkit.data.registry import DATASETS, DatasetSpec, Remote
-from dlkit.errors import DataError, UsageError
+from dlkit.core.errors import DataError, UsageError
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, interrupt_after, run_dlkit
+from conftest import assert_one_error_line, checkpoint_state, interrupt_after, run_dlkit
 
 
 def _invoke(*args: object):
@@ -141,7 +141,7 @@ def test_sample_gan_json_keeps_stdout_clean(plain_gan: tuple[Path, dict],
 def test_evaluate_gan_scores_as_json(cond_gan: tuple[Path, dict], classifier: Path) -> None:
     folder, _ = cond_gan
     result = _invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
-                     "--count", 50, "--seed", 3)
+                     "--count", 50, "--seed", 3, "--json")
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.stdout)
     assert scores["count"] == 50 and scores["conditional"] is True
@@ -150,21 +150,24 @@ def test_evaluate_gan_scores_as_json(cond_gan: tuple[Path, dict], classifier: Pa
     assert sum(scores["label_histogram"].values()) == 50
     assert len(scores["per_class_accuracy"]) == 10
     again = json.loads(_invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
-                               "--count", 50, "--seed", 3).stdout)
+                               "--count", 50, "--seed", 3, "--json").stdout)
     assert again["label_histogram"] == scores["label_histogram"]
+    plain = _invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
+                    "--count", 50, "--seed", 3)  # without --json: one result line
+    assert plain.stdout.startswith(f"recognisable={scores['recognisable']:.4f} ")
 
 
 def test_evaluate_unconditional_has_no_conditional_accuracy(plain_gan: tuple[Path, dict],
                                                             classifier: Path) -> None:
     folder, _ = plain_gan
     result = _invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
-                     "--count", 20)
+                     "--count", 20, "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["conditional_accuracy"] is None
 
 
 @pytest.mark.parametrize("args, words", [
-    (("train-gan", "--dataset", "svhn"), "unknown --dataset"),
+    (("train-gan", "--dataset", "svhn"), "'--dataset': 'svhn' is not one of"),
     (("train-gan", "--latent-dim", "0"), "--latent-dim"),
     (("sample-gan", "--model", "no/such/folder"), "does not exist"),
     (("evaluate-gan", "--model", "no/such/folder", "--classifier", "x"), "does not exist"),
@@ -233,7 +236,7 @@ def test_sigterm_keeps_generator_and_checkpoint_then_resume_matches(tiny_root: P
     assert_one_error_line(stderr)
     assert stdout == "" and str(out) in stderr and "--resume" in stderr
     resume_dir = tmp_path / ".g.resume"
-    done = json.loads((resume_dir / "state.json").read_text())["epochs_done"]
+    done = checkpoint_state(resume_dir)["epochs_done"]
     assert 1 <= done < 5 and f"{done} of 5 epochs" in stderr
     assert sorted(p.name for p in (resume_dir / "grids").glob("*.png"))[:done] == [
         f"epoch_{e:03d}.png" for e in range(1, done + 1)]

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import interrupt_after
+from conftest import checkpoint_state, interrupt_after
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -76,7 +76,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> N
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "--resume" in stderr and "Traceback" not in stderr
-    assert (tmp_path / ".resumed.resume" / "state.json").is_file() and not out.exists()
+    assert checkpoint_state(tmp_path / ".resumed.resume") and not out.exists()
 
     resumed = subprocess.run(_train(out, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

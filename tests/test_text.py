@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA, assert_one_error_line, interrupt_after, run_dlkit
+from conftest import REAL_DATA, assert_one_error_line, checkpoint_state, interrupt_after, run_dlkit
 
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
            "To be, or not to be, that is the question. All that glitters is not gold.\n")
@@ -120,10 +120,10 @@ def test_stdout_holds_only_text_and_streams(english_model: Path, tmp_path: Path)
 
 
 def test_incremental_decoding_matches_full_forward(english_model: Path) -> None:
-    from dlkit.tasks.generate import load_text_model
+    from dlkit.char_lm.generate import load_text_model
 
     model, meta = load_text_model(english_model)
-    from dlkit.nets.text import decoder
+    from dlkit.char_lm.models import decoder
 
     ids = [int(i) for i in np.random.default_rng(0).integers(0, len(meta["text"]["vocab"]), 40)]
     full = model(np.array([ids[:32]], np.int32)).numpy()[0]
@@ -156,8 +156,8 @@ def test_chinese_corpus_from_stdin_with_rnn(cli, corpora: dict[str, Path], tmp_p
     assert gen[0].stdout.startswith("明月") and len(gen[0].stdout) == 2 + 30 + 1
     assert set(gen[0].stdout[2:-1]) <= set(CHINESE)
 
-    from dlkit.nets.text import decoder
-    from dlkit.tasks.generate import load_text_model
+    from dlkit.char_lm.models import decoder
+    from dlkit.char_lm.generate import load_text_model
 
     model, _ = load_text_model(out)
     ids = [3, 1, 4, 1, 5, 9, 2, 6]
@@ -200,13 +200,13 @@ def test_ctrl_c_saves_model_and_checkpoint_then_resume_matches(cli, corpora: dic
     assert_one_error_line(stderr)
     assert stdout == "" and str(out) in stderr and "--resume" in stderr
     meta = json.loads((out / "metadata.json").read_text())  # the model as trained so far
-    state = json.loads((tmp_path / ".m.resume" / "state.json").read_text())
+    state = checkpoint_state(tmp_path / ".m.resume")
     assert 1 <= state["epochs_done"] < 6 and f"{state['epochs_done']} of 6 epochs" in stderr
-    assert meta["training"]["interrupted"]
+    assert meta["training"]["stopped"] == "interrupted"
     assert meta["training"]["epochs_run"] == state["epochs_done"]
 
     other = cli(*_resumable(corpora["english"], out, "--resume", "--seed", "4")[3:])
-    assert other.exit_code == 2 and "other settings (seed)" in other.stderr
+    assert other.exit_code == 2 and "other settings (--seed)" in other.stderr
 
     resumed = subprocess.run(_resumable(corpora["english"], out, "--resume"),
                              capture_output=True, text=True, timeout=300)
@@ -216,7 +216,7 @@ def test_ctrl_c_saves_model_and_checkpoint_then_resume_matches(cli, corpora: dic
     assert len(b["history"]["loss"]) == b["epochs_run"] == 6
     assert b["history"] == a["history"] and b["sample"] == a["sample"]
     assert not (tmp_path / ".m.resume").exists()  # a finished run removes its checkpoint
-    assert not json.loads((out / "metadata.json").read_text())["training"]["interrupted"]
+    assert json.loads((out / "metadata.json").read_text())["training"]["stopped"] == "completed"
 
 
 def test_resume_needs_a_checkpoint_of_the_same_settings(corpora: dict[str, Path],

@@ -88,14 +88,15 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args,code,phrase", [
-    (["train-mnist", "--dataset", "nope"], 2, "unknown --dataset"),
-    (["train-mnist", "--arch", "transformer"], 2, "unknown --arch"),
-    (["train-mnist", "--epochs", "0"], 2, "--epochs must be at least 1"),
-    (["train-mnist", "--batch-size", "-3"], 2, "--batch-size must be at least 1"),
+    (["train-mnist", "--dataset", "nope"], 2, "'--dataset': 'nope' is not one of"),
+    (["train-mnist", "--arch", "transformer"], 2, "'--arch': 'transformer' is not one of"),
+    (["train-mnist", "--epochs", "0"], 2, "'--epochs' / '-e': Input should be greater than or "
+     "equal to 1"),
+    (["train-mnist", "--batch-size", "-3"], 2, "'--batch-size' / '-b': Input should be greater"),
     (["train-mnist", "--learning-rate", "nan"], 2, "--learning-rate"),
     (["train-mnist", "--limit", "0"], 2, "--limit"),
-    (["train-cifar", "--arch", "vgg"], 2, "unknown --arch"),
-    (["train-cifar", "--dataset", "cifar1000"], 2, "unknown --dataset"),
+    (["train-cifar", "--arch", "vgg"], 2, "'--arch': 'vgg' is not one of"),
+    (["train-cifar", "--dataset", "cifar1000"], 2, "'--dataset': 'cifar1000' is not one of"),
     (["train-cifar", "--image-size", "2"], 2, "--image-size"),
     (["train-mnist", "--data-dir", "/definitely/not/here"], 2, "does not exist"),
 ])

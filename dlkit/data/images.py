@@ -6,6 +6,8 @@ Handles grayscale, RGBA (composited on white), 16-bit and EXIF orientation; used
 
 from __future__ import annotations
 
+import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff")
+MAX_PIXELS = 50_000_000  # decoded RGB: 150 MB; a larger picture is refused, not decoded
 
 
 class ImageError(ValueError):
@@ -24,15 +27,22 @@ def is_image_file(path: Path) -> bool:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode `path` to an (H, W, 3) RGB uint8 array, honouring EXIF orientation."""
+    """Decode `path` to an (H, W, 3) RGB uint8 array, honouring EXIF orientation.
+
+    Only regular files are read (a FIFO or a device would block or never end), and a picture
+    of more than MAX_PIXELS is refused from its header, before anything is decoded: a small
+    file can declare an enormous image."""
     import cv2
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageError("not a regular file")
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(exc.strerror or str(exc)) from None
     if raw.size == 0:
         raise ImageError("empty file")
+    _check_size(raw)
     # IMREAD_ANYDEPTH keeps 16-bit data; IMREAD_COLOR applies EXIF orientation and gives BGR.
     image = cv2.imdecode(raw, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
@@ -42,6 +52,28 @@ def read_image(path: Path) -> np.ndarray:
     if alpha is not None and alpha.shape[:2] == image.shape[:2]:
         image = _composite_on_white(image, alpha)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_size(raw: np.ndarray) -> None:
+    """Refuse a picture whose header declares more than MAX_PIXELS (read by Pillow, which
+    parses the header without decoding); files Pillow cannot parse are left to OpenCV."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    too_big = f"larger than dlkit reads ({MAX_PIXELS // 1_000_000} megapixels at most)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw.tobytes())) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise ImageError(f"the picture is {too_big}") from None
+    except Exception:  # not a format Pillow knows, or a broken header: OpenCV decides
+        return
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{width}x{height} pixels is {too_big}")
 
 
 def _alpha(raw: np.ndarray) -> np.ndarray | None:

@@ -1,8 +1,11 @@
 """Find a dataset on disk in DESIGN.md's order, or download it.
 
-Order: `--data-dir`, `$DLKIT_DATA`, `./data`, the Keras cache (`$KERAS_HOME/datasets`, default
-`~/.keras/datasets`), `/usr/share/datasets`; then the canonical URL (checksum-verified, written
-atomically, with a progress bar) into the Keras cache, unless `DLKIT_OFFLINE=1`.
+`--data-dir`, when given, is authoritative: the dataset comes from that folder (which may be the
+dataset's own folder, e.g. `cifar-10-batches-py/` itself) or the command fails saying what it
+expected there. Without it the order is `$DLKIT_DATA`, `./data`, the Keras cache
+(`$KERAS_HOME/datasets`, default `~/.keras/datasets`), `/usr/share/datasets`; then the canonical
+URL (checksum-verified, written atomically, with a progress bar) into the Keras cache, unless
+`DLKIT_OFFLINE=1`. Every dataset found is announced on stderr with where it came from.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.console import err, info, stderr_is_terminal
+from dlkit.core.console import err, info, stderr_is_terminal
+from dlkit.core.errors import DataError, UsageError
 from dlkit.data.registry import DatasetSpec, Remote
-from dlkit.errors import DataError, UsageError
 
 SYSTEM_DIR = Path("/usr/share/datasets")
 
@@ -42,7 +45,7 @@ def search_roots(data_dir: Path | None) -> list[tuple[str, Path]]:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
             raise UsageError(f"--data-dir {data_dir} does not exist or is not a folder")
-        roots.append(("--data-dir", data_dir))
+        return [("--data-dir", data_dir)]
     if os.environ.get("DLKIT_DATA"):
         roots.append(("$DLKIT_DATA", Path(os.environ["DLKIT_DATA"]).expanduser()))
     roots += [("./data", Path.cwd() / "data"), ("Keras cache", keras_cache()),
@@ -51,27 +54,49 @@ def search_roots(data_dir: Path | None) -> list[tuple[str, Path]]:
 
 
 def find(spec: DatasetSpec, data_dir: Path | None = None) -> Found | None:
-    """The first lookup place holding a complete layout of `spec`, or None."""
+    """The first lookup place holding a complete layout of `spec`, or None. An explicit
+    `data_dir` may also be the layout's own folder (`cifar-10-batches-py/` itself)."""
     for label, root in search_roots(data_dir):
-        for layout in spec.layouts:
+        for layout in _layouts(spec, own_folder=data_dir is not None):
             files = tuple(root / rel for rel in layout)
             if all(f.is_file() for f in files):
                 return Found(root, files, label)
     return None
 
 
+def _layouts(spec: DatasetSpec, own_folder: bool) -> list[tuple[str, ...]]:
+    """The layouts of `spec`, and with `own_folder` each layout whose files share a first
+    folder also without that folder (the user pointed at the folder itself)."""
+    layouts = list(spec.layouts)
+    if own_folder:
+        for layout in spec.layouts:
+            heads = {Path(rel).parts[0] for rel in layout}
+            if len(heads) == 1 and all(len(Path(rel).parts) > 1 for rel in layout):
+                layouts.append(tuple(str(Path(*Path(rel).parts[1:])) for rel in layout))
+    return layouts
+
+
+def expected(spec: DatasetSpec) -> str:
+    """The files a layout of `spec` needs, for messages."""
+    return " or ".join("+".join(layout) for layout in spec.layouts)
+
+
 def locate(spec: DatasetSpec, data_dir: Path | None = None) -> Found:
     """Find `spec` on disk or download it; exit 1 naming every place tried when neither works."""
     found = find(spec, data_dir)
     if found is not None:
-        return found
+        return _announce(spec, found)
+    if data_dir is not None:
+        raise DataError(f"dataset {spec.name} not found in --data-dir {data_dir}: expected "
+                        f"{expected(spec)} there (or the dataset's own folder); --data-dir is "
+                        "the only place looked at when given")
     tried = ", ".join(f"{label} ({root})" for label, root in search_roots(data_dir))
     offline = os.environ.get("DLKIT_OFFLINE", "") not in ("", "0")
     if offline or not spec.remote:
         why = "DLKIT_OFFLINE=1 forbids downloading" if offline else "it has no download source"
         raise DataError(f"dataset {spec.name} not found; tried {tried}; {why}. Put the files "
-                        f"({' or '.join('+'.join(lay) for lay in spec.layouts)}) in one of those "
-                        "folders or point --data-dir / DLKIT_DATA at them")
+                        f"({expected(spec)}) in one of those folders or point --data-dir / "
+                        "DLKIT_DATA at them")
     target = keras_cache()
     try:
         for remote in spec.remote:
@@ -83,6 +108,11 @@ def locate(spec: DatasetSpec, data_dir: Path | None = None) -> Found:
     if found is None:
         raise DataError(f"downloaded {spec.name} into {target} but its files are not where "
                         "expected; delete them and retry")
+    return _announce(spec, found)
+
+
+def _announce(spec: DatasetSpec, found: Found) -> Found:
+    info(f"reading {spec.name} from {found.root} ({found.origin})")
     return found
 
 

@@ -10,6 +10,7 @@ Every reader turns a corrupt or truncated file into a one-line `DataError` namin
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.core.errors import DataError
 from dlkit.data.registry import CIFAR10_CLASSES, FASHION_CLASSES, MNIST_CLASSES
-from dlkit.errors import DataError
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -33,10 +34,19 @@ class ArraySplits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
+    files: tuple[Path, ...] = ()  # where it was read from (the run's inputs)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def first(self, limit: int | None) -> ArraySplits:
+        """Only the first `limit` training and test examples (`--limit`, for smoke runs)."""
+        if limit is None:
+            return self
+        return dataclasses.replace(self, x_train=self.x_train[:limit],
+                                   y_train=self.y_train[:limit], x_test=self.x_test[:limit],
+                                   y_test=self.y_test[:limit])
 
 
 def _corrupt(path: Path, why: object) -> DataError:
@@ -176,6 +186,9 @@ def load_mnist_family(name: str, data_dir: Path | None) -> ArraySplits:
     from dlkit.data.registry import get_spec
 
     if name == "digits":
+        from dlkit.core.console import info
+
+        info("reading digits from scikit-learn's bundled copy")
         return read_digits()
     found = locate(get_spec(name), data_dir)
     if found.files[0].suffix == ".npz":
@@ -184,6 +197,7 @@ def load_mnist_family(name: str, data_dir: Path | None) -> ArraySplits:
         splits = read_idx_set(name, found.files,
                               FASHION_CLASSES if name == "fashion-mnist" else MNIST_CLASSES)
     splits.name = name
+    splits.files = found.files
     return splits
 
 
@@ -193,4 +207,6 @@ def load_cifar10(data_dir: Path | None) -> ArraySplits:
     from dlkit.data.registry import get_spec
 
     found = locate(get_spec("cifar10"), data_dir)
-    return read_cifar10(found.files[0].parent)
+    splits = read_cifar10(found.files[0].parent)
+    splits.files = (found.files[0].parent,)
+    return splits

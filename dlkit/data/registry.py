@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 MNIST_CLASSES = [str(d) for d in range(10)]
@@ -9,6 +10,16 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck"]
+
+
+class GreyDataset(enum.StrEnum):
+    """The 28x28 greyscale datasets (train-mnist, train-vae)."""
+
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
+    digits = "digits"
+
+
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -79,7 +90,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def get_spec(name: str) -> DatasetSpec:
-    from dlkit.errors import UsageError
+    from dlkit.core.errors import UsageError
 
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")

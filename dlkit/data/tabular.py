@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlkit.errors import UsageError
+from dlkit.core.errors import UsageError
+from dlkit.core.files import read_bytes
 
 
 @dataclass
@@ -35,14 +36,10 @@ def read_rows(path: Path | str) -> tuple[list[str], list[list[str]]]:
         if source == "-":
             text = sys.stdin.read()
         else:
-            text = Path(path).expanduser().read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"CSV file {source} does not exist; check the --csv path") from None
+            text = read_bytes(path, "CSV file", "check the --csv path").decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{source} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
                          "CSV") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {source} ({exc.strerror}); check the --csv path") from None
     try:
         rows = [row for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
     except csv.Error as exc:

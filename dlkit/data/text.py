@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.errors import DataError, UsageError
+from dlkit.core.errors import UsageError
 
 STDIN = "-"
 _SNIFF_BYTES = 8192
@@ -27,6 +27,7 @@ class Corpus:
     text: str
     source: str
     vocab: list[str]
+    files: tuple[Path, ...] = ()  # the file it was read from (none for stdin)
 
     @property
     def char_to_id(self) -> dict[str, int]:
@@ -51,7 +52,10 @@ def read_corpus(path: str | Path | None, data_dir: Path | None = None,
     text = decode_text(raw, source)
     if limit is not None:
         text = text[:limit]
-    return make_corpus(text, source)
+    corpus = make_corpus(text, source)
+    if str(path) != STDIN:
+        corpus.files = (Path(path).expanduser(),)
+    return corpus
 
 
 def make_corpus(text: str, source: str) -> Corpus:
@@ -72,17 +76,14 @@ def _read_bytes(path: str | Path) -> tuple[bytes, str]:
         stream = getattr(sys.stdin, "buffer", None)
         data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
         return data, "<stdin>"
+    from dlkit.core.console import info
+    from dlkit.core.files import read_bytes
+
     file = Path(path).expanduser()
-    if not file.exists():
-        raise UsageError(f"corpus file {file} does not exist; give an existing text file "
-                         "(--corpus FILE, or --corpus - to read stdin)")
-    if not file.is_file():
-        raise UsageError(f"corpus {file} is not a file; give a text file (--corpus FILE)")
-    try:
-        return file.read_bytes(), str(file)
-    except OSError as exc:
-        raise DataError(f"cannot read corpus {file} ({exc.strerror}); check its permissions",
-                        2) from None
+    data = read_bytes(file, "corpus", "give a text file (--corpus FILE, or --corpus - to read "
+                      "stdin)")
+    info(f"reading the corpus from {file}")
+    return data, str(file)
 
 
 def decode_text(raw: bytes, source: str) -> str:

@@ -1,0 +1,266 @@
+"""Character-level language models and their incremental decoders.
+
+Two families, both mapping a batch of character ids (B, T) to next-character logits (B, T, V):
+
+- `build_rnn`: embedding, stacked LSTM or GRU layers, a dense head (char-rnn);
+- `build_transformer`: a small GPT-style decoder (nanoGPT's model.py): token + learned position
+  embeddings, pre-norm blocks of causal self-attention and a GELU MLP, a final LayerNorm.
+
+Generation never re-runs the whole window per character. `RnnDecoder` carries each layer's
+state from step to step through the trained cells; `TransformerDecoder` keeps a fixed-size
+key/value cache per block with a position index, so its compiled `tf.function` step has fixed
+shapes and traces once. When the cache is full it is refilled from the last half window (the
+learned position embeddings only go up to the training length).
+
+Imports Keras and TensorFlow at module level: import it inside command bodies only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+_INIT = keras.initializers.RandomNormal(stddev=0.02)
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class TokenPositionEmbedding(layers.Layer):
+    """Token embedding plus a learned embedding of the position in the window."""
+
+    def __init__(self, vocab_size: int, max_len: int, dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocab_size, self.max_len, self.dim = vocab_size, max_len, dim
+
+    def build(self, input_shape: Any = None) -> None:
+        self.tokens = self.add_weight(shape=(self.vocab_size, self.dim), initializer=_INIT,
+                                      name="tokens")
+        self.positions = self.add_weight(shape=(self.max_len, self.dim), initializer=_INIT,
+                                         name="positions")
+
+    def call(self, ids: Any) -> Any:
+        length = tf.shape(ids)[1]
+        x = tf.gather(self.tokens, ids) + self.positions[None, :length]
+        return tf.cast(x, self.compute_dtype)
+
+    def embed_at(self, ids: Any, position: Any) -> Any:
+        """Embeddings of ids (B, 1) at one window position (scalar)."""
+        x = tf.gather(self.tokens, ids) + tf.gather(self.positions, position)[None, None]
+        return tf.cast(x, self.compute_dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "vocab_size": self.vocab_size,
+                "max_len": self.max_len, "dim": self.dim}
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class Block(layers.Layer):
+    """A pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.dim, self.heads, self.dropout = dim, heads, dropout
+        self.head_dim = dim // heads
+        self.ln1 = layers.LayerNormalization(epsilon=1e-5, name="ln1")
+        self.qkv = layers.Dense(3 * dim, kernel_initializer=_INIT, name="qkv")
+        self.proj = layers.Dense(dim, kernel_initializer=_INIT, name="proj")
+        self.ln2 = layers.LayerNormalization(epsilon=1e-5, name="ln2")
+        self.fc = layers.Dense(4 * dim, activation="gelu", kernel_initializer=_INIT, name="fc")
+        self.out = layers.Dense(dim, kernel_initializer=_INIT, name="out")
+        self.drop = layers.Dropout(dropout)
+
+    def build(self, input_shape: Any) -> None:
+        shape = (None, None, self.dim)
+        self.ln1.build(shape)
+        self.qkv.build(shape)
+        self.proj.build(shape)
+        self.ln2.build(shape)
+        self.fc.build(shape)
+        self.out.build((None, None, 4 * self.dim))
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        return self.forward(x, training)[0]
+
+    def forward(self, x: Any, training: bool | None = None) -> tuple[Any, Any, Any]:
+        """The block over a whole window; also returns its keys and values (B, H, T, hd)."""
+        q, k, v = self._qkv(self.ln1(x))
+        length = tf.shape(x)[1]
+        causal = tf.linalg.band_part(tf.ones((length, length), tf.bool), -1, 0)
+        x = x + self.drop(self.proj(self._attend(q, k, v, causal, training)), training=training)
+        x = x + self.drop(self.out(self.fc(self.ln2(x))), training=training)
+        return x, k, v
+
+    def step(self, x: Any, k_cache: Any, v_cache: Any, position: Any) -> tuple[Any, Any, Any]:
+        """One new position: x (B, 1, D); caches (B, H, T_max, hd) updated at `position`."""
+        q, k, v = self._qkv(self.ln1(x))
+        size = tf.shape(k_cache)[2]
+        at = tf.cast(tf.equal(tf.range(size), position), k_cache.dtype)[None, None, :, None]
+        k_cache = k_cache * (1 - at) + k * at
+        v_cache = v_cache * (1 - at) + v * at
+        visible = (tf.range(size) <= position)[None, :]
+        x = x + self.proj(self._attend(q, k_cache, v_cache, visible, False))
+        x = x + self.out(self.fc(self.ln2(x)))
+        return x, k_cache, v_cache
+
+    def _qkv(self, h: Any) -> tuple[Any, Any, Any]:
+        batch, length = tf.shape(h)[0], tf.shape(h)[1]
+        qkv = tf.reshape(self.qkv(h), (batch, length, 3, self.heads, self.head_dim))
+        qkv = tf.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, H, T, hd)
+        return qkv[0], qkv[1], qkv[2]
+
+    def _attend(self, q: Any, k: Any, v: Any, mask: Any, training: bool | None) -> Any:
+        scores = tf.matmul(q, k, transpose_b=True) * (self.head_dim ** -0.5)
+        scores = tf.where(mask, tf.cast(scores, tf.float32), -1e9)
+        weights = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
+        weights = self.drop(weights, training=training)
+        y = tf.transpose(tf.matmul(weights, v), (0, 2, 1, 3))  # (B, T, H, hd)
+        return tf.reshape(y, (tf.shape(y)[0], tf.shape(y)[1], self.dim))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads,
+                "dropout": self.dropout}
+
+
+def build_transformer(vocab_size: int, seq_len: int, n_layers: int = 4, dim: int = 128,
+                      heads: int = 4, dropout: float = 0.0) -> keras.Model:
+    """A GPT-style causal decoder: ids (B, T <= seq_len) -> logits (B, T, vocab_size)."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="chars")
+    x = TokenPositionEmbedding(vocab_size, seq_len, dim, name="embed")(ids)
+    x = layers.Dropout(dropout, name="embed_dropout")(x)
+    for i in range(n_layers):
+        x = Block(dim, heads, dropout, name=f"block_{i}")(x)
+    x = layers.LayerNormalization(epsilon=1e-5, name="ln_f")(x)
+    logits = layers.Dense(vocab_size, dtype="float32", kernel_initializer=_INIT, name="head")(x)
+    return keras.Model(ids, logits, name="char_transformer")
+
+
+def build_rnn(kind: str, vocab_size: int, units: int = 512, n_layers: int = 1,
+              embed_dim: int = 64, dropout: float = 0.0) -> keras.Model:
+    """char-rnn: ids (B, T) -> embedding -> LSTM/GRU layers -> logits (B, T, vocab_size)."""
+    cell = {"lstm": layers.LSTM, "gru": layers.GRU}[kind]
+    ids = keras.Input(shape=(None,), dtype="int32", name="chars")
+    x = layers.Embedding(vocab_size, embed_dim, name="embed")(ids)
+    for i in range(n_layers):
+        x = cell(units, return_sequences=True, name=f"rnn_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    logits = layers.Dense(vocab_size, dtype="float32", name="head")(x)
+    return keras.Model(ids, logits, name=f"char_{kind}")
+
+
+def build(arch: str, vocab_size: int, seq_len: int, n_layers: int, dim: int, heads: int,
+          dropout: float) -> keras.Model:
+    """The model for `--arch` (a `TextArch` value); `dim` is the transformer width or the RNN
+    units."""
+    arch = getattr(arch, "value", arch)
+    if arch == "transformer":
+        return build_transformer(vocab_size, seq_len, n_layers, dim, heads, dropout)
+    return build_rnn(arch, vocab_size, dim, n_layers, min(dim, 128), dropout)
+
+
+class RnnDecoder:
+    """Incremental LSTM/GRU decoding: each layer's state is carried from one step to the next."""
+
+    def __init__(self, model: keras.Model) -> None:
+        self.embed = model.get_layer("embed")
+        self.cells = [layer.cell for layer in model.layers if layer.name.startswith("rnn_")]
+        self.head = model.get_layer("head")
+        self._step = tf.function(self._step_graph, reduce_retracing=True)
+
+    def start(self, ids: list[int]) -> tuple[np.ndarray, Any]:
+        """Feed the prompt ids one by one from a zero state; returns (logits, state)."""
+        state = tuple(tf.zeros((1, size), tf.float32) for cell in self.cells
+                      for size in _state_sizes(cell))
+        logits = None
+        for token in ids:
+            logits, state = self.step(token, state)
+        return logits, state
+
+    def step(self, token: int, state: Any) -> tuple[np.ndarray, Any]:
+        logits, state = self._step(tf.constant([token], tf.int32), state)
+        return logits.numpy()[0], state
+
+    def _step_graph(self, token: Any, state: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        x = tf.cast(self.embed(token), tf.float32)
+        new_state: list[Any] = []
+        offset = 0
+        for cell in self.cells:
+            count = len(_state_sizes(cell))
+            states = list(state[offset:offset + count])
+            x, updated = cell(x, states if count > 1 else states[0], training=False)
+            updated = updated if isinstance(updated, (list, tuple)) else [updated]
+            new_state.extend(tf.cast(s, tf.float32) for s in updated)
+            offset += count
+        return tf.cast(self.head(x), tf.float32), tuple(new_state)
+
+
+def _state_sizes(cell: Any) -> list[int]:
+    size = cell.state_size
+    return list(size) if isinstance(size, (list, tuple)) else [size]
+
+
+class TransformerDecoder:
+    """Incremental transformer decoding with a fixed-size key/value cache and a position index."""
+
+    def __init__(self, model: keras.Model) -> None:
+        self.embed = model.get_layer("embed")
+        self.blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
+        self.ln_f = model.get_layer("ln_f")
+        self.head = model.get_layer("head")
+        self.size = int(self.embed.max_len)
+        spec = tf.TensorSpec((1, self.size), tf.int32)
+        self._prefill = tf.function(self._prefill_graph, input_signature=[
+            spec, tf.TensorSpec((), tf.int32)])
+        self._step = tf.function(self._step_graph)
+        self.history: list[int] = []
+
+    def start(self, ids: list[int]) -> tuple[np.ndarray, Any]:
+        """Fill the cache from the last window of prompt ids; returns (logits, state)."""
+        self.history = list(ids)
+        return self._refill(self.history[-self.size:])
+
+    def step(self, token: int, state: Any) -> tuple[np.ndarray, Any]:
+        self.history.append(token)
+        position, caches = state
+        if int(position) >= self.size:  # window full: keep the last half as context
+            return self._refill(self.history[-max(1, self.size // 2):])
+        logits, caches = self._step(tf.constant([[token]], tf.int32), position, caches)
+        return logits.numpy()[0], (position + 1, caches)
+
+    def _refill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
+        padded = np.zeros((1, self.size), np.int32)
+        padded[0, :len(ids)] = ids
+        logits, caches = self._prefill(tf.constant(padded), tf.constant(len(ids), tf.int32))
+        return logits.numpy()[0], (tf.constant(len(ids), tf.int32), caches)
+
+    def _prefill_graph(self, ids: Any, length: Any) -> tuple[Any, tuple[Any, ...]]:
+        x = self.embed(ids)
+        caches: list[Any] = []
+        for block in self.blocks:
+            x, k, v = block.forward(x, training=False)
+            caches += [k, v]
+        last = tf.gather(x, length - 1, axis=1)[:, None]
+        return self._logits(last), tuple(caches)
+
+    def _step_graph(self, token: Any, position: Any,
+                    caches: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        x = self.embed.embed_at(token, position)
+        new_caches: list[Any] = []
+        for i, block in enumerate(self.blocks):
+            x, k, v = block.step(x, caches[2 * i], caches[2 * i + 1], position)
+            new_caches += [k, v]
+        return self._logits(x), tuple(new_caches)
+
+    def _logits(self, x: Any) -> Any:
+        return tf.cast(self.head(self.ln_f(x)), tf.float32)[:, 0]
+
+
+def decoder(arch: str, model: keras.Model) -> RnnDecoder | TransformerDecoder:
+    """The incremental decoder for a trained model of `arch`."""
+    arch = getattr(arch, "value", arch)
+    return TransformerDecoder(model) if arch == "transformer" else RnnDecoder(model)

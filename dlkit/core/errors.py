@@ -1,0 +1,55 @@
+"""The project's exceptions and exit codes.
+
+Every expected failure (bad option, missing data, corrupt file, a full disk) is raised as a
+`DlkitError` carrying a one-line message and an exit code; `dlkit.cli` maps it to stderr and the
+exit status in one place. An interrupt (Ctrl-C, SIGTERM) is its own type, `Interrupted`, so that
+code which must act on it (save what can be saved) catches the type, not an exit code.
+"""
+
+from __future__ import annotations
+
+import errno
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # runtime failure: data missing, training failed, disk full
+EXIT_USAGE = 2  # bad usage or bad input
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM, after saving what can be saved
+
+# The errors a full or read-only disk gives: what was being written is an environment failure.
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
+
+
+class DlkitError(Exception):
+    """A failure the user can act on: `error: <message>` on stderr, then exit `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class UsageError(DlkitError):
+    """Bad usage or bad input (exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)
+
+
+class DataError(DlkitError):
+    """Data that is missing or unreadable (exit 1 unless the user pointed at it: then 2)."""
+
+
+class Interrupted(DlkitError):
+    """Ctrl-C or SIGTERM ended the run (exit 130); the message says what was kept."""
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message, EXIT_INTERRUPTED)
+
+
+def disk_error(what: str, exc: OSError) -> DlkitError:
+    """The one line for an OSError while writing `what` (disk full, read-only, ...)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in DISK_ERRNOS:
+        return DlkitError(f"cannot write {what} ({reason}); free some space or choose another "
+                          "place, then run the command again")
+    return DlkitError(f"cannot write {what} ({reason})")

@@ -1,0 +1,294 @@
+"""The training runner: the plumbing every `train-*` command shares, so that a family's training
+file reads top to bottom like a Keras code example (config, data, model, fit, save).
+
+    with Run(config, inputs=[config.data_dir]) as run:   # the output checked and locked
+        data = load(...)
+        run.start(fingerprint(data))                     # resume checked, TensorFlow started
+        with run.scope():
+            model = build(...); model.compile(...)
+            done = run.restore(model)                    # 0, or the epochs a --resume skips
+        run.fit(model, train_batches(done), steps=..., validation=..., schedule=...)
+        metrics = evaluate(model)
+        paths = run.save(model, metadata, extras)        # the model folder, atomically
+
+In minGPT's spirit nothing here knows about images or text. `Run` owns: the output claim and
+lock, the runtime (devices, precision, strategy), the resume checkpoint (settings and data
+fingerprint compared before any work; one atomic unit per epoch), the standard callbacks (progress,
+one time budget, one learning-rate schedule, reseeding, the NaN stop, the checkpoint), the
+divergence policy (a NaN anywhere means exit 1 and the previous model untouched), the interrupt
+policy (exit 130 with the checkpoint kept; families that ask for it also save the model trained so
+far), and the rule that finished work is never thrown away: the checkpoint is removed only once
+the model folder is written.
+
+Imports Keras: import this module inside command bodies only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlkit.core import artifacts
+from dlkit.core import runtime as rt
+from dlkit.core.callbacks import (
+    EpochTimer,
+    LearningRate,
+    Progress,
+    ReseedEachEpoch,
+    SaveEachEpoch,
+    StopOnNaN,
+    StopOnSignal,
+    TimeBudget,
+    weights_finite,
+)
+from dlkit.core.checkpoint import Checkpoint, fault_point, reset_faults
+from dlkit.core.config import TrainConfig, cli_name
+from dlkit.core.console import info
+from dlkit.core.errors import DlkitError
+from dlkit.core.schedules import Schedule
+
+
+class Run:
+    """One training run of `config` (see the module doc)."""
+
+    def __init__(self, config: TrainConfig, inputs: Iterable[Path | str | None] = (),
+                 multi_worker: bool = False) -> None:
+        reset_faults()
+        self.config = config
+        self.task = config.COMMAND
+        if getattr(config.strategy, "value", config.strategy) == "multi-worker":
+            rt.check_multi_worker(self.task, multi_worker)
+        self.chief = rt.is_chief(config.strategy)
+        self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
+        self.runtime: rt.Runtime | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.state: dict[str, Any] = {}
+        self.history: dict[str, list[float]] = {}
+        self.timer = EpochTimer()
+        self.guard = StopOnNaN()
+        self.budget: TimeBudget | None = None
+        self.done = 0
+        self.trained = False  # fit has ended (completed, out of time or interrupted)
+        self.interrupted = False
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        """A failure after training keeps the checkpoint and says how to get the model back."""
+        if exc is None or not self.trained or isinstance(exc, (DlkitError, KeyboardInterrupt)):
+            return
+        if self.checkpoint is not None and self.checkpoint.latest() is not None:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise DlkitError(f"{type(exc).__name__} after training: {first}; the trained "
+                             f"weights are kept in {self.checkpoint.folder}, and the same "
+                             "command with --resume saves them without training again "
+                             "(--debug shows the traceback)") from exc
+
+    # -- before training ----------------------------------------------------------------------
+
+    def start(self, fingerprint: str, inputs: Iterable[Path | str | None] = (),
+              mixed_precision: bool | None = None) -> rt.Runtime:
+        """Once the data is read: check its files against the output, check a --resume
+        against its checkpoint (exit 2 before any work on a mismatch), start TensorFlow."""
+        config = self.config
+        artifacts.check_inputs(self.output, inputs)
+        settings = {**config.resume_settings(), "data": fingerprint}
+        self.checkpoint = Checkpoint(self.output, settings, writer=self.chief,
+                                     labels=functools.partial(_label, type(config)))
+        if config.resume:
+            self.state = self.checkpoint.load_state()
+        elif self.chief and self.checkpoint.folder.exists():
+            info(f"starting over: removing the old checkpoint {self.checkpoint.folder} "
+                 "(use --resume to continue a run)")
+            self.checkpoint.remove()
+        self.checkpoint.clean_stale()
+        self.runtime = rt.start(config.seed, config.strategy, config.deterministic,
+                                mixed_precision)
+        return self.runtime
+
+    def scope(self) -> Any:
+        """Build and compile models inside this (the distribution strategy's scope)."""
+        return self.runtime.strategy.scope()
+
+    def restore(self, model: keras.Model, build_optimizers: Any = None) -> int:
+        """The epochs already done: 0 for a new run; with --resume, the checkpoint's, whose
+        weights and optimizer state are loaded into `model` (built and compiled as for a new
+        run; `build_optimizers` creates optimizer variables for models with several)."""
+        if self.config.resume:
+            self.state = self.checkpoint.restore(model, build_optimizers)
+            self.history = self.state["history"]
+            self.timer = EpochTimer(self.state["epoch_seconds"])
+            self.done = int(self.state["epochs_done"])
+        return self.done
+
+    def extra_state(self, key: str) -> Any:
+        """What a callback stored under `key` in the resumed checkpoint (None for a new run)."""
+        return self.state.get("extra", {}).get(key)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def fit(self, model: keras.Model, train: Any, *, steps: int, validation: Any = None,
+            schedule: Schedule | None = None, optimizers: list[Any] | None = None,
+            callbacks: Iterable[Any] = (), after: Iterable[Any] = (),
+            save_on_interrupt: bool = False) -> dict[str, list[float]]:
+        """`model.fit` from the epoch `restore` returned to `--epochs`, with the standard
+        callbacks around the family's (`callbacks` run before the checkpoint is written,
+        `after` once the epoch's line is printed). Returns the history of the whole run.
+
+        Ctrl-C/SIGTERM: exit 130 with the checkpoint kept; with `save_on_interrupt` the run
+        goes on to `save` the model trained so far, which then exits 130. A NaN or infinite
+        loss, metric or weight: exit 1, the checkpoint removed, nothing saved."""
+        config = self.config
+        self.budget = TimeBudget(steps, config.epochs, config.max_minutes,
+                                 self.extra_state("budget"))
+        self.checkpoint.extra_state["budget"] = self.budget.state
+        standard = [ReseedEachEpoch(config.seed), self.timer, self.guard, self.budget]
+        if schedule is not None:
+            standard.append(LearningRate(schedule, self.budget, optimizers))
+        saver = SaveEachEpoch(self.checkpoint, self.history, self.timer.seconds, self.guard)
+        stop = StopOnSignal()
+        all_callbacks = [stop, *standard, *callbacks, saver, Progress(config.epochs, steps),
+                         *after]
+        fit = model.fit
+        if self.runtime.strategy_name == "multi-worker":
+            from dlkit.core import distributed
+
+            fit = functools.partial(distributed.fit, model)
+        self.checkpoint.epochs_saved = self.done
+        try:
+            with stop:
+                if self.done < config.epochs:
+                    fit(train, epochs=config.epochs, initial_epoch=self.done, verbose=0,
+                        shuffle=False, callbacks=all_callbacks, steps_per_epoch=steps,
+                        validation_data=validation)
+                stop.check()  # a signal during the last step
+        except KeyboardInterrupt:
+            if not save_on_interrupt:
+                raise self.checkpoint.interrupted(config.epochs) from None
+            self.interrupted = True
+        self.trained = True
+        fault_point("after-fit")
+        if self.guard.diverged:
+            self.diverged(f"in epoch {self.guard.diverged_epoch + 1}")
+        return self.history
+
+    @property
+    def epochs_completed(self) -> int:
+        return len(next(iter(self.history.values()), []))
+
+    @property
+    def stopped(self) -> str:
+        """Why training ended: completed, time limit or interrupted."""
+        if self.interrupted:
+            return "interrupted"
+        if self.budget is not None and self.budget.out_of_time:
+            return "time limit"
+        return "completed"
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(self.timer.seconds))
+
+    def per_second(self, examples_per_step: int) -> float:
+        """Training throughput of this session: examples per second of its epochs."""
+        seconds = sum(self.timer.seconds[self.done:])
+        steps = self.budget.steps_done - self.done * self.budget.steps_per_epoch
+        return steps * examples_per_step / seconds if seconds else 0.0
+
+    def diverged(self, where: str) -> None:
+        """Exit 1: the training went to NaN/inf; nothing is saved, the previous model stays."""
+        self.checkpoint.remove()  # resuming it would diverge again: the advice is another rate
+        rate = cli_name(next(f for f in dataclasses.fields(self.config)
+                             if f.name == "learning_rate"))
+        raise DlkitError(f"training diverged {where} (a loss, metric or weight became NaN or "
+                         f"infinite); {self.output} was not changed. Lower {rate} (now "
+                         f"{self.config.learning_rate:g}) and run again")
+
+    # -- after training -----------------------------------------------------------------------
+
+    def save(self, model: keras.Model, metadata: dict[str, Any],
+             extras: Any = None, weights: Iterable[keras.Model] = ()) -> dict[str, Any]:
+        """Write the model folder (with the run's settings, history and timings added to
+        `metadata`), then drop the checkpoint. Non-finite metrics or weights (in `model` and
+        in `weights`) are a divergence; a full disk keeps the checkpoint, so `--resume` can
+        save the trained model later without training again."""
+        metrics = metadata.get("metrics", {})
+        bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            self.diverged(f"({', '.join(bad)} is not a finite number)")
+        if not all(weights_finite(m) for m in (model, *weights)):
+            self.diverged("(the final weights are not finite)")
+        if not self.chief:
+            return artifacts.artifact_paths(self.output)
+        meta = {"task": self.task, **metadata, "config": self.config.as_dict(),
+                "history": self.history,
+                "training": {**metadata.get("training", {}), **self.summary()}}
+        try:
+            paths = artifacts.save_model_folder(self.output, model, meta, extras)
+        except DlkitError as exc:
+            if self.checkpoint.latest() is not None:
+                exc.message += (f"; the trained weights are kept in {self.checkpoint.folder}: "
+                                "run the same command with --resume to save them without "
+                                "training again")
+            raise
+        if self.interrupted:
+            raise self.checkpoint.interrupted(self.config.epochs,
+                                              f"saved the model as trained so far to "
+                                              f"{self.output}")
+        self.checkpoint.remove()
+        return paths
+
+    def summary(self) -> dict[str, Any]:
+        """How the run went, for metadata.json and results."""
+        runtime = self.runtime
+        return {"epochs": self.config.epochs, "epochs_completed": self.epochs_completed,
+                "stopped": self.stopped, "seconds": self.train_seconds,
+                "epoch_seconds": self.timer.seconds,
+                "steps": self.budget.steps_done if self.budget else 0,
+                "device": runtime.device, "mixed_precision": runtime.mixed_precision,
+                "strategy": runtime.strategy_name, "replicas": runtime.replicas}
+
+
+def _label(config_type: type, key: str) -> str:
+    """A checkpoint setting as the user knows it: its option, or "the training data"."""
+    if key == "data":
+        return "the training data"
+    if key == "command":
+        return "the command"
+    for field in dataclasses.fields(config_type):
+        if field.name == key:
+            return cli_name(field)
+    return key
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short digest of the data a run trains on (arrays, strings, numbers, lists of them):
+    the same data in the same order gives the same digest."""
+    digest = hashlib.sha256()
+    for part in parts:
+        _feed(digest, part)
+    return digest.hexdigest()[:16]
+
+
+def _feed(digest: Any, part: Any) -> None:
+    if isinstance(part, np.ndarray):
+        digest.update(str((part.dtype, part.shape)).encode())
+        digest.update(np.ascontiguousarray(part).tobytes())
+    elif isinstance(part, str):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    elif isinstance(part, (list, tuple)):
+        digest.update(f"[{len(part)}".encode())
+        for item in part:
+            _feed(digest, item)
+    else:
+        digest.update(repr(part).encode() + b"\0")
+

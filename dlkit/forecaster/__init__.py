@@ -1,0 +1,1 @@
+"""Recurrent time-series forecasters: train-sequence and forecast."""

@@ -1,0 +1,75 @@
+"""The options of `train-sequence` and `forecast` (see dlkit.core.config)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.errors import UsageError
+
+
+class Cell(enum.StrEnum):
+    """simplernn: the seed's; lstm; gru."""
+
+    simplernn = "simplernn"
+    lstm = "lstm"
+    gru = "gru"
+
+
+@dataclass(kw_only=True)
+class SequenceConfig(TrainConfig):
+    """Learn a time series from a CSV column; score against naive and seasonal-naive forecasts.
+
+    Example: dlkit train-sequence --csv sunspots.csv --column SUNACTIVITY --time-column YEAR
+    """
+
+    COMMAND = "train-sequence"
+
+    csv: str = opt(help="CSV file with a header row (- reads stdin).", resume=False)
+    column: str = opt(help="Numeric column to learn and forecast.")
+    time_column: str | None = opt(None, "Column with the time stamps (for plots and forecast "
+                                  "labels).", resume=False)
+    arch: Cell = opt(Cell.simplernn, "simplernn (the seed's), lstm or gru.")
+    window: int = opt(24, "Past values the model sees.", min=1, max=100_000)
+    horizon: int = opt(1, "Future values it predicts at once.", min=1, max=100_000)
+    units: int = opt(50, "Recurrent units.", min=1, max=4096)
+    period: int | None = opt(None, "Season length for the seasonal-naive baseline (default: "
+                             "inferred from the training part's autocorrelation).", min=1)
+    test_split: float = opt(0.15, "Fraction at the end of the series held out for the test.",
+                            min=0, max=1, min_open=True, max_open=True)
+    val_split: float = common("val_split", 0.1, help="Fraction before the test part held out "
+                              "for validation (the best epoch is kept).")
+    epochs: int = common("epochs", 100)
+    batch_size: int = common("batch_size", 32)
+    learning_rate: float = common("learning_rate", 1e-3)
+    output: Path = common("output", Path("models/sequence"))
+
+    def check(self) -> None:
+        if self.val_split + self.test_split >= 0.9:
+            raise UsageError("--test-split and --val-split must leave at least 10% for "
+                             f"training (got {self.test_split} and {self.val_split})")
+        if not self.column:
+            raise UsageError("--column is required: the name of the CSV column to learn")
+
+
+@dataclass(kw_only=True)
+class ForecastConfig(Config):
+    """Forecast the next values after the end of a series: CSV on stdout.
+
+    Example: dlkit forecast --model models/sequence --csv sunspots.csv --steps 5 > next.csv
+    """
+
+    COMMAND = "forecast"
+
+    csv: str = opt(help="CSV with the series up to now (- reads stdin); its last values are "
+                   "used.")
+    model: Path = opt(Path("models/sequence"), "Model folder written by train-sequence.",
+                      flags=("-m",))
+    column: str | None = opt(None, "Column to read (default: the one the model was trained "
+                             "on).")
+    steps: int | None = opt(None, "Values to forecast (default: the model's horizon; more "
+                            "feeds forecasts back in).", min=1, max=100_000)
+    json: bool = opt(False, "Print one JSON object with the forecast on stdout instead of "
+                     "CSV.", name="--json", group=3)

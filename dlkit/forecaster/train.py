@@ -1,0 +1,266 @@
+"""`dlkit train-sequence`: a recurrent network that learns a time series from a CSV column.
+
+The series is split chronologically (train, validation, test: the last part is never seen in
+training); windows of `window` past values predict the next `horizon` values. The mean and standard
+deviation are fitted on the training part only and live inside the saved model, which takes and
+returns raw values. The test part is scored with MAE/RMSE next to two baselines any forecaster
+must beat: the naive forecast (the last value, repeated) and the seasonal-naive one (the value
+one period earlier).
+
+Training checkpoints after every epoch (`dlkit.core.checkpoint`): an interrupted run resumes
+with `--resume`, with the same per-epoch batch order (keyed by seed and epoch) and the best
+validation epoch's weights kept in the checkpoint, so it ends as an uninterrupted run would.
+
+Imports TensorFlow and Keras: import this module inside command bodies only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlkit.core import plots
+from dlkit.core.callbacks import KeepBest
+from dlkit.core.console import Report, info
+from dlkit.core.errors import UsageError
+from dlkit.core.runner import Run, fingerprint
+from dlkit.data.pipelines import epoch_batches
+from dlkit.forecaster import models
+from dlkit.forecaster.config import SequenceConfig
+
+
+@dataclass
+class SequenceResult:
+    """What a training run reports (`--json` prints it)."""
+
+    task: str
+    arch: str
+    csv: str
+    column: str
+    window: int
+    horizon: int
+    period: int
+    period_source: str
+    points: dict[str, int]
+    test_mae: float
+    test_rmse: float
+    naive_mae: float
+    naive_rmse: float
+    seasonal_naive_mae: float
+    seasonal_naive_rmse: float
+    epochs: int
+    best_epoch: int
+    train_seconds: float
+    device: str
+    artifacts: dict[str, Any]
+    history: dict[str, list[float]]
+
+    def report(self) -> Report:
+        return Report(f"train-sequence {self.column} ({self.arch})", {
+            "test MAE / RMSE": f"{self.test_mae:.4g} / {self.test_rmse:.4g}",
+            "naive MAE / RMSE": f"{self.naive_mae:.4g} / {self.naive_rmse:.4g}",
+            f"seasonal naive (period {self.period}) MAE / RMSE":
+                f"{self.seasonal_naive_mae:.4g} / {self.seasonal_naive_rmse:.4g}",
+            "best epoch": self.best_epoch, "training time (s)": self.train_seconds,
+            "model folder": self.artifacts["model_dir"]},
+            f"test_rmse={self.test_rmse:.4g} naive_rmse={self.naive_rmse:.4g} "
+            f"seasonal_naive_rmse={self.seasonal_naive_rmse:.4g} "
+            f"model={self.artifacts['model_dir']}", asdict(self))
+
+
+@dataclass
+class Parts:
+    """Chronological split: indices where the validation and the test targets start."""
+
+    values: np.ndarray
+    val_start: int
+    test_start: int
+
+
+def split(values: np.ndarray, val_split: float, test_split: float, window: int,
+          horizon: int) -> Parts:
+    """Split chronologically; exit 2 when a part is too short for one window + horizon."""
+    n = len(values)
+    if n < window + horizon:
+        raise UsageError(f"the series has {n} values, fewer than --window + --horizon = "
+                         f"{window + horizon}; use a smaller --window or a longer series")
+    test_start = n - max(horizon, int(round(n * test_split)))
+    val_start = test_start - (int(round(n * val_split)) if val_split > 0 else 0)
+    if val_split > 0 and test_start - val_start < horizon:
+        val_start = test_start - horizon
+    if val_start < window + horizon:
+        raise UsageError(f"the series has {n} values: too short to keep a training part of at "
+                         f"least --window + --horizon = {window + horizon} values after the "
+                         "validation and test parts; use a smaller --window, --val-split or "
+                         "--test-split")
+    return Parts(values, val_start, test_start)
+
+
+def windows(values: np.ndarray, start: int, stop: int, window: int,
+            horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (N, window) and targets (N, horizon) for every target run in [start, stop)."""
+    firsts = np.arange(max(start, window), stop - horizon + 1)
+    x = np.stack([values[t - window:t] for t in firsts]) if len(firsts) else \
+        np.zeros((0, window))
+    y = np.stack([values[t:t + horizon] for t in firsts]) if len(firsts) else \
+        np.zeros((0, horizon))
+    return x, y
+
+
+def infer_period(train: np.ndarray, max_lag: int | None = None) -> int:
+    """The lag (>= 2) of the highest autocorrelation peak of the training part; 1 if none."""
+    x = train - train.mean()
+    n = len(x)
+    max_lag = min(max_lag or n // 3, n // 2)
+    denom = float((x * x).sum()) or 1.0
+    acf = np.array([float((x[:n - k] * x[k:]).sum()) / denom for k in range(max_lag + 1)])
+    peaks = [k for k in range(2, max_lag) if acf[k] > acf[k - 1] and acf[k] >= acf[k + 1]
+             and acf[k] > 0]
+    return max(peaks, key=lambda k: acf[k]) if peaks else 1
+
+
+def naive_forecasts(values: np.ndarray, x: np.ndarray, firsts: np.ndarray, horizon: int,
+                    period: int) -> tuple[np.ndarray, np.ndarray]:
+    """Naive (last value repeated) and seasonal-naive (value `period` steps back) forecasts."""
+    naive = np.repeat(x[:, -1:], horizon, axis=1)
+    seasonal = np.empty((len(firsts), horizon))
+    for h in range(horizon):
+        back = period * math.ceil((h + 1) / period)
+        seasonal[:, h] = values[firsts + h - back]
+    return naive, seasonal
+
+
+def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    diff = pred - truth
+    return float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean()))
+
+
+def train_sequence(config: SequenceConfig) -> Report:
+    """Train on the CSV column, score the test part against the baselines, save the folder."""
+    from dlkit.data.tabular import read_series
+
+    with Run(config, inputs=[config.csv]) as run:
+        series = read_series(config.csv, config.column, config.time_column)
+        parts = split(series.values, config.val_split, config.test_split, config.window,
+                      config.horizon)
+        values, w, h = parts.values, config.window, config.horizon
+        train_part = values[:parts.val_start]
+        # Fitted on the training part only; a pure function of the data, so a resume
+        # recomputes it.
+        mean, std = float(train_part.mean()), float(train_part.std()) or 1.0
+        x_tr, y_tr = windows(values, 0, parts.val_start, w, h)
+        x_va, y_va = windows(values, parts.val_start, parts.test_start, w, h)
+        x_te, y_te = windows(values, parts.test_start, len(values), w, h)
+        period, period_source = ((config.period, "--period") if config.period else
+                                 (infer_period(train_part), "autocorrelation of the training "
+                                  "part"))
+        steps = -(-len(x_tr) // config.batch_size)
+        runtime = run.start(fingerprint(values, parts.val_start, parts.test_start),
+                            mixed_precision=False)  # a small RNN: float32 everywhere
+
+        with run.scope():
+            core = models.build(config.arch.value, w, h, config.units)
+            core.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
+                         metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+            done = run.restore(core)
+
+        train_ds = _normalised(epoch_batches((x_tr.astype(np.float32), y_tr.astype(np.float32)),
+                                             config.batch_size, config.seed, config.epochs,
+                                             done), mean, std)
+        val_ds = _normalised(_ordered(x_va, y_va, config.batch_size), mean, std) \
+            if len(x_va) else None
+        info(f"training {config.arch.value}({config.units}) on {series.source} column "
+             f"{series.name!r}: {len(x_tr)} train / {len(x_va)} validation / {len(x_te)} test "
+             f"windows (window {w}, horizon {h}), {config.epochs} epochs"
+             f"{f' (resuming after {done})' if done else ''}, {runtime.device}")
+        best = KeepBest(run.checkpoint, run.history) if val_ds is not None else None
+        history = run.fit(core, train_ds, steps=steps, validation=val_ds,
+                          callbacks=[best] if best else [])
+        best_epoch = (best.restore() if best else None) or run.epochs_completed
+
+        model = models.with_scaling(core, mean, std)
+        pred = model.predict(x_te[..., None].astype("float32"), verbose=0)
+        firsts = np.arange(max(parts.test_start, w), len(values) - h + 1)
+        naive, seasonal = naive_forecasts(values, x_te, firsts, h, period)
+        scores = {"model": errors(pred, y_te), "naive": errors(naive, y_te),
+                  "seasonal": errors(seasonal, y_te)}
+        points = {"train": parts.val_start, "validation": parts.test_start - parts.val_start,
+                  "test": len(values) - parts.test_start}
+        metadata = {
+            "arch": config.arch.value, "csv": series.source, "column": series.name,
+            "time_column": series.time_name, "window": w, "horizon": h, "input_shape": [w, 1],
+            "preprocessing": {"input": f"the last {w} raw values of the series, oldest first",
+                              "normalisation": {"mean": mean, "std": std,
+                                                "fitted_on": "training part only",
+                                                "where": "inside the model"}},
+            "period": period, "period_source": period_source, "points": points,
+            "metrics": {"test_mae": scores["model"][0], "test_rmse": scores["model"][1],
+                        "naive_mae": scores["naive"][0], "naive_rmse": scores["naive"][1],
+                        "seasonal_naive_mae": scores["seasonal"][0],
+                        "seasonal_naive_rmse": scores["seasonal"][1]},
+            "training": {"best_epoch": best_epoch, "batch_size": config.batch_size,
+                         "learning_rate": config.learning_rate, "seed": config.seed,
+                         "units": config.units},
+        }
+
+        def write_plots(folder: Path) -> None:
+            plots.training_curves(history, folder / "plots" / "training_curves.png",
+                                  f"train-sequence {config.arch.value}")
+            _forecast_plot(series, firsts, y_te, pred, naive, seasonal, period,
+                           folder / "plots" / "forecast_vs_actual.png")
+
+        paths = run.save(model, metadata, write_plots)
+        return SequenceResult(
+            "train-sequence", config.arch.value, series.source, series.name, w, h, period,
+            period_source, points, scores["model"][0], scores["model"][1], scores["naive"][0],
+            scores["naive"][1], scores["seasonal"][0], scores["seasonal"][1], config.epochs,
+            best_epoch, run.train_seconds, runtime.device, paths, history).report()
+
+
+def _ordered(x: np.ndarray, y: np.ndarray, batch: int) -> Any:
+    """Validation batches, in order."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(
+        (x.astype(np.float32), y.astype(np.float32))).cache().batch(batch)
+
+
+def _normalised(ds: Any, mean: float, std: float) -> Any:
+    """Batches of normalised (window, 1) inputs and (horizon,) targets."""
+    import tensorflow as tf
+
+    return ds.map(lambda a, b: (((a - mean) / std)[..., None], (b - mean) / std),
+                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _forecast_plot(series: Any, firsts: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+                   naive: np.ndarray, seasonal: np.ndarray, period: int, path: Path) -> None:
+    """The test part: actual values and the one-step-ahead forecasts of model and baselines."""
+    plt = plots.pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    x_axis = _time_axis(series, firsts)
+    ax.plot(x_axis, truth[:, 0], color="black", label="actual", linewidth=2)
+    ax.plot(x_axis, pred[:, 0], label="model", marker="o", markersize=3)
+    ax.plot(x_axis, naive[:, 0], label="naive (last value)", linestyle="--", alpha=0.7)
+    ax.plot(x_axis, seasonal[:, 0], label=f"seasonal naive (period {period})", linestyle=":",
+            alpha=0.7)
+    ax.set_title(f"{series.name}: forecast against actual on the test part (first step ahead)")
+    ax.set_xlabel(series.time_name or "step")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plots.save_figure(fig, path)
+
+
+def _time_axis(series: Any, firsts: np.ndarray) -> Any:
+    if series.times:
+        try:
+            return np.array([float(series.times[i]) for i in firsts])
+        except ValueError:
+            pass
+    return firsts

@@ -1,0 +1,1 @@
+"""DCGAN / AC-GAN: train-gan, sample-gan and evaluate-gan."""

@@ -1,0 +1,99 @@
+"""The options of `train-gan`, `sample-gan` and `evaluate-gan` (see dlkit.core.config)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.errors import UsageError
+
+GRID_MAX = 10_000  # images in one grid PNG (100 x 100)
+COUNT_MAX = 1_000_000  # images one sample-gan call writes (streamed, batch by batch)
+
+
+class GanDataset(enum.StrEnum):
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
+    digits = "digits"
+    cifar10 = "cifar10"
+
+
+@dataclass(kw_only=True)
+class GanConfig(TrainConfig):
+    """Train a DCGAN; save the generator, a sample grid per epoch, a GIF and loss curves.
+
+    Example: dlkit train-gan --dataset fashion-mnist --conditional --epochs 5
+    """
+
+    COMMAND = "train-gan"
+
+    dataset: GanDataset = opt(GanDataset.mnist, "mnist, fashion-mnist, digits (bundled, "
+                              "offline) or cifar10.")
+    conditional: bool = opt(False, "Class-conditional generation (AC-GAN): ask the generator "
+                            "for a class.")
+    latent_dim: int = opt(64, "Size of the generator's noise vector.", min=1, max=1024)
+    width: int = opt(32, "Base number of convolution filters.", min=4, max=512)
+    data_dir: Path | None = common("data_dir", None)
+    limit: int | None = common("limit", None)
+    epochs: int = common("epochs", 10)
+    batch_size: int = common("batch_size", 64)
+    learning_rate: float = common("learning_rate", 2e-4, help="Adam's learning rate (constant, "
+                                  "as in DCGAN).")
+    output: Path = common("output", Path("models/gan"))
+
+
+@dataclass(kw_only=True)
+class SampleGanConfig(Config):
+    """Draw new images from a trained generator: a grid PNG or one PNG per image.
+
+    Example: dlkit sample-gan --model models/gan --count 64 --label 7 --seed 1 --out sevens.png
+    """
+
+    COMMAND = "sample-gan"
+
+    model: Path = opt(Path("models/gan"), "Model folder written by train-gan.", flags=("-m",))
+    count: int = opt(100, f"Number of images (a grid holds at most {GRID_MAX:,}; --out-dir "
+                     "takes more).", flags=("-n",), min=1, max=COUNT_MAX)
+    out: Path | None = opt(None, "Grid PNG to write (default samples.png unless --out-dir is "
+                           "given).", show_default=False)
+    out_dir: Path | None = opt(None, "Also write one PNG per image here.")
+    label: int | None = opt(None, "Class index to draw (conditional models only).", min=0)
+    seed: int = common("seed", 0, help="Seed for the noise: the same seed gives the same "
+                       "images.")
+    truncation: float | None = opt(None, "Redraw noise values beyond +-T (truncation trick: "
+                                   "cleaner, less varied).", min=0.05, max=10)
+
+    def check(self) -> None:
+        if self.out is None and self.out_dir is None:
+            self.out = Path("samples.png")
+        if self.out is not None and self.out.suffix.lower() != ".png":
+            raise UsageError(f"--out {self.out} must name a .png file")
+        if self.out is not None and self.count > GRID_MAX:
+            raise UsageError(f"--count {self.count} is too many for one grid (at most "
+                             f"{GRID_MAX:,}); use --out-dir for more images")
+
+
+@dataclass(kw_only=True)
+class EvaluateGanConfig(Config):
+    """Score generated images with a trained classifier.
+
+    Reports the share the classifier labels with confidence >= threshold ("recognisable"), the
+    label-histogram entropy relative to ln(classes), and for conditional models the share
+    labelled as the class asked for.
+
+    Example: dlkit evaluate-gan --model models/gan --classifier models/mnist --json
+    """
+
+    COMMAND = "evaluate-gan"
+
+    model: Path = opt(Path("models/gan"), "Model folder written by train-gan.", flags=("-m",))
+    classifier: Path = opt(Path("models/mnist"), "Classifier folder written by train-mnist "
+                           "(or train-cifar) on the same dataset.")
+    count: int = opt(1000, "Number of samples scored.", flags=("-n",), min=1, max=COUNT_MAX)
+    seed: int = common("seed", 0, help="Seed for the noise.")
+    threshold: float = opt(0.9, "Confidence that counts as recognisable.", min=0, min_open=True,
+                           max=1)
+    truncation: float | None = opt(None, "Redraw noise values beyond +-T (truncation trick: "
+                                   "cleaner, less varied).", min=0.05, max=10)

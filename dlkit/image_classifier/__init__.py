@@ -1,0 +1,1 @@
+"""Image classifiers (train-mnist, train-cifar) and classify-image."""

@@ -1,0 +1,132 @@
+"""The options of `train-mnist`, `train-cifar` and `classify-image` (see dlkit.core.config)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.errors import UsageError
+from dlkit.data.registry import GreyDataset
+
+
+class MnistArch(enum.StrEnum):
+    """mlp: the seed document's model; cnn: three conv-BN-ReLU-pool blocks."""
+
+    mlp = "mlp"
+    cnn = "cnn"
+
+
+class CifarDataset(enum.StrEnum):
+    cifar10 = "cifar10"
+
+
+class CifarArch(enum.StrEnum):
+    """resnet: a narrow ResNet-9; seed: the seed document's CNN."""
+
+    resnet = "resnet"
+    seed = "seed"
+
+
+@dataclass(kw_only=True)
+class ClassifierConfig(TrainConfig):
+    """What both image classifiers take."""
+
+    data_dir: Path | None = common("data_dir", None)
+    limit: int | None = common("limit", None)
+    val_split: float = common("val_split", 0.1)
+
+
+@dataclass(kw_only=True)
+class MnistConfig(ClassifierConfig):
+    """Train a classifier on MNIST-style 28x28 images; save it with plots and metadata.
+
+    Example: dlkit train-mnist --dataset fashion-mnist --epochs 5 --json > result.json
+    """
+
+    COMMAND = "train-mnist"
+
+    dataset: GreyDataset = opt(GreyDataset.mnist, "The images: mnist, fashion-mnist, or "
+                                "digits (scikit-learn's bundled digits: works offline).")
+    arch: MnistArch = opt(MnistArch.cnn, "mlp (the seed's Flatten-Dense-Dropout-Dense) or "
+                          "cnn (three conv-BN-ReLU-pool blocks).")
+    epochs: int = common("epochs", 5)
+    learning_rate: float = common("learning_rate", 2e-3)
+    output: Path = common("output", Path("models/mnist"))
+
+
+@dataclass(kw_only=True)
+class CifarConfig(ClassifierConfig):
+    """Train a classifier on CIFAR-10 or on your own image folders; save it with plots.
+
+    Example: dlkit train-cifar --epochs 30 --output models/cifar
+    """
+
+    COMMAND = "train-cifar"
+
+    dataset: CifarDataset = opt(CifarDataset.cifar10, "The dataset when --data-dir is not an "
+                                "image folder.")
+    arch: CifarArch = opt(CifarArch.resnet, "resnet (a narrow ResNet-9) or seed (the seed "
+                          "document's CNN).")
+    data_dir: Path | None = common(
+        "data_dir", None, help="Read CIFAR-10 from this folder only (the folder holding "
+        "cifar-10-batches-py/, or that folder itself), or train on your own images: a folder "
+        "with one subfolder of images per class.")
+    image_size: int = opt(32, "Side in pixels that images are resized to.", min=8, max=512)
+    augment: bool = opt(True, "Random crop with reflect padding and horizontal flips.")
+    label_smoothing: float = opt(0.1, "Label smoothing of the cross-entropy.", min=0, max=1,
+                                 max_open=True)
+    test_split: float = opt(0.2, "Image folders only: the fraction held out as the test set.",
+                            min=0, max=1, min_open=True, max_open=True)
+    epochs: int = common("epochs", 20)
+    learning_rate: float = common("learning_rate", 4e-3)
+    output: Path = common("output", Path("models/cifar"))
+
+
+class Invert(enum.StrEnum):
+    auto = "auto"
+    yes = "yes"
+    no = "no"
+
+
+class Scale(enum.StrEnum):
+    """The pixel range a model takes."""
+
+    raw = "raw"
+    unit = "unit"
+    signed = "signed"
+
+
+@dataclass(kw_only=True)
+class ClassifyImageConfig(Config):
+    """Classify image files with a trained model: one line per image, path<TAB>label<TAB>confidence.
+
+    Example: dlkit classify-image photos/ cat.jpg --model models/cifar --top-k 3
+    """
+
+    COMMAND = "classify-image"
+
+    paths: list[str] = opt(help="Image files, folders (searched recursively) or - to read "
+                           "paths from stdin, one per line.", argument=True, metavar="PATH")
+    model: Path = opt(Path("models/cifar"), "A dlkit model folder, a .keras file or a "
+                      "SavedModel folder.", flags=("-m",))
+    labels: Path | None = opt(None, "Class names, one per line (models without "
+                              "metadata.json).")
+    input_size: tuple[int, int] | None = opt(None, "Model input size when the model does not "
+                                             "fix it.", metavar="H W", min=1, max=4096)
+    invert: Invert = opt(Invert.auto, "auto: invert dark-on-light images for digit models; "
+                         "yes; no.")
+    scale: Scale = opt(Scale.raw, "Pixel range the model takes: raw (0-255, dlkit models), "
+                       "unit (0-1) or signed (-1..1).")
+    top_k: int = opt(1, "Print the K best labels per image.", flags=("-k",), min=1,
+                     max=1000)
+    batch_size: int = opt(64, "Images per prediction batch.", flags=("-b",), min=1, max=4096)
+    csv: Path | None = opt(None, "Also write the predictions to this CSV file.")
+    show: Path | None = opt(None, "Write a PNG grid of the images with their labels.")
+    json: bool = opt(False, "Print one JSON array of the predictions on stdout.",
+                     name="--json", group=3)
+
+    def check(self) -> None:
+        if self.show is not None and self.show.suffix.lower() != ".png":
+            raise UsageError(f"--show {self.show} must name a .png file")

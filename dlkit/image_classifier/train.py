@@ -1,0 +1,227 @@
+"""`dlkit train-mnist` and `dlkit train-cifar`: train an image classifier, evaluate it, save it.
+
+The flow of both, top to bottom: read the images (uint8 arrays), hold out a validation part, build
+the classifier and compile it (AdamW, warm-up then cosine decay, label smoothing for CIFAR), fit
+it on a seeded tf.data pipeline (augmentation inside the graph), recompute its BatchNormalization
+statistics with the final weights, measure the test set, save the model folder with its plots.
+The runner (`dlkit.core.runner`) does the plumbing: the output lock, resume, progress, the time
+budget, the NaN stop and the atomic save.
+
+Imports TensorFlow and Keras: import this module inside command bodies only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlkit.core import plots
+from dlkit.core.console import Report, fmt, info, warn
+from dlkit.core.errors import DataError, UsageError
+from dlkit.core.runner import Run, fingerprint
+from dlkit.core.schedules import Schedule
+from dlkit.data.pipelines import (
+    image_dataset,
+    pad_crop_flip,
+    plan_steps,
+    split_validation,
+    training_dataset,
+)
+from dlkit.data.readers import ArraySplits
+from dlkit.image_classifier import models
+from dlkit.image_classifier.config import CifarConfig, ClassifierConfig, MnistConfig
+
+
+@dataclass
+class ClassifierResult:
+    """What a training run reports (`--json` prints it)."""
+
+    task: str
+    dataset: str
+    arch: str
+    epochs: int
+    epochs_completed: int
+    stopped: str
+    batch_size: int
+    train_examples: int
+    test_examples: int
+    test_accuracy: float
+    test_loss: float
+    train_seconds: float
+    images_per_second: float
+    device: str
+    artifacts: dict[str, Any]
+    history: dict[str, list[float]]
+
+    def report(self) -> Report:
+        return Report(f"{self.task} {self.dataset} ({self.arch})", {
+            "test accuracy": self.test_accuracy, "test loss": self.test_loss,
+            "epochs": f"{self.epochs_completed}/{self.epochs} ({self.stopped})",
+            "training time (s)": self.train_seconds, "images/s": self.images_per_second,
+            "device": self.device, "model folder": self.artifacts["model_dir"]},
+            f"test_accuracy={fmt(self.test_accuracy)} model={self.artifacts['model_dir']}",
+            asdict(self))
+
+
+def train_mnist(config: MnistConfig) -> Report:
+    """Train a classifier on 28x28 greyscale images (MNIST, Fashion-MNIST, digits)."""
+    from dlkit.data.readers import load_mnist_family
+
+    with Run(config, inputs=[config.data_dir], multi_worker=True) as run:
+        data = load_mnist_family(config.dataset.value, config.data_dir).first(config.limit)
+        # Digits are light on dark (MNIST's convention): classify-image inverts dark-on-light
+        # photos for these models.
+        return train(run, config, data, augment=None, label_smoothing=0.0, weight_decay=0.0,
+                     preprocessing={"color": "grayscale", "foreground": "light-on-dark"})
+
+
+def train_cifar(config: CifarConfig) -> Report:
+    """Train a classifier on CIFAR-10 or on the user's image folders."""
+    with Run(config, inputs=[config.data_dir], multi_worker=True) as run:
+        data, source = load_cifar_or_folder(config)
+        data = data.first(config.limit)
+        augment = pad_crop_flip(max(2, config.image_size // 8), flip=True) \
+            if config.augment else None
+        return train(run, config, data, augment=augment,
+                     label_smoothing=config.label_smoothing, weight_decay=5e-4,
+                     preprocessing={"color": "rgb"}, extra={"source": source})
+
+
+def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
+          label_smoothing: float, weight_decay: float, preprocessing: dict[str, Any],
+          extra: dict[str, Any] | None = None) -> Report:
+    """The flow train-mnist and train-cifar share: split, build, fit, evaluate, save."""
+    x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train,
+                                                      config.val_split, config.seed)
+    if len(x_train) == 0:
+        raise UsageError("no training examples left after the validation split; use more "
+                         "data or a smaller --val-split")
+    num_classes = len(data.class_names)
+    batch = config.batch_size
+    steps, per_call = plan_steps(len(x_train), batch)
+    runtime = run.start(fingerprint(x_train, y_train, x_val, y_val, data.x_test, data.y_test),
+                        inputs=data.files)
+
+    with run.scope():
+        model = models.build(config.arch, data.input_shape, num_classes)
+        model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate,
+                                                       weight_decay=weight_decay),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                      jit_compile=runtime.jit_compile, steps_per_execution=per_call)
+        done = run.restore(model)
+
+    info(f"training {model.name} ({model.count_params():,} parameters) on {data.name}: "
+         f"{len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test "
+         f"images, {config.epochs} epochs{f' (resuming after {done})' if done else ''}, "
+         f"batch {batch}, {runtime.device}")
+    train_ds = _one_hot(training_dataset(x_train, y_train, batch, steps, config.seed,
+                                         config.epochs, done, augment), num_classes)
+    val_ds = _one_hot(image_dataset(x_val, y_val, batch), num_classes) if len(x_val) else None
+    history = run.fit(model, train_ds, steps=steps, validation=val_ds,
+                      schedule=Schedule(config.learning_rate, warmup_fraction=0.1, start=0.1))
+
+    models.recalibrate_batchnorm(model, x_train, batch)
+    probs = model.predict(image_dataset(data.x_test, data.y_test, batch).map(lambda x, y: x),
+                          verbose=0)
+    predicted = probs.argmax(axis=1)
+    test_accuracy = float((predicted == data.y_test).mean())
+    picked = np.clip(probs[np.arange(len(probs)), data.y_test], 1e-7, 1.0)
+    test_loss = float(-np.log(picked).mean())
+
+    metadata = {
+        "dataset": data.name, "arch": config.arch.value, "class_names": data.class_names,
+        "input_shape": list(data.input_shape),
+        "preprocessing": {"input": "raw pixels 0-255, RGB channel order for colour images",
+                          "scaling": "divide by 255 (inside the model)",
+                          "resize_to": list(data.input_shape[:2]), **preprocessing},
+        "metrics": {"test_accuracy": test_accuracy, "test_loss": test_loss},
+        "training": {"batch_size": batch, "learning_rate": config.learning_rate,
+                     "seed": config.seed, "label_smoothing": label_smoothing,
+                     "train_examples": len(x_train), "val_examples": len(x_val)},
+        **(extra or {}),
+    }
+
+    def write_plots(folder: Path) -> None:
+        plot_dir = folder / "plots"
+        plots.training_curves(history, plot_dir / "training_curves.png",
+                              f"{run.task} {data.name}")
+        plots.confusion_matrix(plots.confusion(data.y_test, predicted, num_classes),
+                               data.class_names, plot_dir / "confusion_matrix.png")
+        _prediction_grid(data, predicted, probs, plot_dir / "test_predictions.png")
+
+    paths = run.save(model, metadata, write_plots)
+    return ClassifierResult(
+        run.task, data.name, config.arch.value, config.epochs, run.epochs_completed,
+        run.stopped, batch, len(x_train), len(data.x_test), test_accuracy, test_loss,
+        run.train_seconds, run.per_second(min(batch, len(x_train))), runtime.device, paths,
+        history).report()
+
+
+def _one_hot(ds: Any, num_classes: int) -> Any:
+    import tensorflow as tf
+
+    return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+
+def _prediction_grid(data: ArraySplits, predicted: np.ndarray, probs: np.ndarray,
+                     path: Path, count: int = 25) -> None:
+    """The seed's 5x5 grid of test images, captioned `predicted (confidence)`; a wrong one in
+    red with the true label beside it."""
+    count = min(count, len(data.x_test))
+    names = data.class_names
+    titles = [f"{names[predicted[i]]} ({probs[i, predicted[i]]:.0%})"
+              + ("" if predicted[i] == data.y_test[i] else f"\ntrue: {names[data.y_test[i]]}")
+              for i in range(count)]
+    colors = ["black" if predicted[i] == data.y_test[i] else "red" for i in range(count)]
+    plots.captioned_grid(list(data.x_test[:count]), titles, path,
+                         "Test images: predicted label", colors, columns=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# train-cifar's data: CIFAR-10 through the data lookup, or the user's image folder
+
+def is_image_folder(folder: Path) -> bool:
+    """True when `folder` looks like one subfolder of images per class (not a CIFAR layout)."""
+    if (folder / "cifar-10-batches-py").is_dir() or (folder / "data_batch_1").exists():
+        return False
+    return any(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir())
+
+
+def load_cifar_or_folder(config: CifarConfig) -> tuple[ArraySplits, str]:
+    """CIFAR-10 (resized to --image-size), or the user's image folder given as --data-dir."""
+    from dlkit.data.readers import load_cifar10
+
+    folder = config.data_dir
+    if folder is not None and folder.is_dir() and is_image_folder(folder):
+        return _image_folder_splits(folder, config), "image-folder"
+    data = load_cifar10(config.data_dir)
+    if config.image_size != 32:
+        from dlkit.data.images import resize
+
+        size = (config.image_size, config.image_size)
+        data.x_train = np.stack([resize(i, size) for i in data.x_train])
+        data.x_test = np.stack([resize(i, size) for i in data.x_test])
+    return data, "cifar10"
+
+
+def _image_folder_splits(folder: Path, config: CifarConfig) -> ArraySplits:
+    from dlkit.data.images import read_image_folder
+
+    info(f"reading images from {folder} (one subfolder per class)")
+    found = read_image_folder(folder, (config.image_size, config.image_size))
+    for path, why in found.skipped:
+        warn(f"skipped {path}: {why}")
+    if len(found.images) == 0:
+        raise DataError(f"no readable images under {folder}/<class>/; put images (JPEG, PNG, "
+                        "BMP, WebP, TIFF) in one subfolder per class", 2)
+    if len(found.class_names) < 2 or len(np.unique(found.labels)) < 2:
+        raise DataError(f"{folder} needs at least two class subfolders with images", 2)
+    x_train, y_train, x_test, y_test = split_validation(found.images, found.labels,
+                                                        config.test_split, config.seed + 1)
+    return ArraySplits(folder.name, x_train, y_train, x_test, y_test, found.class_names,
+                       (folder,))

@@ -1,1 +1,0 @@
-"""Model builders: pure functions returning an uncompiled `keras.Model`."""

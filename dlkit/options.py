@@ -1,0 +1,88 @@
+"""The Typer side of the configs: each command's parameters are built from its config dataclass.
+
+`parameters(Config)` turns every `opt()` field into an `Annotated[type, typer.Option(...)]` (or
+`typer.Argument`) parameter: the field's name gives `--field-name`, its type the parsing (an
+`Enum` type gives the choices), its `Opt` the help, short flags and bounds (closed bounds become
+Typer's `min=`/`max=`, shown in --help; open ones and NaN are checked by the config itself), its
+default the default. `command_function` wraps a body around them with that signature, so Typer
+sees an ordinary command and nothing about an option is written twice.
+
+Imports Typer, not TensorFlow: `dlkit --help` builds every command from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from dlkit.core.config import Config, base_type, cli_name, field_types, spec_of
+
+
+def parameters(config_type: type[Config]) -> list[inspect.Parameter]:
+    """The command's parameters, one per config field: arguments, then the command's own
+    options, the shared training options and the output options, each in the config's
+    order."""
+    types = field_types(config_type)
+    params = []
+    for field in dataclasses.fields(config_type):
+        spec = spec_of(field)
+        if spec is None:
+            continue
+        annotation = types[field.name]
+        info = _argument(field, spec) if spec.argument else _option(field, spec, annotation)
+        default = (inspect.Parameter.empty if field.default is dataclasses.MISSING
+                   and field.default_factory is dataclasses.MISSING
+                   else field.default if field.default is not dataclasses.MISSING
+                   else field.default_factory())
+        params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=Annotated[annotation, info]))
+    return sorted(params, key=lambda p: _rank(spec_of(_field(config_type, p.name))))
+
+
+def _rank(spec: Any) -> int:
+    return 0 if spec.argument else spec.group
+
+
+def _field(config_type: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(config_type) if f.name == name)
+
+
+def _option(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
+    name = cli_name(field)
+    decls = [name, *spec.flags]
+    if base_type(annotation) is bool and field.default is True:
+        decls[0] = f"{name}/--no-{name[2:]}"
+    bounds = {}
+    if base_type(annotation) in (int, float):
+        if spec.min is not None and not spec.min_open:
+            bounds["min"] = spec.min if base_type(annotation) is float else int(spec.min)
+        if spec.max is not None and not spec.max_open:
+            bounds["max"] = spec.max if base_type(annotation) is float else int(spec.max)
+    return typer.Option(*decls, help=spec.help, metavar=spec.metavar,
+                        show_default=spec.show_default, hidden=spec.hidden, **bounds)
+
+
+def _argument(field: dataclasses.Field, spec: Any) -> Any:
+    return typer.Argument(help=spec.help, metavar=spec.metavar, show_default=False)
+
+
+def command_function(config_type: type[Config],
+                     body: Callable[[type[Config], dict[str, Any]], int]) -> Callable[..., None]:
+    """A function with the config's parameters that hands the parsed values to
+    `body(config_type, values)`; a non-zero result becomes the exit code."""
+    params = parameters(config_type)
+
+    def command(**values: Any) -> None:
+        code = body(config_type, values)
+        if code:
+            raise typer.Exit(code)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = inspect.cleandoc(config_type.__doc__ or "")
+    command.__name__ = config_type.COMMAND.replace("-", "_")
+    return command

@@ -1,1 +1,0 @@
-"""One module per command: a config dataclass in, a result dataclass out."""

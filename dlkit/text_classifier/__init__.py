@@ -1,0 +1,1 @@
+"""Text classifiers on raw strings: train-text-classifier and classify-text."""

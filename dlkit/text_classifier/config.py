@@ -1,0 +1,70 @@
+"""The options of `train-text-classifier` and `classify-text` (see dlkit.core.config)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.errors import UsageError
+
+
+class TextClassifierArch(enum.StrEnum):
+    """bilstm: the seed's; transformer: one small encoder block."""
+
+    bilstm = "bilstm"
+    transformer = "transformer"
+
+
+@dataclass(kw_only=True)
+class TextClassifierConfig(TrainConfig):
+    """Train a text classifier whose saved model takes raw strings.
+
+    Example: dlkit train-text-classifier --csv reviews.csv --text-column review --label-column stars
+    """
+
+    COMMAND = "train-text-classifier"
+
+    data_dir: Path | None = common("data_dir", None, help="Folder with one subfolder of UTF-8 "
+                                   ".txt files per class.")
+    csv: str | None = opt(None, "CSV file with a text and a label column.", resume=False)
+    text_column: str = opt("text", "CSV column with the texts.")
+    label_column: str = opt("label", "CSV column with the labels.")
+    arch: TextClassifierArch = opt(TextClassifierArch.bilstm, "bilstm (the seed's) or "
+                                   "transformer.")
+    vocab_size: int = opt(20_000, "Largest vocabulary kept (most frequent words).", min=3,
+                          max=1_000_000)
+    seq_len: int = opt(200, "Words per text the model reads (longer texts are cut).", min=1,
+                       max=100_000)
+    limit: int | None = common("limit", None, help="Use only the first N texts (classes taken "
+                               "in turn from a folder; smoke runs).")
+    val_split: float = common("val_split", 0.1)
+    epochs: int = common("epochs", 5)
+    batch_size: int = common("batch_size", 32)
+    learning_rate: float = common("learning_rate", 2e-3)
+    output: Path = common("output", Path("models/text-classifier"))
+
+    def check(self) -> None:
+        if (self.data_dir is None) == (self.csv is None):
+            raise UsageError("give the training texts with either --data-dir (one subfolder of "
+                             ".txt files per class) or --csv FILE --text-column T "
+                             "--label-column L")
+
+
+@dataclass(kw_only=True)
+class ClassifyTextConfig(Config):
+    """Label texts: one line per text, label<TAB>confidence (K pairs with --top-k).
+
+    Example: echo "a wonderful film" | dlkit classify-text --model models/reviews -
+    """
+
+    COMMAND = "classify-text"
+
+    texts: list[str] = opt(help="Texts to classify, or - to read one text per line from stdin.",
+                           argument=True, metavar="TEXT...")
+    model: Path = opt(Path("models/text-classifier"), "Model folder written by "
+                      "train-text-classifier.", flags=("-m",))
+    top_k: int = opt(1, "Print the K best labels per text.", flags=("-k",), min=1, max=1000)
+    json: bool = opt(False, "Print one JSON array of the predictions on stdout.",
+                     name="--json", group=3)

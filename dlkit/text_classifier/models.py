@@ -1,0 +1,91 @@
+"""Text classifiers for `train-text-classifier`: raw strings in, class probabilities out.
+
+A `keras.layers.TextVectorization` layer (adapted on the training texts) is the model's first
+layer, so the saved model and the exported SavedModel take a batch of raw strings. Two bodies:
+`bilstm` is the seed's (Embedding 128, bidirectional LSTM 64, average pooling, softmax);
+`transformer` is one small encoder block over token + position embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned embedding of each token's position (keeps the padding mask)."""
+
+    def __init__(self, length: int, dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.length, self.dim = length, dim
+        self.supports_masking = True
+        self.positions = keras.layers.Embedding(length, dim)
+
+    def build(self, input_shape: Any) -> None:
+        self.positions.build((None, self.length))
+        super().build(input_shape)
+
+    def call(self, x: Any, mask: Any = None) -> Any:
+        steps = keras.ops.shape(x)[1]
+        return x + keras.ops.cast(self.positions(keras.ops.arange(steps)), x.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "length": self.length, "dim": self.dim}
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class MaskedAverage(keras.layers.Layer):
+    """Average over the unmasked time steps; zeros (not NaN) for a text with no known word."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x: Any, mask: Any = None) -> Any:
+        if mask is None:
+            return keras.ops.mean(x, axis=1)
+        weights = keras.ops.cast(keras.ops.expand_dims(mask, -1), x.dtype)
+        total = keras.ops.sum(x * weights, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return None
+
+
+def vectorizer(texts: list[str], vocab_size: int, seq_len: int) -> keras.layers.Layer:
+    """Lower-case, strip punctuation, split on whitespace; adapted on `texts`."""
+    layer = keras.layers.TextVectorization(max_tokens=vocab_size, output_sequence_length=seq_len,
+                                           name="vectorize")
+    layer.adapt(texts, batch_size=1024)
+    return layer
+
+
+def build(arch: str, vectorize: keras.layers.Layer, num_classes: int,
+          dropout: float = 0.2) -> keras.Model:
+    """(batch,) strings -> (batch, num_classes) probabilities."""
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    tokens = vectorize(inputs)
+    vocab = vectorize.vocabulary_size()
+    seq_len = vectorize.get_config()["output_sequence_length"]
+    if arch == "bilstm":
+        x = keras.layers.Embedding(vocab, 128, mask_zero=True, name="embedding")(tokens)
+        x = keras.layers.Bidirectional(keras.layers.LSTM(64, return_sequences=True),
+                                       name="bilstm")(x)
+        x = MaskedAverage(name="average")(x)
+    else:
+        dim = 128
+        x = keras.layers.Embedding(vocab, dim, mask_zero=True, name="embedding")(tokens)
+        x = PositionEmbedding(seq_len, dim, name="positions")(x)
+        attended = keras.layers.MultiHeadAttention(4, dim // 4, dropout=dropout)(x, x)
+        x = keras.layers.LayerNormalization()(keras.layers.Add()([x, attended]))
+        ff = keras.layers.Dense(2 * dim, activation="gelu")(x)
+        ff = keras.layers.Dense(dim)(ff)
+        ff = keras.layers.Dropout(dropout)(ff)
+        x = keras.layers.LayerNormalization()(keras.layers.Add()([x, ff]))
+        x = MaskedAverage(name="average")(x)
+    x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                 name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"text_{arch}")

@@ -1,0 +1,236 @@
+"""`dlkit train-text-classifier`: a classifier of short texts whose saved model takes strings.
+
+Training data is either a folder with one subfolder of UTF-8 `.txt` files per class (the layout of
+the IMDB and 20 Newsgroups downloads) or a CSV with a text and a label column. A seeded,
+per-class split holds out `--val-split` for validation. The vocabulary is learned from the
+training texts by a `TextVectorization` layer inside the model, so the saved model (and the
+exported SavedModel) takes raw strings and returns class probabilities.
+
+Training checkpoints after every epoch (`dlkit.core.checkpoint`): `--resume` re-adapts the same
+vocabulary from the same texts (the data fingerprint checks them), loads weights and optimizer
+state, and continues with the batch order an uninterrupted run would have used.
+
+Imports TensorFlow and Keras: import this module inside command bodies only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlkit.core import plots
+from dlkit.core.console import Report, fmt, info
+from dlkit.core.errors import UsageError
+from dlkit.core.files import read_bytes
+from dlkit.core.runner import Run, fingerprint
+from dlkit.core.schedules import Schedule
+from dlkit.data.pipelines import epoch_batches
+from dlkit.text_classifier import models
+from dlkit.text_classifier.config import TextClassifierConfig
+
+
+@dataclass
+class Texts:
+    """Labelled texts with the class names (sorted) and where they came from."""
+
+    texts: list[str]
+    labels: np.ndarray  # int32 indices into class_names
+    class_names: list[str]
+    source: str
+
+    def first(self, limit: int | None) -> Texts:
+        """Only the first `limit` texts (`--limit`); it must still hold two classes."""
+        if limit is None:
+            return self
+        return _checked(Texts(self.texts[:limit], self.labels[:limit], self.class_names,
+                              self.source))
+
+
+@dataclass
+class TextClassifierResult:
+    """What a training run reports (`--json` prints it)."""
+
+    task: str
+    arch: str
+    source: str
+    class_names: list[str]
+    train_examples: int
+    val_examples: int
+    val_accuracy: float | None
+    val_loss: float | None
+    majority_rate: float | None
+    vocabulary: int
+    epochs: int
+    train_seconds: float
+    texts_per_second: float
+    device: str
+    artifacts: dict[str, Any]
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def report(self) -> Report:
+        return Report(f"train-text-classifier ({self.arch})", {
+            "validation accuracy": self.val_accuracy, "majority-class rate": self.majority_rate,
+            "classes": len(self.class_names), "training time (s)": self.train_seconds,
+            "device": self.device, "model folder": self.artifacts["model_dir"]},
+            f"val_accuracy={fmt(self.val_accuracy)} model={self.artifacts['model_dir']}",
+            asdict(self))
+
+
+def read_folder(root: Path) -> Texts:
+    """One subfolder per class, one UTF-8 `.txt` file per example, in reading order: the
+    classes taken in turn (so the first N texts hold every class)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"--data-dir {root} is not a folder; give a folder with one subfolder "
+                         "of .txt files per class")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise UsageError(f"{root} has no class subfolders; put each class's .txt files in a "
+                         "subfolder named after the class")
+    info(f"reading texts from {root} (one subfolder per class)")
+    per_class: list[list[str]] = []
+    for folder in classes:
+        files = sorted(folder.rglob("*.txt"))
+        if not files:
+            raise UsageError(f"class folder {folder} holds no .txt files; add examples or "
+                             "remove the folder")
+        per_class.append([_read_text(path) for path in files])
+    order = sorted((i, k) for k, texts in enumerate(per_class) for i in range(len(texts)))
+    return _checked(Texts([per_class[k][i] for i, k in order],
+                          np.array([k for _, k in order], np.int32), [c.name for c in classes],
+                          str(root)))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return read_bytes(path, "text file").decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); convert it, for "
+                         "example with iconv -t UTF-8") from None
+
+
+def read_csv(path: str, text_column: str, label_column: str) -> Texts:
+    """A CSV with a text column and a label column (labels become sorted class names)."""
+    from dlkit.data.tabular import read_labelled_text
+
+    texts, labels = read_labelled_text(path, text_column, label_column)
+    names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    return _checked(Texts(texts, np.array([index[v] for v in labels], np.int32), names,
+                          str(path)))
+
+
+def _checked(data: Texts) -> Texts:
+    if len(data.class_names) < 2:
+        raise UsageError(f"{data.source} has a single class ({data.class_names[0]!r}); a "
+                         "classifier needs at least two")
+    return data
+
+
+def split(data: Texts, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class seeded split: train and validation indices."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for k in range(len(data.class_names)):
+        members = rng.permutation(np.flatnonzero(data.labels == k))
+        n_val = int(round(len(members) * fraction))
+        if fraction > 0 and n_val == 0 and len(members) > 1:
+            n_val = 1
+        val.extend(members[:n_val])
+        train.extend(members[n_val:])
+    return rng.permutation(np.array(train, np.int64)), np.array(sorted(val), np.int64)
+
+
+def train_text_classifier(config: TextClassifierConfig) -> Report:
+    """Read the texts, train, evaluate on the validation part and save the model folder."""
+    with Run(config, inputs=[config.data_dir, config.csv]) as run:
+        data = (read_folder(config.data_dir) if config.data_dir is not None else
+                read_csv(str(config.csv), config.text_column, config.label_column))
+        data = data.first(config.limit)
+        train_idx, val_idx = split(data, config.val_split, config.seed)
+        if len(train_idx) == 0:
+            raise UsageError("no training texts left after the validation split; use more "
+                             "data or a smaller --val-split")
+        x_train = [data.texts[i] for i in train_idx]
+        x_val = [data.texts[i] for i in val_idx]
+        y_train, y_val = data.labels[train_idx], data.labels[val_idx]
+        steps = -(-len(x_train) // config.batch_size)
+        runtime = run.start(fingerprint(x_train, y_train, x_val, y_val, data.class_names))
+
+        with run.scope():
+            # Adapting is deterministic (words sorted by count, then by word), so a resumed
+            # run rebuilds the same vocabulary (the data fingerprint guarantees the same texts).
+            vectorize = models.vectorizer(x_train, config.vocab_size, config.seq_len)
+            model = models.build(config.arch.value, vectorize, len(data.class_names))
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            done = run.restore(model)
+
+        train_ds = epoch_batches((x_train, y_train), config.batch_size, config.seed,
+                                 config.epochs, done)
+        val_ds = _dataset(x_val, y_val, config.batch_size) if len(x_val) else None
+        info(f"training {config.arch.value} ({model.count_params():,} parameters, vocabulary "
+             f"{vectorize.vocabulary_size():,}) on {data.source}: {len(x_train):,} train / "
+             f"{len(x_val):,} validation texts, {len(data.class_names)} classes, "
+             f"{config.epochs} epochs{f' (resuming after {done})' if done else ''}, "
+             f"{runtime.device}")
+        history = run.fit(model, train_ds, steps=steps, validation=val_ds,
+                          schedule=Schedule(config.learning_rate, warmup_fraction=0.1,
+                                            start=0.1))
+
+        val_acc = history["val_accuracy"][-1] if "val_accuracy" in history else None
+        val_loss = history["val_loss"][-1] if "val_loss" in history else None
+        majority = (float(np.bincount(y_val, minlength=len(data.class_names)).max()
+                          / len(y_val)) if len(y_val) else None)
+        metadata = {
+            "arch": config.arch.value, "source": data.source, "class_names": data.class_names,
+            "input_shape": [],
+            "preprocessing": {"input": "raw UTF-8 strings, a batch of shape (N,)",
+                              "tokenizer": "TextVectorization inside the model: lower case, "
+                                           "punctuation stripped, whitespace split",
+                              "vocabulary": vectorize.vocabulary_size(),
+                              "sequence_length": config.seq_len},
+            "metrics": {"val_accuracy": val_acc, "val_loss": val_loss,
+                        "majority_rate": majority},
+            "training": {"batch_size": config.batch_size, "learning_rate": config.learning_rate,
+                         "seed": config.seed, "train_examples": len(x_train),
+                         "val_examples": len(x_val)},
+        }
+
+        def write_plots(folder: Path) -> None:
+            plot_dir = folder / "plots"
+            plots.training_curves(history, plot_dir / "training_curves.png",
+                                  f"train-text-classifier {config.arch.value}")
+            if len(x_val):
+                predicted = predict(model, x_val).argmax(axis=1)
+                plots.confusion_matrix(plots.confusion(y_val, predicted, len(data.class_names)),
+                                       data.class_names, plot_dir / "confusion_matrix.png",
+                                       "Confusion matrix (validation texts)")
+
+        paths = run.save(model, metadata, write_plots)
+        return TextClassifierResult(
+            "train-text-classifier", config.arch.value, data.source, data.class_names,
+            len(x_train), len(x_val), val_acc, val_loss, majority,
+            vectorize.vocabulary_size(), config.epochs, run.train_seconds,
+            run.per_second(config.batch_size), runtime.device, paths, history).report()
+
+
+def _dataset(texts: list[str], labels: np.ndarray, batch: int) -> Any:
+    """Evaluation batches of (strings, labels), in order."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(texts, tf.string), labels)).cache()
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def predict(model: Any, texts: list[str], batch: int = 256) -> np.ndarray:
+    """Class probabilities (N, classes) for raw strings."""
+    import tensorflow as tf
+
+    parts = [np.asarray(model(tf.constant(texts[i:i + batch], tf.string), training=False))
+             for i in range(0, len(texts), batch)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

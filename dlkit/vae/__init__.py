@@ -1,0 +1,1 @@
+"""Variational autoencoders: train-vae and sample-vae."""

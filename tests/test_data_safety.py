@@ -1,0 +1,382 @@
+"""Issue 11: dlkit never loses a user's data.
+
+Through the real CLI: a diverged run never replaces a good model; a full disk (a small tmpfs the
+test mounts) is one error line with the previous files intact and no temporary file left; a kill
+between a checkpoint's writes leaves a checkpoint that resumes exactly; resume compares the data,
+not only its size; a failure after training keeps the trained weights for `--resume`; huge images
+and FIFOs are refused; closed stderr/stdin and a closed stdout pipe are handled; tab, newline and
+non-UTF-8 file names keep the TSV output one line per image. The exit codes of the refusals are
+rows of tests/test_bad_input.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_error_line, pattern_images, run_dlkit
+
+MNIST = ("train-mnist", "--dataset", "mnist", "--arch", "mlp", "--limit", "96",
+         "--batch-size", "32", "--quiet")
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file under `folder`, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def mnist(root: Path, out: Path, *extra: str) -> list[str]:
+    return [*MNIST, "--data-dir", str(root), "-o", str(out), *extra]
+
+
+# ---------------------------------------------------------------------------------------------
+# A diverged run never replaces a good model
+
+DIVERGING = {
+    "train-mnist": ("train-mnist", "--dataset", "mnist", "--data-dir", "{root}", "--arch",
+                    "mlp", "--limit", "64", "--batch-size", "64", "--val-split", "0"),
+    "train-vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{root}", "--arch",
+                  "dense", "--latent-dim", "2", "--limit", "64", "--batch-size", "64"),
+    "train-sequence": ("train-sequence", "--csv", "{csv}", "--column", "value", "--window",
+                       "4", "--units", "4", "--batch-size", "256"),
+}
+
+
+@pytest.fixture(scope="module")
+def small_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("inputs")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 12)
+    csv = folder / "series.csv"
+    t = np.arange(80)
+    csv.write_text("t,value\n" + "".join(f"{i},{10 + 3 * np.sin(i / 2):.3f}\n" for i in t))
+    return {"corpus": corpus, "csv": csv}
+
+
+@pytest.mark.parametrize("command", sorted(DIVERGING))
+def test_diverged_run_keeps_the_good_model(command: str, cli, tiny_root: Path, tmp_path: Path,
+                                           small_inputs: dict[str, Path]) -> None:
+    places = {"root": str(tiny_root), **{k: str(v) for k, v in small_inputs.items()}}
+    args = [a.format(**places) for a in DIVERGING[command]]
+    out = tmp_path / "model"
+    good = cli(*args, "--epochs", "1", "-o", out, "--quiet")
+    assert good.exit_code == 0, good.stderr
+    before = fingerprint(out)
+
+    bad = cli(*args, "--epochs", "2", "--learning-rate", "1e30", "-o", out, "--json")
+    assert bad.exit_code == 1, bad.stderr
+    assert_one_error_line(bad.stderr)
+    assert "diverged" in bad.stderr and "was not changed" in bad.stderr
+    assert bad.stdout == ""  # no JSON with NaN in it (NaN is not JSON)
+    assert fingerprint(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no checkpoint, no lock
+
+
+# ---------------------------------------------------------------------------------------------
+# A full disk: one line, exit 1, the previous files intact, no temporary files
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str = "4m") -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `where` (skips the test when mounting is not allowed)."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Write a filler file until the disk is full."""
+    with open(disk / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+
+def assert_disk_full_error(result: object) -> None:
+    """Exit 1 with one `error:` line that says the disk is full (an in-process CliRunner
+    result or a finished subprocess)."""
+    code = getattr(result, "exit_code", getattr(result, "returncode", None))
+    stderr = result.stderr  # type: ignore[attr-defined]
+    assert code == 1, stderr
+    assert_one_error_line(stderr)
+    assert "No space left on device" in stderr and "Traceback" not in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def gan_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    out = tmp_path_factory.mktemp("gan") / "g"
+    result = CliRunner().invoke(app, ["train-gan", "--dataset", "mnist", "--data-dir",
+                                      str(tiny_root), "--epochs", "1", "--limit", "32",
+                                      "--batch-size", "16", "--latent-dim", "4", "--width",
+                                      "4", "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_full_disk_keeps_the_previous_png(cli, gan_model: Path, tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        grid = disk / "grid.png"
+        grid.write_bytes(b"the previous grid")
+        fill(disk)
+        result = cli("sample-gan", "--model", gan_model, "--count", "64", "--out", grid)
+        assert_disk_full_error(result)
+        assert grid.read_bytes() == b"the previous grid"
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "grid.png"]
+
+
+def test_full_disk_keeps_the_previous_csv_and_show(cli, tiny_root: Path, tmp_path: Path,
+                                                   gan_model: Path) -> None:
+    import cv2
+
+    model = tmp_path / "m"
+    assert cli(*mnist(tiny_root, model, "--epochs", "1")).exit_code == 0
+    image = tmp_path / "digit.png"
+    assert cv2.imwrite(str(image), pattern_images(1, 28, 1, seed=4)[0][0])
+    with small_disk(tmp_path / "disk") as disk:
+        (disk / "p.csv").write_text("old,csv\n")
+        (disk / "s.png").write_bytes(b"old png")
+        fill(disk)
+        for option, name in (("--csv", "p.csv"), ("--show", "s.png")):
+            result = cli("classify-image", image, "--model", model, option, disk / name)
+            assert_disk_full_error(result)
+        assert (disk / "p.csv").read_text() == "old,csv\n"
+        assert (disk / "s.png").read_bytes() == b"old png"
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "p.csv", "s.png"]
+
+
+@pytest.mark.parametrize("command", ["train-mnist", "train-text"])
+def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_root: Path,
+                                                          tmp_path: Path,
+                                                          small_inputs: dict[str, Path]) -> None:
+    """A checkpoint or a model folder that cannot be written: one line, exit 1, no crash
+    (this used to end in SIGSEGV with h5py tracebacks), the lock released, nothing else left."""
+    args = {"train-mnist": mnist(tiny_root, Path("OUT"), "--epochs", "2"),
+            "train-text": ["train-text", "--corpus", str(small_inputs["corpus"]), "--epochs",
+                           "2", "--seq-len", "8", "--dim", "8", "--quiet", "-o", "OUT"]}[command]
+    with small_disk(tmp_path / "disk", "8m") as disk:
+        out = disk / "model"
+        first = run_dlkit(*[str(out) if a == "OUT" else a for a in args],
+                          env={"DLKIT_DATA": ""})
+        assert first.returncode == 0, first.stderr
+        before = fingerprint(out)
+        fill(disk)
+        full = run_dlkit(*[str(out) if a == "OUT" else a for a in args], env={"DLKIT_DATA": ""})
+        assert_disk_full_error(full)
+        assert fingerprint(out) == before
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A checkpoint is one unit; resume compares the data
+
+def _history(out: Path) -> dict:
+    return json.loads((out / "metadata.json").read_text())["history"]
+
+
+@pytest.mark.parametrize("fault", ["checkpoint-before-publish@2", "checkpoint-after-publish@2"])
+def test_kill_between_checkpoint_writes_resumes_exactly(fault: str, tiny_root: Path,
+                                                        tmp_path: Path) -> None:
+    """SIGKILL in the middle of writing epoch 2's checkpoint (before or after it is published):
+    --resume continues from the newest complete checkpoint and ends exactly as an uninterrupted
+    run (no epoch trained twice, none skipped)."""
+    args = ("--epochs", "3", "--deterministic", "--seed", "3")
+    straight = run_dlkit(*mnist(tiny_root, tmp_path / "straight", *args),
+                         env={"DLKIT_DATA": ""})
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "m"
+    killed = run_dlkit(*mnist(tiny_root, out, *args),
+                       env={"DLKIT_DATA": "", "DLKIT_FAULT": fault})
+    assert killed.returncode == -9
+    saved = sorted(p.name for p in (tmp_path / ".m.resume").iterdir())
+    expected_epoch = 1 if "before" in fault else 2
+    assert f"epoch-{expected_epoch:05d}" in saved
+    resumed = run_dlkit(*mnist(tiny_root, out, *args, "--resume"), env={"DLKIT_DATA": ""})
+    assert resumed.returncode == 0, resumed.stderr
+    assert _history(out) == _history(tmp_path / "straight")
+    assert not (tmp_path / ".m.resume").exists()
+
+
+def test_resume_compares_the_data_itself(cli, tiny_root: Path, tmp_path: Path) -> None:
+    """Same options, same number of examples, different pixels: refused (exit 2, naming the
+    data), before any work, and the checkpoint is untouched."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_root, data)
+    out = tmp_path / "m"
+    first = cli(*mnist(data, out, "--epochs", "2"), env={"DLKIT_FAULT": "after-fit:error"})
+    assert first.exit_code == 1 and "--resume" in first.stderr, first.stderr
+    checkpoint = tmp_path / ".m.resume"
+    saved = fingerprint(checkpoint)
+
+    with np.load(data / "mnist.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["x_train"] = 255 - arrays["x_train"]  # the same count, other images
+    np.savez(data / "mnist.npz", **arrays)
+    changed = cli(*mnist(data, out, "--epochs", "2", "--resume"))
+    assert changed.exit_code == 2 and "the training data" in changed.stderr, changed.stderr
+    assert_one_error_line(changed.stderr)
+    for option in (("--limit", "64"), ("--val-split", "0.2")):
+        other = cli(*mnist(data, out, "--epochs", "2", "--resume"), *option)
+        assert other.exit_code == 2 and option[0] in other.stderr, other.stderr
+    assert fingerprint(checkpoint) == saved
+
+
+# ---------------------------------------------------------------------------------------------
+# Work is never thrown away at the end
+
+@pytest.mark.parametrize("fault", ["after-fit:error", "model-save:enospc"])
+def test_failure_after_training_keeps_the_weights_for_resume(fault: str, cli, tiny_root: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    failed = cli(*mnist(tiny_root, out, "--epochs", "2"), env={"DLKIT_FAULT": fault})
+    assert failed.exit_code == 1, failed.stderr
+    assert_one_error_line(failed.stderr)
+    assert "--resume" in failed.stderr and not out.exists()
+    resumed = cli(*mnist(tiny_root, out, "--epochs", "2", "--resume", "--json"))
+    assert resumed.exit_code == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["epochs_completed"] == 2 and len(report["history"]["loss"]) == 2
+    assert not (tmp_path / ".m.resume").exists()
+
+
+def test_transformer_with_one_character_context_trains_and_saves(cli, tmp_path: Path,
+                                                                 small_inputs: dict) -> None:
+    out = tmp_path / "t"
+    result = cli("train-text", "--corpus", small_inputs["corpus"], "--arch", "transformer",
+                 "--seq-len", "1", "--dim", "8", "--heads", "2", "--layers", "1", "--epochs",
+                 "1", "-o", out, "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["sample"]) == 200
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded resources
+
+def _huge_png(path: Path, side: int = 20000) -> None:
+    """A 20000x20000 black PNG of a few hundred KB (3.7 GB of pixels once decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    packer = zlib.compressobj(9)
+    row = b"\0" * (side + 1)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+                     + chunk(b"IEND", b""))
+
+
+def test_a_huge_image_is_refused_without_decoding_it(tiny_root: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    assert run_dlkit(*mnist(tiny_root, model, "--epochs", "1"),
+                     env={"DLKIT_DATA": ""}).returncode == 0
+    huge = tmp_path / "huge.png"
+    _huge_png(huge)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = run_dlkit("classify-image", huge, "--model", model)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert result.returncode == 2 and result.stdout == ""
+    assert_one_error_line(result.stderr)
+    assert "megapixels" in result.stderr and str(huge) in result.stderr
+    assert peak_mib < 1500 or before / 1024 >= 1500, peak_mib
+
+
+def test_a_fifo_is_refused_not_read_forever(cli, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for args in (("train-text", "--corpus", fifo, "-o", tmp_path / "t"),
+                 ("train-sequence", "--csv", fifo, "--column", "v", "-o", tmp_path / "s")):
+        result = cli(*args)
+        assert result.exit_code == 2 and "FIFO" in result.stderr, result.stderr
+        assert_one_error_line(result.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# The streams
+
+def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "DLKIT_DATA": ""}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def photos(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A model and a folder of digit images, some with awkward names."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("photos")
+    model = root / "m"
+    assert run_dlkit(*mnist(tiny_root, model, "--epochs", "1"),
+                     env={"DLKIT_DATA": ""}).returncode == 0
+    images = root / "images"
+    images.mkdir()
+    names = [b"plain.png", b"tab\there.png", b"new\nline.png", b"caf\xe9.png", b"back\\.png"]
+    for i, name in enumerate(names):
+        ok, data = cv2.imencode(".png", pattern_images(1, 28, 1, seed=i)[0][0])
+        (images / os.fsdecode(name)).write_bytes(data.tobytes())
+    return model, images
+
+
+def test_stderr_or_stdin_closed(photos: tuple[Path, Path], tmp_path: Path) -> None:
+    model, images = photos
+    py = f"{sys.executable} -m dlkit"
+    closed_err = _shell(f"{py} classify-image {images / 'plain.png'} --model {model} 2>&-",
+                        tmp_path)
+    assert closed_err.returncode == 0 and closed_err.stdout.startswith(str(images)), closed_err
+    closed_in = _shell(f"{py} train-text --corpus - -o {tmp_path / 't'} <&-", tmp_path)
+    assert closed_in.returncode == 2, closed_in.stderr
+    assert_one_error_line(closed_in.stderr)
+    assert "empty" in closed_in.stderr
+
+
+def test_csv_is_written_when_stdout_is_closed_early(photos: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    model, images = photos
+    out = tmp_path / "all.csv"
+    result = _shell(f"{sys.executable} -m dlkit classify-image {images} --model {model} "
+                    f"--csv {out} | head -1", tmp_path)
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 1
+    import csv
+
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 1 + 5  # header and every image
+    assert {os.fsencode(r[0]) for r in rows[1:]} == {
+        os.fsencode(str(p)) for p in images.iterdir()}
+
+
+def test_tsv_is_one_line_per_image_whatever_the_name(photos: tuple[Path, Path]) -> None:
+    model, images = photos
+    result = subprocess.run([sys.executable, "-m", "dlkit", "classify-image", str(images),
+                             "--model", str(model)], capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode("utf-8").splitlines()
+    assert len(lines) == 5
+    paths = sorted(line.split("\t")[0].rsplit("/", 1)[1] for line in lines)
+    assert paths == sorted(["plain.png", "tab\\there.png", "new\\nline.png", "caf\\xe9.png",
+                            "back\\\\.png"])

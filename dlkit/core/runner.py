@@ -170,6 +170,9 @@ class Run:
                     fit(train, epochs=config.epochs, initial_epoch=self.done, verbose=0,
                         shuffle=False, callbacks=all_callbacks, steps_per_epoch=steps,
                         validation_data=validation)
+                else:  # a resume of a finished run (its save had failed): only saving is left
+                    for callback in all_callbacks:
+                        callback.set_model(model)
                 stop.check()  # a signal during the last step
         except KeyboardInterrupt:
             if not save_on_interrupt:

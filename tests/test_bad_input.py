@@ -120,6 +120,7 @@ def train_option_rows(command: str, base: tuple[str, ...], *, val_split: bool = 
             "{A}/models/mnist/saved_model"),
         row(command, "output above a model folder", *base, "-o", "{A}/models"),
         row(command, "output holds the working directory", *base, "-o", ".."),
+        row(command, "output name not UTF-8", *base, "-o", "{T}/caf\udce9"),
     ]
     return rows
 

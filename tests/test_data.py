@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA, assert_one_error_line, needs_real_data, write_idx
 
+from dlkit.core.errors import DataError, UsageError
 from dlkit.data import locate as loc
 from dlkit.data import readers
 from dlkit.data.registry import DATASETS, DatasetSpec, Remote
-from dlkit.core.errors import DataError, UsageError
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from dlkit.core.errors import DataError, DlkitError
 from dlkit.data import readers
 from dlkit.data.images import IMAGE_SUFFIXES, ImageError, read_image
-from dlkit.core.errors import DataError, DlkitError
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

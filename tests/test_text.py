@@ -156,8 +156,8 @@ def test_chinese_corpus_from_stdin_with_rnn(cli, corpora: dict[str, Path], tmp_p
     assert gen[0].stdout.startswith("明月") and len(gen[0].stdout) == 2 + 30 + 1
     assert set(gen[0].stdout[2:-1]) <= set(CHINESE)
 
-    from dlkit.char_lm.models import decoder
     from dlkit.char_lm.generate import load_text_model
+    from dlkit.char_lm.models import decoder
 
     model, _ = load_text_model(out)
     ids = [3, 1, 4, 1, 5, 9, 2, 6]
@@ -203,7 +203,7 @@ def test_ctrl_c_saves_model_and_checkpoint_then_resume_matches(cli, corpora: dic
     state = checkpoint_state(tmp_path / ".m.resume")
     assert 1 <= state["epochs_done"] < 6 and f"{state['epochs_done']} of 6 epochs" in stderr
     assert meta["training"]["stopped"] == "interrupted"
-    assert meta["training"]["epochs_run"] == state["epochs_done"]
+    assert meta["training"]["epochs_completed"] == state["epochs_done"]
 
     other = cli(*_resumable(corpora["english"], out, "--resume", "--seed", "4")[3:])
     assert other.exit_code == 2 and "other settings (--seed)" in other.stderr

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, checkpoint_state, interrupt_after, needs_real_data, run_dlkit
+from conftest import (
+    assert_one_error_line,
+    checkpoint_state,
+    interrupt_after,
+    needs_real_data,
+    run_dlkit,
+)
 
 PNG_MAGIC = b"\x89PNG"
 

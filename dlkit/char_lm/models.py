@@ -24,7 +24,13 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-_INIT = keras.initializers.RandomNormal(stddev=0.02)
+
+
+def _init() -> keras.initializers.Initializer:
+    """GPT-2's N(0, 0.02) initializer: a new one for each weight (an initializer without a
+    seed picks one when made, from the seeded global state, so it must be made after seeding,
+    and one instance shared by several weights would give them all the same values)."""
+    return keras.initializers.RandomNormal(stddev=0.02)
 
 
 @keras.saving.register_keras_serializable(package="dlkit")
@@ -36,9 +42,9 @@ class TokenPositionEmbedding(layers.Layer):
         self.vocab_size, self.max_len, self.dim = vocab_size, max_len, dim
 
     def build(self, input_shape: Any = None) -> None:
-        self.tokens = self.add_weight(shape=(self.vocab_size, self.dim), initializer=_INIT,
+        self.tokens = self.add_weight(shape=(self.vocab_size, self.dim), initializer=_init(),
                                       name="tokens")
-        self.positions = self.add_weight(shape=(self.max_len, self.dim), initializer=_INIT,
+        self.positions = self.add_weight(shape=(self.max_len, self.dim), initializer=_init(),
                                          name="positions")
 
     def call(self, ids: Any) -> Any:
@@ -67,11 +73,11 @@ class Block(layers.Layer):
         self.dim, self.heads, self.dropout = dim, heads, dropout
         self.head_dim = dim // heads
         self.ln1 = layers.LayerNormalization(epsilon=1e-5, name="ln1")
-        self.qkv = layers.Dense(3 * dim, kernel_initializer=_INIT, name="qkv")
-        self.proj = layers.Dense(dim, kernel_initializer=_INIT, name="proj")
+        self.qkv = layers.Dense(3 * dim, kernel_initializer=_init(), name="qkv")
+        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
         self.ln2 = layers.LayerNormalization(epsilon=1e-5, name="ln2")
-        self.fc = layers.Dense(4 * dim, activation="gelu", kernel_initializer=_INIT, name="fc")
-        self.out = layers.Dense(dim, kernel_initializer=_INIT, name="out")
+        self.fc = layers.Dense(4 * dim, activation="gelu", kernel_initializer=_init(), name="fc")
+        self.out = layers.Dense(dim, kernel_initializer=_init(), name="out")
         self.drop = layers.Dropout(dropout)
 
     def build(self, input_shape: Any) -> None:
@@ -135,7 +141,7 @@ def build_transformer(vocab_size: int, seq_len: int, n_layers: int = 4, dim: int
     for i in range(n_layers):
         x = Block(dim, heads, dropout, name=f"block_{i}")(x)
     x = layers.LayerNormalization(epsilon=1e-5, name="ln_f")(x)
-    logits = layers.Dense(vocab_size, dtype="float32", kernel_initializer=_INIT, name="head")(x)
+    logits = layers.Dense(vocab_size, dtype="float32", kernel_initializer=_init(), name="head")(x)
     return keras.Model(ids, logits, name="char_transformer")
 
 

@@ -54,6 +54,12 @@ def claim_output(output: Path, inputs: Iterable[Path | str | None] = (),
     output = Path(output).expanduser().resolve()
     if not chief:
         return output
+    try:
+        str(output).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"output {os.fsencode(output)!r} is not a UTF-8 path, which "
+                         "TensorFlow cannot write to; choose a UTF-8 name for --output") \
+            from None
     _refuse_special(output)
     if output.exists() and not output.is_dir():
         raise UsageError(f"output {output} exists and is not a folder; choose another --output")

@@ -240,8 +240,10 @@ def quiet_h5py() -> Iterator[None]:
     sys.unraisablehook = hook
     try:
         yield
-    finally:
+    except BaseException:
         import gc
 
         gc.collect()  # let the failed file's objects go now, while the hook is in place
+        raise
+    finally:
         sys.unraisablehook = previous

@@ -32,6 +32,10 @@ def open_standard_streams() -> None:
             if opened != fd:
                 os.dup2(opened, fd)
                 os.close(opened)
+    for name, errors in (("stdout", "surrogateescape"), ("stderr", "backslashreplace")):
+        stream = getattr(sys, name)
+        if hasattr(stream, "reconfigure"):  # a file name that is not UTF-8 keeps its bytes
+            stream.reconfigure(errors=errors)
     for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
         if getattr(sys, name) is None:  # Python found the stream closed at start-up
             stream = io.TextIOWrapper(io.FileIO(fd, mode, closefd=False), encoding="utf-8",

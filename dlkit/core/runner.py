@@ -51,7 +51,7 @@ from dlkit.core.callbacks import (
 )
 from dlkit.core.checkpoint import Checkpoint, fault_point, reset_faults
 from dlkit.core.config import TrainConfig, cli_name
-from dlkit.core.console import info
+from dlkit.core.console import info, warn
 from dlkit.core.errors import DlkitError
 from dlkit.core.schedules import Schedule
 
@@ -218,12 +218,16 @@ class Run:
 
     # -- after training -----------------------------------------------------------------------
 
-    def save(self, model: keras.Model, metadata: dict[str, Any],
+    def save(self, model: keras.Model, metadata: dict[str, Any], plots: Any = None,
              extras: Any = None, weights: Iterable[keras.Model] = ()) -> dict[str, Any]:
         """Write the model folder (with the run's settings, history and timings added to
-        `metadata`), then drop the checkpoint. Non-finite metrics or weights (in `model` and
-        in `weights`) are a divergence; a full disk keeps the checkpoint, so `--resume` can
-        save the trained model later without training again."""
+        `metadata`), then drop the checkpoint.
+
+        `plots(folder)` draws the pictures: it cannot fail the run (a drawing that breaks is a
+        warning; a full disk is still an error); `extras(folder)` writes other files the folder
+        needs (an encoder). Non-finite metrics or weights (in `model` and in `weights`) are a
+        divergence; a full disk keeps the checkpoint, so `--resume` can save the trained model
+        later without training again."""
         metrics = metadata.get("metrics", {})
         bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
@@ -235,8 +239,21 @@ class Run:
         meta = {"task": self.task, **metadata, "config": self.config.as_dict(),
                 "history": self.history,
                 "training": {**metadata.get("training", {}), **self.summary()}}
+        def write(folder: Path) -> None:
+            if extras is not None:
+                extras(folder)
+            if plots is not None:
+                try:
+                    plots(folder)
+                except DlkitError:
+                    raise
+                except Exception as exc:  # a picture is not worth the trained model
+                    warn(f"could not draw the plots ({type(exc).__name__}: "
+                         f"{(str(exc).splitlines() or [''])[0][:200]}); the model is saved "
+                         "without them")
+
         try:
-            paths = artifacts.save_model_folder(self.output, model, meta, extras)
+            paths = artifacts.save_model_folder(self.output, model, meta, write)
         except DlkitError as exc:
             if self.checkpoint.latest() is not None:
                 exc.message += (f"; the trained weights are kept in {self.checkpoint.folder}: "

@@ -34,7 +34,7 @@ from dlkit.core.artifacts import (
     check_output_file,
     load_metadata,
 )
-from dlkit.core.errors import EXIT_OK, EXIT_USAGE, DlkitError, UsageError
+from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
 from dlkit.core.files import atomic_file, read_bytes
 from dlkit.data.image_batches import Inputs, Preprocess, collect_inputs, image_batches
 from dlkit.image_classifier.config import ClassifyImageConfig
@@ -210,7 +210,7 @@ def _load_saved_model(tf: Any, folder: Path) -> _Loaded:
     try:
         module = tf.saved_model.load(str(folder))
     except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
-        raise DlkitError(f"cannot load the SavedModel {folder}: {_first_line(exc)}", 2) from None
+        raise UsageError(f"cannot load the SavedModel {folder}: {_first_line(exc)}") from None
     signature = getattr(module, "signatures", {}).get("serving_default")
     if signature is None:
         raise UsageError(f"the SavedModel {folder} has no serving_default signature")
@@ -245,7 +245,7 @@ def _load_keras(tf: Any, path: Path) -> _Loaded:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise DlkitError(f"cannot load {path}: {_first_line(exc)}", 2) from None
+        raise UsageError(f"cannot load {path}: {_first_line(exc)}") from None
     shapes = [tuple(t.shape) for t in model.inputs]
     if len(shapes) != 1 or len(shapes[0]) != 4:
         raise UsageError(f"{path} takes inputs {shapes}; classify-image needs a model with one "

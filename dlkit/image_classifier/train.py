@@ -21,7 +21,7 @@ import numpy as np
 
 from dlkit.core import plots
 from dlkit.core.console import Report, fmt, info, warn
-from dlkit.core.errors import DataError, UsageError
+from dlkit.core.errors import UsageError
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
 from dlkit.data.pipelines import (
@@ -217,10 +217,10 @@ def _image_folder_splits(folder: Path, config: CifarConfig) -> ArraySplits:
     for path, why in found.skipped:
         warn(f"skipped {path}: {why}")
     if len(found.images) == 0:
-        raise DataError(f"no readable images under {folder}/<class>/; put images (JPEG, PNG, "
-                        "BMP, WebP, TIFF) in one subfolder per class", 2)
+        raise UsageError(f"no readable images under {folder}/<class>/; put images (JPEG, "
+                         "PNG, BMP, WebP, TIFF) in one subfolder per class")
     if len(found.class_names) < 2 or len(np.unique(found.labels)) < 2:
-        raise DataError(f"{folder} needs at least two class subfolders with images", 2)
+        raise UsageError(f"{folder} needs at least two class subfolders with images")
     x_train, y_train, x_test, y_test = split_validation(found.images, found.labels,
                                                         config.test_split, config.seed + 1)
     return ArraySplits(folder.name, x_train, y_train, x_test, y_test, found.class_names,

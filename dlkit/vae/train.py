@@ -119,11 +119,11 @@ def train_vae(config: VaeConfig) -> Report:
                          "train_examples": len(data.x_train)},
         }
 
-        def write_extras(folder: Path) -> None:
-            enc.save(folder / ENCODER_FILE)
+        def write_plots(folder: Path) -> None:
             _write_plots(folder / "plots", history, data, enc, sampler, config)
 
-        paths = run.save(sampler, metadata, write_extras, weights=[enc])
+        paths = run.save(sampler, metadata, write_plots,
+                         extras=lambda folder: enc.save(folder / ENCODER_FILE), weights=[enc])
         paths["encoder"] = str(Path(paths["model_dir"]) / ENCODER_FILE)
         return VaeResult(
             "train-vae", data.name, config.arch.value, config.latent_dim, config.epochs,

@@ -25,7 +25,6 @@ import tensorflow as tf
 from keras import layers
 
 
-
 def _init() -> keras.initializers.Initializer:
     """GPT-2's N(0, 0.02) initializer: a new one for each weight (an initializer without a
     seed picks one when made, from the seeded global state, so it must be made after seeding,

@@ -24,9 +24,10 @@ from typer.core import TyperGroup
 
 from dlkit.char_lm.config import GenerateConfig, TextConfig
 from dlkit.core import console
-from dlkit.core.config import Config
+from dlkit.core.config import Config, to_toml
 from dlkit.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError
 from dlkit.data.catalog import DatasetsConfig
+from dlkit.evaluation.config import EvaluateConfig
 from dlkit.forecaster.config import ForecastConfig, SequenceConfig
 from dlkit.gan.config import EvaluateGanConfig, GanConfig, SampleGanConfig
 from dlkit.image_classifier.config import CifarConfig, ClassifyImageConfig, MnistConfig
@@ -51,6 +52,7 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (ForecastConfig, "dlkit.forecaster.forecast:forecast", True),
     (TextClassifierConfig, "dlkit.text_classifier.train:train_text_classifier", True),
     (ClassifyTextConfig, "dlkit.text_classifier.classify:classify_text", True),
+    (EvaluateConfig, "dlkit.evaluation.evaluate:evaluate", False),
 ]
 
 
@@ -150,14 +152,18 @@ def _report(message: str) -> None:
     console.error_line(message)
 
 
-def _run(target: str, tensorflow: bool, config_type: type[Config],
-         values: dict[str, Any]) -> int:
+def _run(target: str, tensorflow: bool, config_type: type[Config], values: dict[str, Any],
+         print_config: bool) -> int:
     """Make the config from the parsed values (bad values: exit 2, before any import), import
-    TensorFlow quietly when the command needs it, run the command, print its report."""
+    TensorFlow quietly when the command needs it, run the command, print its report. With
+    `--print-config`, print the resolved settings instead of running."""
     console.set_quiet(bool(values.get("quiet")))
 
     def body() -> int:
         config = config_type(**values)
+        if print_config:
+            sys.stdout.write(to_toml(config))
+            return 0
         if tensorflow:
             from dlkit.core.runtime import import_tensorflow
 

@@ -15,11 +15,21 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from dlkit.core.config import Config, base_type, cli_name, field_types, spec_of
+from dlkit.core.config import (
+    Config,
+    base_type,
+    cli_name,
+    field_types,
+    plain,
+    read_config_file,
+    spec_of,
+)
+from dlkit.core.errors import UsageError
 
 
 def parameters(config_type: type[Config]) -> list[inspect.Parameter]:
@@ -71,13 +81,41 @@ def _argument(field: dataclasses.Field, spec: Any) -> Any:
 
 
 def command_function(config_type: type[Config],
-                     body: Callable[[type[Config], dict[str, Any]], int]) -> Callable[..., None]:
-    """A function with the config's parameters that hands the parsed values to
-    `body(config_type, values)`; a non-zero result becomes the exit code."""
-    params = parameters(config_type)
+                     body: Callable[[type[Config], dict[str, Any], bool], int]
+                     ) -> Callable[..., None]:
+    """A function with the config's parameters, plus `--config FILE.toml` and
+    `--print-config`, that hands the parsed values to `body(config_type, values,
+    print_config)`; a non-zero result becomes the exit code.
+
+    `--config` is read first (an eager option) and becomes the command's default map, so its
+    keys (the long option names) act as defaults and options given on the command line win."""
+
+    def load(ctx: typer.Context, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                settings = read_config_file(value, config_type)
+            except UsageError as exc:
+                raise typer.BadParameter(exc.message) from None
+            ctx.default_map = {**(ctx.default_map or {}),
+                               **{name: plain(v) for name, v in settings.items()}}
+        return value
+
+    params = [*parameters(config_type),
+              inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation=Annotated[Path | None, typer.Option(
+                                    "--config", help="TOML file of settings (keys are the "
+                                    "long option names, e.g. learning-rate = 0.004); options "
+                                    "on the command line win.", is_eager=True, callback=load,
+                                    dir_okay=False, rich_help_panel="Settings")]),
+              inspect.Parameter("print_config", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                annotation=Annotated[bool, typer.Option(
+                                    "--print-config", help="Print the resolved settings as "
+                                    "TOML and exit (a start for --config).",
+                                    rich_help_panel="Settings")])]
 
     def command(**values: Any) -> None:
-        code = body(config_type, values)
+        values.pop("config_file")
+        code = body(config_type, values, values.pop("print_config"))
         if code:
             raise typer.Exit(code)
 

@@ -594,11 +594,94 @@ def evaluate_gan_rows() -> list[Row]:
     ]
 
 
+def config_rows(command: str, base: tuple[str, ...], wrong: str) -> list[Row]:
+    """--config FILE.toml, which every command takes: missing, not TOML, a folder, a key the
+    command does not have, a value of the wrong type (`wrong`: a file setting one of the
+    command's keys to a bad type)."""
+    return [
+        row(command, "config file missing", *base, "--config", "{T}/nowhere.toml",
+            usage=True),
+        row(command, "config file not TOML", *base, "--config", "{A}/bad.toml", usage=True),
+        row(command, "config file is a folder", *base, "--config", "{A}/empty", usage=True),
+        row(command, "config file with an unknown key", *base, "--config",
+            "{A}/unknown_key.toml", usage=True),
+        row(command, "config file with a wrong type", *base, "--config", f"{{A}}/{wrong}",
+            usage=True),
+    ]
+
+
+def tools_rows() -> list[Row]:
+    """Issue 16: --config on every command, --tensorboard and --class-weight on the train
+    commands, and `evaluate`."""
+    train = {"train-mnist": MNIST, "train-cifar": CIFAR, "train-text": TEXT, "train-vae": VAE,
+             "train-sequence": SEQ, "train-text-classifier": TCLS, "train-gan": GAN}
+    rows: list[Row] = []
+    for command, base in train.items():
+        rows += config_rows(command, (*base, "-o", "{OUT}"), "wrong_epochs.toml")
+        rows += [
+            row(command, "tensorboard is a file", *base, "-o", "{OUT}", "--tensorboard", "{F}"),
+            row(command, "tensorboard under a file", *base, "-o", "{OUT}",
+                "--tensorboard", "{F}/logs"),
+            row(command, "tensorboard inside the output", *base, "-o", "{OUT}",
+                "--tensorboard", "{OUT}/logs"),
+            row(command, "tensorboard inside a model folder", *base, "-o", "{OUT}",
+                "--tensorboard", "{A}/models/mnist/logs"),
+        ]
+    for command in ("train-cifar", "train-text-classifier"):
+        rows.append(row(command, "class-weight unknown", *train[command], "--class-weight",
+                        "heavy", "-o", "{OUT}", usage=True))
+    others = {"generate-text": ("--model", "{A}/models/text"),
+              "classify-image": ("{A}/images/good.png", "--model", "{A}/models/mnist"),
+              "sample-vae": ("--model", "{A}/models/vae", "--out", "{T}/g.png"),
+              "forecast": ("--model", "{A}/models/seq", "--csv", "{A}/series.csv"),
+              "classify-text": ("hello", "--model", "{A}/models/tcls"),
+              "sample-gan": ("--model", "{A}/models/gan", "--out", "{T}/g.png"),
+              "evaluate-gan": ("--model", "{A}/models/gan", "--classifier", "{A}/models/mnist"),
+              "evaluate": ("{A}/image_classes", "--model", "{A}/models/mnist")}
+    for command, base in others.items():
+        rows += config_rows(command, base, "wrong_model.toml")
+    rows += config_rows("datasets", (), "wrong_data_dir.toml")
+    model = ("--model", "{A}/models/mnist")
+    rows += [
+        row("evaluate", "no data", *model, usage=True),
+        row("evaluate", "data missing", "{T}/nowhere", *model),
+        row("evaluate", "data folder empty", "{A}/empty", *model),
+        row("evaluate", "data folder without images", "{A}/empty_classes", *model),
+        row("evaluate", "classes the model does not know", "{A}/one_class_images", *model),
+        row("evaluate", "csv without the path column", "{A}/labelled.csv", *model),
+        row("evaluate", "csv not UTF-8", "{A}/latin1.csv", *model),
+        row("evaluate", "csv is a FIFO", "{A}/fifo", *model),
+        row("evaluate", "only unreadable images", "{A}/broken_images", *model),
+        row("evaluate", "model missing", "{A}/image_classes", "--model", "{T}/nowhere"),
+        row("evaluate", "model is a file", "{A}/image_classes", "--model", "{A}/random.bin"),
+        row("evaluate", "model without metadata", "{A}/image_classes", "--model",
+            "{A}/nometa"),
+        row("evaluate", "metadata.json not an object", "{A}/image_classes", "--model",
+            "{A}/listmeta"),
+        row("evaluate", "a GAN model", "{A}/image_classes", "--model", "{A}/models/gan"),
+        row("evaluate", "model files corrupt", "{A}/image_classes", "--model",
+            "{A}/broken/mnist"),
+        row("evaluate", "top-k 0", "{A}/image_classes", *model, "--top-k", "0", usage=True),
+        row("evaluate", "plots is a file", "{A}/image_classes", *model, "--plots", "{F}"),
+        row("evaluate", "plots inside the model folder", "{A}/image_classes", *model,
+            "--plots", "{A}/models/mnist/report"),
+        row("evaluate", "texts of unknown classes", "{A}/texts_other", "--model",
+            "{A}/models/tcls"),
+        row("evaluate", "text csv without the text column", "{A}/labelled.csv", "--model",
+            "{A}/models/tcls", "--text-column", "review"),
+        row("evaluate", "series too short", "{A}/short.csv", "--model", "{A}/models/seq"),
+        row("evaluate", "series without the column", "{A}/nocolumn.csv", "--model",
+            "{A}/models/seq"),
+    ]
+    return rows
+
+
 ROWS: list[Row] = [
     *datasets_rows(), *train_mnist_rows(), *train_cifar_rows(), *train_text_rows(),
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
+    *tools_rows(),
 ]
 
 
@@ -640,6 +723,11 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "onechar.txt").write_text("a" * 500)
     (a / "latin1.txt").write_bytes("Crème brûlée, déjà vu, façade. ".encode("latin-1") * 20)
     (a / "labels3.txt").write_text("one\ntwo\nthree\n")
+    (a / "bad.toml").write_text("epochs = [\n")
+    (a / "unknown_key.toml").write_text("json = true\n")
+    (a / "wrong_epochs.toml").write_text('epochs = "many"\n')
+    (a / "wrong_model.toml").write_text("model = 3\n")
+    (a / "wrong_data_dir.toml").write_text("data-dir = 3\n")
     _write_csvs(a, rng)
     _write_text_folders(a)
     _write_bad_datasets(a, tiny_root, rng)
@@ -680,6 +768,7 @@ def _write_text_folders(a: Path) -> None:
 
     texts(a / "texts", TOPICS)
     texts(a / "texts_one", {"space": TOPICS["space"]})
+    texts(a / "texts_other", {"sport": "ball goal match referee"})
     texts(a / "texts_notxt", TOPICS)
     (a / "texts_notxt" / "weather").mkdir()
     (a / "texts_notxt" / "weather" / "notes.md").write_text("rain\n")
@@ -724,6 +813,9 @@ def _write_images(a: Path, rng: np.random.Generator) -> None:
         (a / "broken_images" / k).mkdir(parents=True)
         (a / "broken_images" / k / "x.png").write_bytes(rng.bytes(300))
         (a / "empty_classes" / k).mkdir(parents=True)
+    for k in ("0", "1"):  # two classes the digit model knows, for evaluate's rows
+        (a / "image_classes" / k).mkdir(parents=True)
+        assert cv2.imwrite(str(a / "image_classes" / k / "x.png"), images[int(k)])
     (a / "one_class_images" / "cats").mkdir(parents=True)
     for i, image in enumerate(images):
         assert cv2.imwrite(str(a / "one_class_images" / "cats" / f"{i}.png"), image)

@@ -162,7 +162,6 @@ def build(arch: str, vocab_size: int, seq_len: int, n_layers: int, dim: int, hea
           dropout: float) -> keras.Model:
     """The model for `--arch` (a `TextArch` value); `dim` is the transformer width or the RNN
     units."""
-    arch = getattr(arch, "value", arch)
     if arch == "transformer":
         return build_transformer(vocab_size, seq_len, n_layers, dim, heads, dropout)
     return build_rnn(arch, vocab_size, dim, n_layers, min(dim, 128), dropout)
@@ -267,5 +266,4 @@ class TransformerDecoder:
 
 def decoder(arch: str, model: keras.Model) -> RnnDecoder | TransformerDecoder:
     """The incremental decoder for a trained model of `arch`."""
-    arch = getattr(arch, "value", arch)
     return TransformerDecoder(model) if arch == "transformer" else RnnDecoder(model)

@@ -61,6 +61,11 @@ def claim_output(output: Path, inputs: Iterable[Path | str | None] = (),
                          "TensorFlow cannot write to; choose a UTF-8 name for --output") \
             from None
     _refuse_special(output)
+    try:
+        output.exists()
+    except OSError as exc:  # a folder on the way that this user cannot enter
+        raise UsageError(f"cannot use output {output} ({exc.strerror}); choose a folder you "
+                         "can write to") from None
     if output.exists() and not output.is_dir():
         raise UsageError(f"output {output} exists and is not a folder; choose another --output")
     for above in output.parents:
@@ -132,6 +137,25 @@ def check_output_file(option: str, path: Path, folder: bool = False,
             raise UsageError(f"{option} {path} is inside the model folder {above}; write it "
                              "elsewhere (dlkit never writes into a model folder it reads)")
     return path
+
+
+def check_log_folder(option: str, folder: Path, output: Path) -> Path:
+    """A folder a run will create and keep writing (TensorBoard logs): exit 2 before any work
+    when it is a file, when the nearest existing folder above it is not writable, or when it
+    lies inside a model folder (replacing the model would delete the logs)."""
+    folder = Path(folder).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {folder} is a file; give a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"{option} {folder}: {existing} is not a writable folder")
+    for above in [folder, *folder.parents]:
+        if above == output or is_model_folder(above):
+            raise UsageError(f"{option} {folder} is inside the model folder {above}, which a "
+                             "new model replaces; keep the logs beside it")
+    return folder
 
 
 def _refuse_foreign(output: Path) -> None:

@@ -287,6 +287,30 @@ def _seed_generators(model: keras.Model) -> list[Any]:
     return found
 
 
+class SampleImages(keras.callbacks.Callback):
+    """After each epoch, `draw()` (a uint8 picture, H x W x C) as a TensorBoard image summary
+    in `folder`, the epoch as its step."""
+
+    def __init__(self, folder: Path, draw: Any) -> None:
+        super().__init__()
+        self.folder, self.draw = folder, draw
+        self._writer: Any = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.folder))
+        picture = np.asarray(self.draw(), np.uint8)
+        with self._writer.as_default():
+            tf.summary.image("samples", picture[None], step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
 class KeepBest(keras.callbacks.Callback):
     """`EarlyStopping(restore_best_weights=True)` without the stopping, and resumable.
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
+import tomllib
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,16 +140,16 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values (Enums by value, paths as strings)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -157,6 +160,28 @@ class Strategy(enum.StrEnum):
     one_device = "one-device"
     mirrored = "mirrored"
     multi_worker = "multi-worker"
+
+
+class ClassWeight(enum.StrEnum):
+    """How training examples of each class are weighted."""
+
+    none = "none"
+    balanced = "balanced"
+
+
+def class_weights(labels: Any, classes: int, how: ClassWeight) -> list[float]:
+    """One weight per class: all 1, or scikit-learn's "balanced" (n / (classes x count))."""
+    if how == ClassWeight.none:
+        return [1.0] * classes
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    out = [1.0] * classes
+    for k, w in zip(present, weights, strict=True):
+        out[int(k)] = float(w)
+    return out
 
 
 # The training options every train-* command shares (DESIGN.md's names), defined once; a
@@ -184,6 +209,9 @@ _COMMON: dict[str, Opt] = {
                          resume=False),
     "resume": Opt("Continue an interrupted run from its checkpoint (same options).",
                   resume=False),
+    "tensorboard": Opt("Write TensorBoard event files here: per-epoch losses, metrics and "
+                       "learning rate (and sample images for the GAN and VAE); view them "
+                       "with `tensorboard --logdir DIR`.", resume=False),
 }
 
 
@@ -209,6 +237,7 @@ class TrainConfig(Config):
     strategy: Strategy = common("strategy", Strategy.auto)
     deterministic: bool = common("deterministic", False)
     resume: bool = common("resume", False)
+    tensorboard: Path | None = common("tensorboard", None)
 
     def resume_settings(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: every option that shapes the recipe."""
@@ -216,10 +245,96 @@ class TrainConfig(Config):
         for field in dataclasses.fields(self):
             spec = spec_of(field)
             if spec is not None and spec.resume:
-                settings[field.name] = _plain(getattr(self, field.name))
+                settings[field.name] = plain(getattr(self, field.name))
         return settings
 
     @classmethod
     def option_of(cls, name: str) -> str:
         """The CLI spelling of field `name` (for messages)."""
         return cli_name(next(f for f in dataclasses.fields(cls) if f.name == name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Config files: TOML whose keys are the long option names (`learning-rate = 0.004`)
+
+def option_key(field: dataclasses.Field) -> str:
+    """A field's key in a config file: its long option name without the dashes."""
+    return cli_name(field)[2:]
+
+
+def read_config_file(path: Path, config_type: type[Config]) -> dict[str, Any]:
+    """The settings of a TOML config file as {field name: value}, each checked against its
+    field's type and choices; exit 2 naming the file and the key for anything wrong."""
+    try:
+        with open(Path(path).expanduser(), "rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} is not valid TOML ({exc})") from None
+    fields = {option_key(f): f for f in dataclasses.fields(config_type)
+              if spec_of(f) is not None and not spec_of(f).argument
+              and f.name not in ("json", "quiet")}
+    types = field_types(config_type)
+    settings = {}
+    for key, value in table.items():
+        field = fields.get(key)
+        if field is None:
+            known = ", ".join(sorted(fields))
+            raise UsageError(f"{path}: unknown key {key!r} for {config_type.COMMAND} (keys: "
+                             f"{known})")
+        settings[field.name] = _checked_value(path, key, value, types[field.name])
+        check_value(f"{path}: {key}", settings[field.name], spec_of(field))
+    return settings
+
+
+def _checked_value(path: Path, key: str, value: Any, annotation: Any) -> Any:
+    kind = base_type(annotation)
+    if isinstance(annotation, types.UnionType):  # `X | None`: look at X
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(
+                v, bool) for v in value):
+            raise UsageError(f"{path}: {key} must be a list of integers (got {value!r})")
+        return tuple(value)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{path}: {key} must be a list of strings (got {value!r})")
+        return value
+    wanted = {bool: (bool,), int: (int,), float: (int, float)}.get(kind, (str,))
+    if not isinstance(value, wanted) or (kind in (int, float) and isinstance(value, bool)):
+        name = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a string")
+        raise UsageError(f"{path}: {key} must be {name} (got {value!r})")
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        choices = [m.value for m in kind]
+        if value not in choices:
+            raise UsageError(f"{path}: {key} must be one of {', '.join(choices)} (got "
+                             f"{value!r})")
+        return kind(value)
+    if kind is Path:
+        return Path(value)
+    return float(value) if kind is float else value
+
+
+def to_toml(config: Config) -> str:
+    """The resolved settings as a TOML config file (`dlkit CMD --print-config > run.toml`):
+    every option with a value, by long option name; unset ones as comments."""
+    lines = [f"# dlkit {config.COMMAND} settings (dlkit {config.COMMAND} --config FILE)"]
+    options = [f for f in dataclasses.fields(config) if spec_of(f) is not None
+               and not spec_of(f).argument and f.name not in ("json", "quiet")]
+    for field in sorted(options, key=lambda f: spec_of(f).group):  # as --help lists them
+        value = plain(getattr(config, field.name))
+        key = option_key(field)
+        lines.append(f"# {key} = (not set)" if value is None else f"{key} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string

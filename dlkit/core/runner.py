@@ -29,7 +29,7 @@ import dataclasses
 import functools
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from dlkit.core.callbacks import (
     LearningRate,
     Progress,
     ReseedEachEpoch,
+    SampleImages,
     SaveEachEpoch,
     StopOnNaN,
     StopOnSignal,
@@ -64,10 +65,12 @@ class Run:
         reset_faults()
         self.config = config
         self.task = config.COMMAND
-        if getattr(config.strategy, "value", config.strategy) == "multi-worker":
+        if config.strategy == "multi-worker":
             rt.check_multi_worker(self.task, multi_worker)
         self.chief = rt.is_chief(config.strategy)
         self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
+        if config.tensorboard is not None:
+            artifacts.check_log_folder("--tensorboard", config.tensorboard, self.output)
         self.runtime: rt.Runtime | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: dict[str, Any] = {}
@@ -139,10 +142,15 @@ class Run:
     def fit(self, model: keras.Model, train: Any, *, steps: int, validation: Any = None,
             schedule: Schedule | None = None, optimizers: list[Any] | None = None,
             callbacks: Iterable[Any] = (), after: Iterable[Any] = (),
+            images: Callable[[], np.ndarray] | None = None,
             save_on_interrupt: bool = False) -> dict[str, list[float]]:
         """`model.fit` from the epoch `restore` returned to `--epochs`, with the standard
         callbacks around the family's (`callbacks` run before the checkpoint is written,
         `after` once the epoch's line is printed). Returns the history of the whole run.
+
+        With `--tensorboard DIR`, every checkpointed epoch's logs go to DIR (Keras's
+        TensorBoard callback, the epoch as the step, so a resumed run continues the same
+        curves), and `images()` (a uint8 picture, H x W x C) to DIR/samples.
 
         Ctrl-C/SIGTERM: exit 130 with the checkpoint kept; with `save_on_interrupt` the run
         goes on to `save` the model trained so far, which then exits 130. A NaN or infinite
@@ -157,7 +165,7 @@ class Run:
         saver = SaveEachEpoch(self.checkpoint, self.history, self.timer.seconds, self.guard)
         stop = StopOnSignal()
         all_callbacks = [stop, *standard, *callbacks, saver, Progress(config.epochs, steps),
-                         *after]
+                         *self._tensorboard(images), *after]
         fit = model.fit
         if self.runtime.strategy_name == "multi-worker":
             from dlkit.core import distributed
@@ -183,6 +191,19 @@ class Run:
         if self.guard.diverged:
             self.diverged(f"in epoch {self.guard.diverged_epoch + 1}")
         return self.history
+
+    def _tensorboard(self, images: Callable[[], np.ndarray] | None) -> list[Any]:
+        """The TensorBoard callbacks (after the checkpoint's: only saved epochs are logged,
+        so a resumed run never logs a step twice); none without --tensorboard or on a
+        worker that writes nothing."""
+        folder = self.config.tensorboard
+        if folder is None or not self.chief:
+            return []
+        board = [keras.callbacks.TensorBoard(str(Path(folder).expanduser()), write_graph=False,
+                                             profile_batch=0, update_freq="epoch")]
+        if images is not None:
+            board.append(SampleImages(Path(folder).expanduser() / "samples", images))
+        return board
 
     @property
     def epochs_completed(self) -> int:

@@ -119,7 +119,7 @@ def start(seed: int | None = None, strategy: str = "auto", deterministic: bool =
     """Import TensorFlow, seed every RNG, pick devices, precision and distribution strategy
     (`strategy` is a `dlkit.core.config.Strategy` value; check `multi-worker` first with
     `check_multi_worker`)."""
-    strategy = getattr(strategy, "value", strategy)
+    strategy = str(strategy)
     tf = import_tensorflow()
     import keras
 
@@ -168,7 +168,7 @@ def cluster_task() -> dict[str, Any] | None:
 def is_chief(strategy: str) -> bool:
     """Whether this process writes the artifacts: always, except on the non-chief workers of a
     multi-worker run (the chief is task type "chief", else worker 0)."""
-    task = cluster_task() if getattr(strategy, "value", strategy) == "multi-worker" else None
+    task = cluster_task() if strategy == "multi-worker" else None
     if task is None:
         return True
     if task["type"] == "chief":

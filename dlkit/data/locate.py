@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlkit.core.console import err, info, stderr_is_terminal
-from dlkit.core.errors import DataError, UsageError
+from dlkit.core.errors import DataError, UsageError, disk_error
 from dlkit.data.registry import DatasetSpec, Remote
 
 SYSTEM_DIR = Path("/usr/share/datasets")
@@ -124,10 +124,15 @@ def download(remote: Remote, root: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            _fetch(remote.url, out)
-        verify_checksum(tmp, remote.checksum, remote.url)
-        os.replace(tmp, dest)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _fetch(remote.url, out)
+                out.flush()
+                os.fsync(out.fileno())
+            verify_checksum(tmp, remote.checksum, remote.url)
+            os.replace(tmp, dest)
+        except OSError as exc:  # a full disk while downloading
+            raise disk_error(str(dest), exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

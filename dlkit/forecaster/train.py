@@ -211,7 +211,7 @@ def train_sequence(config: SequenceConfig) -> Report:
         def write_plots(folder: Path) -> None:
             plots.training_curves(history, folder / "plots" / "training_curves.png",
                                   f"train-sequence {config.arch.value}")
-            _forecast_plot(series, firsts, y_te, pred, naive, seasonal, period,
+            forecast_plot(series, firsts, y_te, pred, naive, seasonal, period,
                            folder / "plots" / "forecast_vs_actual.png")
 
         paths = run.save(model, metadata, write_plots)
@@ -238,7 +238,7 @@ def _normalised(ds: Any, mean: float, std: float) -> Any:
                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _forecast_plot(series: Any, firsts: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+def forecast_plot(series: Any, firsts: np.ndarray, truth: np.ndarray, pred: np.ndarray,
                    naive: np.ndarray, seasonal: np.ndarray, period: int, path: Path) -> None:
     """The test part: actual values and the one-step-ahead forecasts of model and baselines."""
     plt = plots.pyplot()

@@ -120,7 +120,7 @@ class GAN(keras.Model):
 
     def compile(self, d_optimizer: keras.Optimizer, g_optimizer: keras.Optimizer,
                 **kwargs: Any) -> None:
-        super().compile(**kwargs)
+        super().compile(optimizer=None, **kwargs)  # the two players have their own
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
 

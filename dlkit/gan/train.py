@@ -101,7 +101,7 @@ def train_gan(config: GanConfig) -> Report:
                                     config.epochs, done)
         train_ds = train_ds.map(lambda img, label: (img / 127.5 - 1.0, label))
         history = run.fit(gan, train_ds, steps=steps, callbacks=[grids],
-                          save_on_interrupt=True)
+                          images=lambda: grids.picture, save_on_interrupt=True)
 
         shown = grids.saved(run.epochs_completed)
         metadata = {
@@ -171,12 +171,13 @@ class GridEachEpoch(keras.callbacks.Callback):
     def __init__(self, gan: models.GAN, fixed: Any, columns: int, folder: Path) -> None:
         super().__init__()
         self.gan, self.fixed, self.columns, self.folder = gan, fixed, columns, folder
+        self.picture: np.ndarray | None = None  # the last epoch's grid (for TensorBoard)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         images = to_uint8(self.gan.ema_generator(self.fixed, training=False))
-        if np.isfinite(np.asarray(images, np.float64)).all():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            plots.save_grid(images, self.folder / f"epoch_{epoch + 1:03d}.png", self.columns)
+        self.picture = plots.tile(images, self.columns, scale=2)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        plots.write_png(self.picture, self.folder / f"epoch_{epoch + 1:03d}.png")
 
     def saved(self, epochs: int) -> list[Path]:
         """The grids of the first `epochs` epochs that exist."""

@@ -382,18 +382,13 @@ def _classify(classifier: Classifier, inputs: Inputs, config: ClassifyImageConfi
     predictions: list[Prediction] = []
     if not inputs.paths:
         return predictions, failures
-    batches = image_batches(inputs.paths, classifier.prep, config.batch_size,
-                            lambda i, why: failed.__setitem__(i, why))
     names = classifier.class_names
     k = min(config.top_k, len(names))
     with _progress(len(inputs.paths) if progress else 0) as advance:
-        for images, indices in batches:
-            probs = classifier.predict(images)
-            if probs.shape[1] != len(names):
-                raise UsageError(f"the model gives {probs.shape[1]} scores per image but there "
-                                 f"are {len(names)} labels; check --labels")
+        for indices, probs in probabilities(classifier, inputs.paths, config.batch_size,
+                                            lambda i, why: failed.__setitem__(i, why)):
             order = np.argsort(-probs, axis=1)[:, :k]
-            for row, index in enumerate(indices.numpy()):
+            for row, index in enumerate(indices):
                 flush_errors(int(index))
                 top = [(names[c], float(probs[row, c])) for c in order[row]]
                 prediction = Prediction(inputs.paths[int(index)], top)
@@ -403,6 +398,20 @@ def _classify(classifier: Classifier, inputs: Inputs, config: ClassifyImageConfi
             advance(reported)
         flush_errors(len(inputs.paths))
     return predictions, failures
+
+
+def probabilities(classifier: Classifier, paths: list[str], batch_size: int,
+                  on_failed: Callable[[int, str], None]) -> Iterator[tuple[np.ndarray,
+                                                                            np.ndarray]]:
+    """(indices into `paths`, class probabilities) batch by batch, in order; a file that
+    cannot be read is `on_failed(index, why)` (called from the decoding threads) and left out."""
+    names = classifier.class_names
+    for images, indices in image_batches(paths, classifier.prep, batch_size, on_failed):
+        probs = classifier.predict(images)
+        if probs.shape[1] != len(names):
+            raise UsageError(f"the model gives {probs.shape[1]} scores per image but there "
+                             f"are {len(names)} labels; check --labels")
+        yield indices.numpy(), probs
 
 
 @contextlib.contextmanager

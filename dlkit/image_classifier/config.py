@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.config import ClassWeight, Config, TrainConfig, common, opt
 from dlkit.core.errors import UsageError
 from dlkit.data.registry import GreyDataset
 
@@ -79,6 +79,8 @@ class CifarConfig(ClassifierConfig):
                                  max_open=True)
     test_split: float = opt(0.2, "Image folders only: the fraction held out as the test set.",
                             min=0, max=1, min_open=True, max_open=True)
+    class_weight: ClassWeight = opt(ClassWeight.none, "balanced: weight each class by "
+                                    "n / (classes x its count), for imbalanced folders.")
     epochs: int = common("epochs", 20)
     learning_rate: float = common("learning_rate", 4e-3)
     output: Path = common("output", Path("models/cifar"))

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from dlkit.core import plots
+from dlkit.core.config import ClassWeight, class_weights
 from dlkit.core.console import Report, fmt, info, warn
 from dlkit.core.errors import UsageError
 from dlkit.core.runner import Run, fingerprint
@@ -119,8 +120,11 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
          f"{len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test "
          f"images, {config.epochs} epochs{f' (resuming after {done})' if done else ''}, "
          f"batch {batch}, {runtime.device}")
-    train_ds = _one_hot(training_dataset(x_train, y_train, batch, steps, config.seed,
-                                         config.epochs, done, augment), num_classes)
+    weights = class_weights(y_train, num_classes, getattr(config, "class_weight",
+                                                          ClassWeight.none))
+    train_ds = _weighted(_one_hot(training_dataset(x_train, y_train, batch, steps, config.seed,
+                                                   config.epochs, done, augment),
+                                  num_classes), weights)
     val_ds = _one_hot(image_dataset(x_val, y_val, batch), num_classes) if len(x_val) else None
     history = run.fit(model, train_ds, steps=steps, validation=val_ds,
                       schedule=Schedule(config.learning_rate, warmup_fraction=0.1, start=0.1))
@@ -142,7 +146,8 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
         "metrics": {"test_accuracy": test_accuracy, "test_loss": test_loss},
         "training": {"batch_size": batch, "learning_rate": config.learning_rate,
                      "seed": config.seed, "label_smoothing": label_smoothing,
-                     "train_examples": len(x_train), "val_examples": len(x_val)},
+                     "train_examples": len(x_train), "val_examples": len(x_val),
+                     "class_weights": weights},
         **(extra or {}),
     }
 
@@ -166,6 +171,16 @@ def _one_hot(ds: Any, num_classes: int) -> Any:
     import tensorflow as tf
 
     return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+
+def _weighted(ds: Any, weights: list[float]) -> Any:
+    """(x, one-hot y) batches with each example's class weight, unless all weights are 1."""
+    import tensorflow as tf
+
+    if all(w == 1.0 for w in weights):
+        return ds
+    table = tf.constant(weights, tf.float32)
+    return ds.map(lambda x, y: (x, y, tf.gather(table, tf.argmax(y, axis=-1))))
 
 
 def _prediction_grid(data: ArraySplits, predicted: np.ndarray, probs: np.ndarray,

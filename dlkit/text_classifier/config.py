@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.config import ClassWeight, Config, TrainConfig, common, opt
 from dlkit.core.errors import UsageError
 
 
@@ -37,6 +37,8 @@ class TextClassifierConfig(TrainConfig):
                           max=1_000_000)
     seq_len: int = opt(200, "Words per text the model reads (longer texts are cut).", min=1,
                        max=100_000)
+    class_weight: ClassWeight = opt(ClassWeight.none, "balanced: weight each class by "
+                                    "n / (classes x its count), for imbalanced data.")
     limit: int | None = common("limit", None, help="Use only the first N texts (classes taken "
                                "in turn from a folder; smoke runs).")
     val_split: float = common("val_split", 0.1)

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from dlkit.core import plots
+from dlkit.core.config import class_weights
 from dlkit.core.console import Report, fmt, info
 from dlkit.core.errors import UsageError
 from dlkit.core.files import read_bytes
@@ -80,7 +81,7 @@ class TextClassifierResult:
             asdict(self))
 
 
-def read_folder(root: Path) -> Texts:
+def read_folder(root: Path, at_least_two: bool = True) -> Texts:
     """One subfolder per class, one UTF-8 `.txt` file per example, in reading order: the
     classes taken in turn (so the first N texts hold every class)."""
     root = Path(root).expanduser()
@@ -100,9 +101,9 @@ def read_folder(root: Path) -> Texts:
                              "remove the folder")
         per_class.append([_read_text(path) for path in files])
     order = sorted((i, k) for k, texts in enumerate(per_class) for i in range(len(texts)))
-    return _checked(Texts([per_class[k][i] for i, k in order],
-                          np.array([k for _, k in order], np.int32), [c.name for c in classes],
-                          str(root)))
+    data = Texts([per_class[k][i] for i, k in order], np.array([k for _, k in order], np.int32),
+                 [c.name for c in classes], str(root))
+    return _checked(data) if at_least_two else data
 
 
 def _read_text(path: Path) -> str:
@@ -113,15 +114,16 @@ def _read_text(path: Path) -> str:
                          "example with iconv -t UTF-8") from None
 
 
-def read_csv(path: str, text_column: str, label_column: str) -> Texts:
+def read_csv(path: str, text_column: str, label_column: str,
+             at_least_two: bool = True) -> Texts:
     """A CSV with a text column and a label column (labels become sorted class names)."""
     from dlkit.data.tabular import read_labelled_text
 
     texts, labels = read_labelled_text(path, text_column, label_column)
     names = sorted(set(labels))
     index = {name: i for i, name in enumerate(names)}
-    return _checked(Texts(texts, np.array([index[v] for v in labels], np.int32), names,
-                          str(path)))
+    data = Texts(texts, np.array([index[v] for v in labels], np.int32), names, str(path))
+    return _checked(data) if at_least_two else data
 
 
 def _checked(data: Texts) -> Texts:
@@ -170,8 +172,10 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             done = run.restore(model)
 
-        train_ds = epoch_batches((x_train, y_train), config.batch_size, config.seed,
-                                 config.epochs, done)
+        weights = class_weights(y_train, len(data.class_names), config.class_weight)
+        columns = (x_train, y_train) if all(w == 1.0 for w in weights) else \
+            (x_train, y_train, np.array(weights, np.float32)[y_train])
+        train_ds = epoch_batches(columns, config.batch_size, config.seed, config.epochs, done)
         val_ds = _dataset(x_val, y_val, config.batch_size) if len(x_val) else None
         info(f"training {config.arch.value} ({model.count_params():,} parameters, vocabulary "
              f"{vectorize.vocabulary_size():,}) on {data.source}: {len(x_train):,} train / "
@@ -198,7 +202,7 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
                         "majority_rate": majority},
             "training": {"batch_size": config.batch_size, "learning_rate": config.learning_rate,
                          "seed": config.seed, "train_examples": len(x_train),
-                         "val_examples": len(x_val)},
+                         "val_examples": len(x_val), "class_weights": weights},
         }
 
         def write_plots(folder: Path) -> None:

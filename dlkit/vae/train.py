@@ -96,12 +96,16 @@ def train_vae(config: VaeConfig) -> Report:
         train_ds = training_dataset(data.x_train, data.y_train, batch, steps, config.seed,
                                     config.epochs, done).map(lambda x, _y: x / 255.0)
         test_ds = _images(data.x_test, batch)
+        sampler = models.sampler(dec)
+        fixed = np.random.default_rng(config.seed + 1).standard_normal(
+            (64, config.latent_dim)).astype(np.float32)
         history = run.fit(vae, train_ds, steps=steps, validation=test_ds,
                           schedule=Schedule(config.learning_rate, warmup_fraction=0.1,
-                                            warmup_steps=100))
+                                            warmup_steps=100),
+                          images=lambda: plots.tile(to_uint8(sampler.predict(fixed,
+                                                                             verbose=0))))
 
         test = vae.evaluate(test_ds, verbose=0, return_dict=True)
-        sampler = models.sampler(dec)
         metadata = {
             "dataset": data.name, "arch": config.arch.value, "latent_dim": config.latent_dim,
             "class_names": data.class_names, "input_shape": [config.latent_dim],

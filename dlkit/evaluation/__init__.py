@@ -1,0 +1,1 @@
+"""`dlkit evaluate`: a trained model measured on labelled data the user brings."""

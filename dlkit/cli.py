@@ -28,6 +28,7 @@ from dlkit.core.config import Config, to_toml
 from dlkit.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError
 from dlkit.data.catalog import DatasetsConfig
 from dlkit.evaluation.config import EvaluateConfig
+from dlkit.export.config import ExportConfig
 from dlkit.forecaster.config import ForecastConfig, SequenceConfig
 from dlkit.gan.config import EvaluateGanConfig, GanConfig, SampleGanConfig
 from dlkit.image_classifier.config import CifarConfig, ClassifyImageConfig, MnistConfig
@@ -42,17 +43,18 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (CifarConfig, "dlkit.image_classifier.train:train_cifar", True),
     (ClassifyImageConfig, "dlkit.image_classifier.classify:classify_images", False),
     (TextConfig, "dlkit.char_lm.train:train_text", True),
-    (GenerateConfig, "dlkit.char_lm.generate:generate_text", True),
+    (GenerateConfig, "dlkit.char_lm.generate:generate_text", False),
     (GanConfig, "dlkit.gan.train:train_gan", True),
-    (SampleGanConfig, "dlkit.gan.sample:sample_gan", True),
+    (SampleGanConfig, "dlkit.gan.sample:sample_gan", False),
     (EvaluateGanConfig, "dlkit.gan.evaluate:evaluate_gan", True),
     (VaeConfig, "dlkit.vae.train:train_vae", True),
-    (SampleVaeConfig, "dlkit.vae.sample:sample_vae", True),
+    (SampleVaeConfig, "dlkit.vae.sample:sample_vae", False),
     (SequenceConfig, "dlkit.forecaster.train:train_sequence", True),
-    (ForecastConfig, "dlkit.forecaster.forecast:forecast", True),
+    (ForecastConfig, "dlkit.forecaster.forecast:forecast", False),
     (TextClassifierConfig, "dlkit.text_classifier.train:train_text_classifier", True),
     (ClassifyTextConfig, "dlkit.text_classifier.classify:classify_text", True),
     (EvaluateConfig, "dlkit.evaluation.evaluate:evaluate", False),
+    (ExportConfig, "dlkit.export.export:export", True),
 ]
 
 

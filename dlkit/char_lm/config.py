@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
 from dlkit.core.errors import UsageError
 
 
@@ -84,5 +84,6 @@ class GenerateConfig(Config):
     seed: int = common("seed", 0, help="Random seed: the same seed gives the same text.")
     num_samples: int = opt(1, "Independent samples, separated by a blank line.", min=1,
                            max=10_000)
+    backend: Backend = backend_option()
     json: bool = opt(False, "Print one JSON object with the samples on stdout (at the end, "
                      "not streamed).", name="--json", group=3)

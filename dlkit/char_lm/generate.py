@@ -1,5 +1,9 @@
 """`dlkit generate-text`: sample characters from a trained character model, streamed to stdout.
 
+The model runs from the folder's `decoder.tflite` through LiteRT (no TensorFlow import: output
+starts in a fraction of a second) or from `model.keras` through TensorFlow, as `--backend` says;
+both run the same decoding step, so greedy decoding (`--top-k 1`) gives the same text.
+
 The output of each sample is the prompt followed by `--length` generated characters and a
 newline; several samples (`--num-samples`) are separated by a blank line. Characters are written
 and flushed as they are produced, so `| head -c 100` and `> out.txt` both work, and nothing but
@@ -24,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from dlkit.char_lm.config import GenerateConfig
+from dlkit.char_lm.decoding import DECODER_FILE, Decoder, lite_decoder
+from dlkit.core.config import Backend
 from dlkit.core.console import emit_json, info, warn
 from dlkit.core.errors import UsageError
 
@@ -60,7 +66,7 @@ class Sampler:
         return int(self.rng.choice(len(probs), p=probs))
 
 
-def generate(decoder: Any, vocab: list[str], start_ids: list[int], length: int,
+def generate(decoder: Decoder, vocab: list[str], start_ids: list[int], length: int,
              sampler: Sampler) -> Iterator[str]:
     """Yield `length` characters, one model step per character (incremental decoding)."""
     logits, state = decoder.start(start_ids)
@@ -117,12 +123,38 @@ def load_text_model(folder: Path) -> tuple[Any, dict[str, Any]]:
     import dlkit.char_lm.models  # noqa: F401  (registers the custom layers for loading)
 
     model = artifacts.load_keras_model(Path(folder).expanduser())
-    outputs = int(model.outputs[0].shape[-1])
+    _check_vocabulary(folder, metadata, int(model.outputs[0].shape[-1]))
+    return model, metadata
+
+
+def load_decoder(folder: Path, backend: Backend) -> tuple[Decoder, dict[str, Any], str]:
+    """(the decoder, the metadata, the backend's name): from the folder's `decoder.tflite`
+    through LiteRT when `backend` allows (no TensorFlow import), else from `model.keras`."""
+    from dlkit.core import litert
+
+    metadata = text_metadata(folder)  # fails fast, before any model loads
+    lite = litert.open_model(folder, metadata, backend, DECODER_FILE)
+    if lite is None:
+        from dlkit.core import runtime
+
+        runtime.start(mixed_precision=False)  # quiets TensorFlow before models.py imports it
+        from dlkit.char_lm.models import decoder
+
+        model, metadata = load_text_model(folder)
+        return decoder(metadata["arch"], model), metadata, "TensorFlow"
+    lite_model = lite_decoder(lite)
+    predicts = lite.outputs("step").get("logits", (0,))[-1]
+    _check_vocabulary(folder, metadata, predicts)
+    return lite_model, metadata, "LiteRT"
+
+
+def _check_vocabulary(folder: Path, metadata: dict[str, Any], outputs: int) -> None:
+    from dlkit.core import artifacts
+
     if outputs != len(metadata["text"]["vocab"]):
         raise UsageError(f"the vocabulary in {Path(folder) / artifacts.METADATA} has "
                          f"{len(metadata['text']['vocab'])} characters but the model predicts "
                          f"{outputs}; the metadata was edited or mixed up: retrain the model")
-    return model, metadata
 
 
 def read_prompt(prompt: str) -> str:
@@ -140,13 +172,7 @@ def read_prompt(prompt: str) -> str:
 def generate_text(config: GenerateConfig) -> None:
     """Load the model, then stream `num_samples` samples to stdout (with --json: print them
     as one JSON object at the end)."""
-    text_metadata(config.model)  # fail fast, before TensorFlow starts
-    from dlkit.core import runtime as rt
-
-    rt.start(config.seed, mixed_precision=False)
-    model, metadata = load_text_model(config.model)
-    from dlkit.char_lm.models import decoder as make_decoder
-
+    decoder, metadata, engine = load_decoder(config.model, config.backend)
     vocab = list(metadata["text"]["vocab"])
     prompt = read_prompt(config.prompt)
     ids, unknown = start_ids(prompt, vocab, fallback_char(vocab, metadata))
@@ -154,7 +180,6 @@ def generate_text(config: GenerateConfig) -> None:
         shown = "".join(unknown[:20]).encode("unicode_escape").decode("ascii")
         warn(f"{len(unknown)} prompt character(s) not in the model's vocabulary ({shown}); "
              "they are echoed but not fed to the model")
-    decoder = make_decoder(metadata["arch"], model)
     out = _Collected() if config.json else _Stdout()
     begin, produced = time.perf_counter(), 0
     try:
@@ -175,7 +200,7 @@ def generate_text(config: GenerateConfig) -> None:
                    "temperature": config.temperature, "top_k": config.top_k,
                    "unknown_prompt_chars": unknown})
     info(f"generated {produced:,} characters in {seconds:.2f}s "
-         f"({result.chars_per_second:,.0f} chars/s, {metadata['arch']})")
+         f"({result.chars_per_second:,.0f} chars/s, {metadata['arch']} on {engine})")
 
 
 class _Collected:

@@ -6,11 +6,11 @@ Two families, both mapping a batch of character ids (B, T) to next-character log
 - `build_transformer`: a small GPT-style decoder (nanoGPT's model.py): token + learned position
   embeddings, pre-norm blocks of causal self-attention and a GELU MLP, a final LayerNorm.
 
-Generation never re-runs the whole window per character. `RnnDecoder` carries each layer's
-state from step to step through the trained cells; `TransformerDecoder` keeps a fixed-size
-key/value cache per block with a position index, so its compiled `tf.function` step has fixed
-shapes and traces once. When the cache is full it is refilled from the last half window (the
-learned position embeddings only go up to the training length).
+Generation never re-runs the whole window per character: `decoding_functions` gives the
+one-character step with fixed shapes (each LSTM/GRU layer's state carried through the trained
+cells; a fixed-size key/value cache per transformer block with a position index), so it traces
+once, and converts to `decoder.tflite` for LiteRT. `dlkit.char_lm.decoding` drives it from
+Python on either backend.
 
 Imports Keras and TensorFlow at module level: import it inside command bodies only.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -167,40 +166,42 @@ def build(arch: str, vocab_size: int, seq_len: int, n_layers: int, dim: int, hea
     return build_rnn(arch, vocab_size, dim, n_layers, min(dim, 128), dropout)
 
 
-class RnnDecoder:
-    """Incremental LSTM/GRU decoding: each layer's state is carried from one step to the next."""
+def decoding_functions(arch: str, model: keras.Model) -> dict[str, Any]:
+    """The one-character decoding step of a trained model as `tf.function`s with fixed shapes:
+    what TensorFlow runs and what `decoder.tflite` holds (see `dlkit.char_lm.decoding`).
 
-    def __init__(self, model: keras.Model) -> None:
-        self.embed = model.get_layer("embed")
-        self.cells = [layer.cell for layer in model.layers if layer.name.startswith("rnn_")]
-        self.head = model.get_layer("head")
-        self._step = tf.function(self._step_graph, reduce_retracing=True)
+    - LSTM/GRU: `step(token (1,), state (1, S))`, S the sizes of every layer's states
+      concatenated, gives `{"logits": (1, V), "state": (1, S)}`.
+    - Transformer: `prefill(ids (1, T), length ())` runs the window (padded to T, the training
+      length) and `step(token (1, 1), position (), cache)` one new position; both give
+      `{"logits": (1, V), "cache": (2 x blocks, 1, heads, T, head size)}`, the keys and values
+      of every block stacked.
+    """
+    if arch == "transformer":
+        return _transformer_functions(model)
+    return _rnn_functions(model)
 
-    def start(self, ids: list[int]) -> tuple[np.ndarray, Any]:
-        """Feed the prompt ids one by one from a zero state; returns (logits, state)."""
-        state = tuple(tf.zeros((1, size), tf.float32) for cell in self.cells
-                      for size in _state_sizes(cell))
-        logits = None
-        for token in ids:
-            logits, state = self.step(token, state)
-        return logits, state
 
-    def step(self, token: int, state: Any) -> tuple[np.ndarray, Any]:
-        logits, state = self._step(tf.constant([token], tf.int32), state)
-        return logits.numpy()[0], state
+def _rnn_functions(model: keras.Model) -> dict[str, Any]:
+    embed, head = model.get_layer("embed"), model.get_layer("head")
+    cells = [layer.cell for layer in model.layers if layer.name.startswith("rnn_")]
+    sizes = [[int(n) for n in _state_sizes(cell)] for cell in cells]
+    total = sum(sum(s) for s in sizes)
 
-    def _step_graph(self, token: Any, state: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
-        x = tf.cast(self.embed(token), tf.float32)
+    @tf.function(input_signature=[tf.TensorSpec((1,), tf.int32, name="token"),
+                                  tf.TensorSpec((1, total), tf.float32, name="state")])
+    def step(token: Any, state: Any) -> dict[str, Any]:
+        x = tf.cast(embed(token), tf.float32)
+        parts = tf.split(state, [n for cell in sizes for n in cell], axis=1)
         new_state: list[Any] = []
-        offset = 0
-        for cell in self.cells:
-            count = len(_state_sizes(cell))
-            states = list(state[offset:offset + count])
-            x, updated = cell(x, states if count > 1 else states[0], training=False)
+        for cell, cell_sizes in zip(cells, sizes, strict=True):
+            states, parts = parts[:len(cell_sizes)], parts[len(cell_sizes):]
+            x, updated = cell(x, states if len(states) > 1 else states[0], training=False)
             updated = updated if isinstance(updated, (list, tuple)) else [updated]
-            new_state.extend(tf.cast(s, tf.float32) for s in updated)
-            offset += count
-        return tf.cast(self.head(x), tf.float32), tuple(new_state)
+            new_state.extend(tf.cast(u, tf.float32) for u in updated)
+        return {"logits": tf.cast(head(x), tf.float32), "state": tf.concat(new_state, axis=1)}
+
+    return {"step": step}
 
 
 def _state_sizes(cell: Any) -> list[int]:
@@ -208,62 +209,54 @@ def _state_sizes(cell: Any) -> list[int]:
     return list(size) if isinstance(size, (list, tuple)) else [size]
 
 
-class TransformerDecoder:
-    """Incremental transformer decoding with a fixed-size key/value cache and a position index."""
+def _transformer_functions(model: keras.Model) -> dict[str, Any]:
+    embed, ln_f, head = model.get_layer("embed"), model.get_layer("ln_f"), model.get_layer("head")
+    blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
+    size = int(embed.max_len)
+    first = blocks[0]
+    cache_shape = (2 * len(blocks), 1, first.heads, size, first.head_dim)
 
-    def __init__(self, model: keras.Model) -> None:
-        self.embed = model.get_layer("embed")
-        self.blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
-        self.ln_f = model.get_layer("ln_f")
-        self.head = model.get_layer("head")
-        self.size = int(self.embed.max_len)
-        spec = tf.TensorSpec((1, self.size), tf.int32)
-        self._prefill = tf.function(self._prefill_graph, input_signature=[
-            spec, tf.TensorSpec((), tf.int32)])
-        self._step = tf.function(self._step_graph)
-        self.history: list[int] = []
+    def logits(x: Any) -> Any:
+        return tf.cast(head(ln_f(x)), tf.float32)[:, 0]
 
-    def start(self, ids: list[int]) -> tuple[np.ndarray, Any]:
-        """Fill the cache from the last window of prompt ids; returns (logits, state)."""
-        self.history = list(ids)
-        return self._refill(self.history[-self.size:])
-
-    def step(self, token: int, state: Any) -> tuple[np.ndarray, Any]:
-        self.history.append(token)
-        position, caches = state
-        if int(position) >= self.size:  # window full: keep the last half as context
-            return self._refill(self.history[-max(1, self.size // 2):])
-        logits, caches = self._step(tf.constant([[token]], tf.int32), position, caches)
-        return logits.numpy()[0], (position + 1, caches)
-
-    def _refill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
-        padded = np.zeros((1, self.size), np.int32)
-        padded[0, :len(ids)] = ids
-        logits, caches = self._prefill(tf.constant(padded), tf.constant(len(ids), tf.int32))
-        return logits.numpy()[0], (tf.constant(len(ids), tf.int32), caches)
-
-    def _prefill_graph(self, ids: Any, length: Any) -> tuple[Any, tuple[Any, ...]]:
-        x = self.embed(ids)
+    @tf.function(input_signature=[tf.TensorSpec((1, size), tf.int32, name="ids"),
+                                  tf.TensorSpec((), tf.int32, name="length")])
+    def prefill(ids: Any, length: Any) -> dict[str, Any]:
+        x = embed(ids)
         caches: list[Any] = []
-        for block in self.blocks:
+        for block in blocks:
             x, k, v = block.forward(x, training=False)
-            caches += [k, v]
+            caches += [tf.cast(k, tf.float32), tf.cast(v, tf.float32)]
         last = tf.gather(x, length - 1, axis=1)[:, None]
-        return self._logits(last), tuple(caches)
+        return {"logits": logits(last), "cache": tf.stack(caches)}
 
-    def _step_graph(self, token: Any, position: Any,
-                    caches: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
-        x = self.embed.embed_at(token, position)
-        new_caches: list[Any] = []
-        for i, block in enumerate(self.blocks):
-            x, k, v = block.step(x, caches[2 * i], caches[2 * i + 1], position)
-            new_caches += [k, v]
-        return self._logits(x), tuple(new_caches)
+    @tf.function(input_signature=[tf.TensorSpec((1, 1), tf.int32, name="token"),
+                                  tf.TensorSpec((), tf.int32, name="position"),
+                                  tf.TensorSpec(cache_shape, tf.float32, name="cache")])
+    def step(token: Any, position: Any, cache: Any) -> dict[str, Any]:
+        x = embed.embed_at(token, position)
+        new: list[Any] = []
+        for i, block in enumerate(blocks):
+            x, k, v = block.step(x, tf.cast(cache[2 * i], x.dtype),
+                                 tf.cast(cache[2 * i + 1], x.dtype), position)
+            new += [tf.cast(k, tf.float32), tf.cast(v, tf.float32)]
+        return {"logits": logits(x), "cache": tf.stack(new)}
 
-    def _logits(self, x: Any) -> Any:
-        return tf.cast(self.head(self.ln_f(x)), tf.float32)[:, 0]
+    return {"prefill": prefill, "step": step}
 
 
-def decoder(arch: str, model: keras.Model) -> RnnDecoder | TransformerDecoder:
-    """The incremental decoder for a trained model of `arch`."""
-    return TransformerDecoder(model) if arch == "transformer" else RnnDecoder(model)
+def decoder(arch: str, model: keras.Model) -> Any:
+    """The incremental decoder of a trained model, run by TensorFlow."""
+    from dlkit.char_lm.decoding import Decoder
+
+    functions = decoding_functions(arch, model)
+
+    def run(key: str, **inputs: Any) -> dict[str, Any]:
+        return functions[key](**inputs)
+
+    return Decoder(run, _signature_shapes(functions))
+
+
+def _signature_shapes(functions: dict[str, Any]) -> dict[str, dict[str, tuple[int, ...]]]:
+    return {key: {spec.name: tuple(spec.shape) for spec in function.input_signature}
+            for key, function in functions.items()}

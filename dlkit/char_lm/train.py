@@ -23,10 +23,12 @@ import keras
 
 from dlkit.char_lm import models
 from dlkit.char_lm.config import TextConfig
+from dlkit.char_lm.decoding import DECODER_FILE
 from dlkit.char_lm.generate import Sampler, fallback_char, generate, start_ids
-from dlkit.core import plots
+from dlkit.core import litert, plots
 from dlkit.core.console import Report, err, fmt, info, is_quiet, warn
 from dlkit.core.errors import UsageError
+from dlkit.core.files import write_atomic
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
 from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
@@ -135,7 +137,12 @@ def train_text(config: TextConfig) -> Report:
                 plots.training_curves(history, folder / "plots" / "loss_curve.png",
                                       f"train-text {config.arch.value}: loss (nats/char)")
 
-        paths = run.save(model, metadata, write_plots)
+        decoder = litert.converted(lambda: litert.convert_module(
+            models.decoding_functions(config.arch.value, model), model))
+        if decoder is not None:
+            metadata[litert.META_KEY] = {DECODER_FILE: decoder[1]}
+        paths = run.save(model, metadata, write_plots, extras=None if decoder is None else
+                         lambda folder: write_atomic(folder / DECODER_FILE, decoder[0]))
         return TextResult(
             "train-text", corpus.source, config.arch.value, model.count_params(),
             len(corpus.vocab), len(train_ids), len(val_ids), seq_len, run.epochs_completed,

@@ -1,10 +1,11 @@
 """The model folder: claim the output safely, save it atomically, load it back.
 
 A model folder holds `saved_model/` (TensorFlow SavedModel with a `serving_default` signature),
-`model.keras` (for reloading and fine-tuning), `metadata.json` (everything needed to use the model,
-and the list of files dlkit wrote there) and `plots/`. It is built in a hidden sibling folder and
-swapped into place at the end, so a run that fails or is interrupted never leaves half a model and
-never touches the previous one.
+`model.keras` (for reloading and fine-tuning), `model.tflite` (the same model for LiteRT, when
+its inputs have fixed shapes: see `dlkit.core.litert`), `metadata.json` (everything needed to
+use the model, and the list of files dlkit wrote there) and `plots/`. It is built in a hidden
+sibling folder and swapped into place at the end, so a run that fails or is interrupted never
+leaves half a model and never touches the previous one.
 
 `claim_output` decides, before any work, whether a run may write its `--output`: an existing
 folder is replaced only when it is a model folder that dlkit wrote (nothing else in it); the
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit import __version__
+from dlkit.core import litert
 from dlkit.core.console import to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
 from dlkit.core.files import fsync_dir, fsync_tree, umask, write_atomic
@@ -310,10 +312,17 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
             model.save(staging.path / KERAS_FILE)
             model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model",
                          verbose=False)
+        lite = dict(metadata.get(litert.META_KEY) or {})
+        converted = litert.convert_model_folder(staging.path, model)
+        if converted is not None:
+            write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
+            lite[litert.TFLITE_FILE] = converted[1]
         if write_extras is not None:
             write_extras(staging.path)
         files = sorted({p.name for p in staging.path.iterdir()} | {METADATA})
         meta = {**metadata, "files": files, "versions": versions(), "created": _now()}
+        if lite:
+            meta[litert.META_KEY] = lite
         write_atomic(staging.path / METADATA, to_json(meta) + "\n")
         final = staging.commit()
     except BaseException as exc:
@@ -348,6 +357,7 @@ def artifact_paths(folder: Path) -> dict[str, Any]:
              "keras_model": folder / KERAS_FILE, "metadata": folder / METADATA}
     result: dict[str, Any] = {key: str(value) for key, value in paths.items()}
     result["plots"] = [str(p) for p in sorted((folder / PLOTS).glob("*.png"))]
+    result["litert"] = [str(p) for p in sorted(folder.glob("*.tflite"))]
     return result
 
 

@@ -169,6 +169,29 @@ class ClassWeight(enum.StrEnum):
     balanced = "balanced"
 
 
+class Backend(enum.StrEnum):
+    """The engine that runs a trained model for inference."""
+
+    auto = "auto"
+    litert = "litert"
+    tensorflow = "tensorflow"
+
+
+class Quantize(enum.StrEnum):
+    """How `dlkit export` shrinks a LiteRT file."""
+
+    none = "none"  # float32: the same results as TensorFlow
+    dynamic = "dynamic"  # int8 weights, float activations
+    int8 = "int8"  # int8 weights and activations, calibrated on training inputs
+
+
+def backend_option() -> Any:
+    """The `--backend` option of every command that serves a trained model."""
+    return opt(Backend.auto, "Inference engine: litert (the folder's .tflite file, run "
+               "without TensorFlow: starts in a fraction of a second), tensorflow, or auto "
+               "(litert when the model folder has a .tflite file).")
+
+
 def class_weights(labels: Any, classes: int, how: ClassWeight) -> list[float]:
     """One weight per class: all 1, or scikit-learn's "balanced" (n / (classes x count))."""
     if how == ClassWeight.none:

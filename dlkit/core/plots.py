@@ -19,6 +19,11 @@ import numpy as np
 from dlkit.core.files import write_atomic
 
 
+def pixels_to_uint8(pixels: Any) -> np.ndarray:
+    """Float 0-255 pixels -> uint8 (rounded, clipped): what a saved PNG holds."""
+    return np.clip(np.rint(np.asarray(pixels, np.float32)), 0, 255).astype(np.uint8)
+
+
 def pyplot() -> Any:
     """matplotlib.pyplot with the Agg backend (imported on first use: it is slow to import)."""
     import matplotlib

@@ -54,7 +54,7 @@ def import_tensorflow() -> Any:
     quiet_tensorflow()
     import logging
 
-    with _silenced_stderr():
+    with silenced_stderr():
         import tensorflow as tf
 
     tf.get_logger().setLevel(logging.ERROR)
@@ -96,7 +96,7 @@ def import_tensorflow_lean() -> Any:
 
 
 @contextlib.contextmanager
-def _silenced_stderr() -> Iterator[None]:
+def silenced_stderr() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for a moment (C++ logs bypass Python), unless
     debugging."""
     if os.environ.get("DLKIT_DEBUG", "") not in ("", "0"):
@@ -123,7 +123,7 @@ def start(seed: int | None = None, strategy: str = "auto", deterministic: bool =
     tf = import_tensorflow()
     import keras
 
-    with _silenced_stderr():  # CUDA probing logs straight to fd 2
+    with silenced_stderr():  # CUDA probing logs straight to fd 2
         gpus = len(tf.config.list_physical_devices("GPU"))
     strat = _make_strategy(tf, strategy, gpus)  # before any op: multi-worker requires it
     if seed is not None:

@@ -4,14 +4,17 @@
 on stdin) into a list of image paths plus the arguments that could not be used. `prepare` turns a
 decoded RGB image into what a model takes (grey or RGB, inverted and centred for digit models,
 resized). `image_batches` decodes the files in parallel inside a `tf.data` pipeline, drops the
-unreadable ones (reporting each through a callback), batches and prefetches.
+unreadable ones (reporting each through a callback), batches and prefetches; `numpy_batches`
+does the same with a thread pool, for the LiteRT path that never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +165,48 @@ def center_digit(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.warpAffine(canvas, shift, (width, height), flags=cv2.INTER_LINEAR)
 
 
+def load_prepared(path: str, prep: Preprocess) -> tuple[np.ndarray | None, str]:
+    """(the prepared model input, "") for a readable image; (None, why) otherwise."""
+    try:
+        return prepare(read_image(Path(path)), prep), ""
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # OpenCV raises cv2.error for images it cannot handle
+        last = (str(exc).strip().splitlines() or [""])[-1]
+        return None, f"cannot decode ({type(exc).__name__}: {last})"
+
+
+def numpy_batches(paths: list[str], prep: Preprocess, batch_size: int,
+                  on_error: Callable[[int, str], None]) -> Iterator[tuple[np.ndarray,
+                                                                           np.ndarray]]:
+    """What `image_batches` gives, without TensorFlow: (float32 images, indices) in order.
+
+    A thread pool decodes ahead of the consumer (two batches at most in flight: OpenCV
+    releases the GIL); an unreadable file is `on_error(index, why)`, in order, and left out."""
+    factor, offset = SCALES[prep.scale]
+    ahead = 2 * batch_size
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        pending: deque[tuple[int, Future]] = deque()
+        queued = 0
+        images: list[np.ndarray] = []
+        indices: list[int] = []
+        while pending or queued < len(paths):
+            while queued < len(paths) and len(pending) < ahead:
+                pending.append((queued, pool.submit(load_prepared, paths[queued], prep)))
+                queued += 1
+            index, future = pending.popleft()
+            image, why = future.result()
+            if image is None:
+                on_error(index, why)
+            else:
+                images.append(image)
+                indices.append(index)
+            if len(images) == batch_size or (images and not pending and queued == len(paths)):
+                batch = np.stack(images).astype(np.float32) * factor + offset
+                yield batch, np.array(indices, np.int64)
+                images, indices = [], []
+
+
 def image_batches(paths: list[str], prep: Preprocess, batch_size: int,
                   on_error: Callable[[int, str], None]) -> Any:
     """A `tf.data.Dataset` of (float32 images (B, H, W, C), int64 indices into `paths`).
@@ -178,13 +223,9 @@ def image_batches(paths: list[str], prep: Preprocess, batch_size: int,
 
     def load(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         i = int(index)
-        try:
-            return prepare(read_image(Path(paths[i])), prep), np.True_
-        except ImageError as exc:
-            why = str(exc)
-        except Exception as exc:  # OpenCV raises cv2.error for images it cannot handle
-            last = (str(exc).strip().splitlines() or [""])[-1]
-            why = f"cannot decode ({type(exc).__name__}: {last})"
+        image, why = load_prepared(paths[i], prep)
+        if image is not None:
+            return image, np.True_
         with lock:
             on_error(i, why)
         return blank, np.False_

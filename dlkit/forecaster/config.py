@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
 from dlkit.core.errors import UsageError
 
 
@@ -71,5 +71,6 @@ class ForecastConfig(Config):
                              "on).")
     steps: int | None = opt(None, "Values to forecast (default: the model's horizon; more "
                             "feeds forecasts back in).", min=1, max=100_000)
+    backend: Backend = backend_option()
     json: bool = opt(False, "Print one JSON object with the forecast on stdout instead of "
                      "CSV.", name="--json", group=3)

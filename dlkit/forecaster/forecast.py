@@ -3,7 +3,8 @@
 Reads the CSV's column (the one the model learned, unless `--column` says otherwise), feeds the
 model the last `window` values and writes a CSV of the forecast on stdout (`step,value`, or the
 next time stamps when the series' time column advances by a constant step). Beyond the model's
-horizon, forecasts are fed back in as inputs.
+horizon, forecasts are fed back in as inputs. The model runs from the folder's `model.tflite`
+through LiteRT (no TensorFlow import) or from `model.keras`, as `--backend` says.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def forecast(config: ForecastConfig) -> None:
 
 def predict(config: ForecastConfig) -> dict[str, Any]:
     """The next values after the end of the CSV's series: {"header": [...], "rows": [...]}."""
-    from dlkit.core.artifacts import load_keras_model, load_metadata
+    from dlkit.core.artifacts import load_metadata
+    from dlkit.core.serving import load_predictor
     from dlkit.data.tabular import next_times, read_series
 
     meta = load_metadata(config.model, "train-sequence")
@@ -56,15 +58,15 @@ def predict(config: ForecastConfig) -> dict[str, Any]:
     if len(series.values) < window:
         raise UsageError(f"{series.source} has {len(series.values)} values; the model needs "
                          f"the last {window} (its --window)")
-    model = load_keras_model(config.model)
-    if tuple(model.inputs[0].shape[1:]) != (window, 1):
+    model = load_predictor(config.model, meta, config.backend)
+    if model.input_shapes != [(window, 1)]:
         raise UsageError(f"{config.model}/metadata.json's window {window} does not match the "
                          "model; retrain it")
     history = list(series.values[-window:].astype(np.float32))
     produced: list[float] = []
     while len(produced) < steps:  # beyond the horizon: feed forecasts back in
         x = np.array(history[-window:], np.float32).reshape(1, window, 1)
-        step = model.predict(x, verbose=0)[0]
+        step = model(x)[0]
         produced.extend(float(v) for v in step)
         history.extend(float(v) for v in step)
     produced = produced[:steps]

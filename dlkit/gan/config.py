@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
 from dlkit.core.errors import UsageError
 
 GRID_MAX = 10_000  # images in one grid PNG (100 x 100)
@@ -64,6 +64,7 @@ class SampleGanConfig(Config):
                        "images.")
     truncation: float | None = opt(None, "Redraw noise values beyond +-T (truncation trick: "
                                    "cleaner, less varied).", min=0.05, max=10)
+    backend: Backend = backend_option()
 
     def check(self) -> None:
         if self.out is None and self.out_dir is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dlkit.core.config import Backend
 from dlkit.core.console import Report, fmt
 from dlkit.core.errors import DlkitError, UsageError
 from dlkit.gan.config import EvaluateGanConfig
@@ -58,7 +59,7 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
     """Generate `count` samples (every class equally when conditional) and score them."""
     from dlkit.core.artifacts import load_keras_model, load_metadata
 
-    gen = load_generator(config.model)
+    gen = load_generator(config.model, Backend.tensorflow)  # TensorFlow runs the classifier
     cls_meta = load_metadata(config.classifier)
     _check_compatible(gen, cls_meta, config.classifier)
     classifier = load_keras_model(config.classifier)

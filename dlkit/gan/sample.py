@@ -1,9 +1,11 @@
 """`dlkit sample-gan`: draw images from a trained generator, as a grid PNG or one PNG each.
 
 Sampling is deterministic under a seed: the noise comes from NumPy's seeded generator and the
-generator runs in inference mode. Images are generated and written batch by batch, so a large
-`--count` with `--out-dir` never holds more than one batch in memory; every PNG is written
-atomically, and the grid only after every image of `--out-dir` is written.
+generator runs in inference mode, from the folder's `model.tflite` through LiteRT (no TensorFlow
+import) or from `model.keras`, as `--backend` says: the same seed gives the same images on both.
+Images are generated and written batch by batch, so a large `--count` with `--out-dir` never holds
+more than one batch in memory; every PNG is written atomically, and the grid only after every image
+of `--out-dir` is written.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from dlkit.core.config import Backend
 from dlkit.core.console import Report
 from dlkit.core.errors import UsageError
+from dlkit.core.plots import pixels_to_uint8
+from dlkit.core.serving import Predictor, load_predictor
 from dlkit.gan.config import SampleGanConfig
 
 BATCH = 250
@@ -27,17 +32,12 @@ def to_uint8(images: Any) -> np.ndarray:
     return pixels_to_uint8((np.asarray(images, np.float32) + 1.0) * 127.5)
 
 
-def pixels_to_uint8(pixels: Any) -> np.ndarray:
-    """Float 0-255 pixels -> uint8 (rounded, clipped): what a saved PNG holds."""
-    return np.clip(np.rint(np.asarray(pixels, np.float32)), 0, 255).astype(np.uint8)
-
-
 @dataclass
 class Generator:
     """A trained generator and what its metadata says about it."""
 
     folder: Path
-    model: Any
+    model: Predictor
     latent_dim: int
     conditional: bool
     class_names: list[str]
@@ -45,10 +45,10 @@ class Generator:
     dataset: str
 
 
-def load_generator(folder: Path) -> Generator:
+def load_generator(folder: Path, backend: Backend = Backend.auto) -> Generator:
     """Load a train-gan model folder; exit 2 when it is missing, not a GAN, or its metadata
     does not fit its model."""
-    from dlkit.core.artifacts import load_keras_model, load_metadata
+    from dlkit.core.artifacts import load_metadata
 
     meta = load_metadata(folder, "train-gan")
     try:
@@ -57,8 +57,8 @@ def load_generator(folder: Path) -> Generator:
     except (KeyError, TypeError, ValueError):
         raise UsageError(f"{folder}/metadata.json lacks the generator's latent_dim, classes or "
                          "image shape; retrain the model") from None
-    model = load_keras_model(folder)
-    if tuple(model.inputs[0].shape[1:]) != (latent_dim,) or len(model.inputs) != 1 + conditional:
+    model = load_predictor(folder, meta, backend)
+    if model.input_shapes[0] != (latent_dim,) or len(model.input_shapes) != 1 + conditional:
         raise UsageError(f"{folder}/metadata.json does not match its generator (latent_dim "
                          f"{latent_dim}, conditional {conditional}); retrain the model")
     return Generator(Path(folder), model, latent_dim, conditional, names, shape,
@@ -106,8 +106,8 @@ def generate_batches(gen: Generator, count: int, seed: int | None, labels: np.nd
     noise = noise_batch(count, gen.latent_dim, seed, truncation)
     for start in range(0, count, BATCH):
         chunk = noise[start:start + BATCH]
-        inputs = chunk if labels is None else [chunk, labels[start:start + BATCH]]
-        yield pixels_to_uint8(gen.model(inputs, training=False))
+        inputs = [chunk] if labels is None else [chunk, labels[start:start + BATCH]]
+        yield pixels_to_uint8(gen.model(*inputs))
 
 
 def generate(gen: Generator, count: int, seed: int | None, labels: np.ndarray | None,
@@ -125,7 +125,7 @@ def sample_gan(config: SampleGanConfig) -> Report:
         check_output_file("--out", config.out, protect=[config.model])
     if config.out_dir is not None:
         check_output_file("--out-dir", config.out_dir, folder=True, protect=[config.model])
-    gen = load_generator(config.model)
+    gen = load_generator(config.model, config.backend)
     check_label(gen, config.label)
     labels = sample_labels(gen, config.count, config.label)
     written: dict[str, Any] = {"model": str(gen.folder), "count": config.count,

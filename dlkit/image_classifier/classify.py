@@ -6,9 +6,10 @@ parallel in a tf.data pipeline (`dlkit.data.image_batches`), batched and predict
 prediction is handed to a callback as soon as its batch is done, so output streams. Files that
 cannot be read are reported one by one and the others are still classified.
 
-Start-up matters for one-file calls: TensorFlow is imported without its eager Keras import and a
-dlkit folder is served from its SavedModel, so Keras is never imported unless a `.keras` file is
-the model.
+Start-up matters for one-file calls: a dlkit folder with `model.tflite` (or a `.tflite` file) is
+served by LiteRT with the files decoded in a thread pool, and neither TensorFlow nor Keras is
+imported. Otherwise TensorFlow is imported without its eager Keras import and a dlkit folder is
+served from its SavedModel, so Keras is never imported unless a `.keras` file is the model.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.core import console
+from dlkit.core import console, litert
 from dlkit.core.artifacts import (
     KERAS_FILE,
     METADATA,
@@ -34,9 +35,16 @@ from dlkit.core.artifacts import (
     check_output_file,
     load_metadata,
 )
+from dlkit.core.config import Backend
 from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
 from dlkit.core.files import atomic_file, read_bytes
-from dlkit.data.image_batches import Inputs, Preprocess, collect_inputs, image_batches
+from dlkit.data.image_batches import (
+    Inputs,
+    Preprocess,
+    collect_inputs,
+    image_batches,
+    numpy_batches,
+)
 from dlkit.image_classifier.config import ClassifyImageConfig
 
 EXIT_SOME_FAILED = 1
@@ -164,6 +172,7 @@ class Classifier:
     class_names: list[str]
     prep: Preprocess
     description: str
+    backend: str  # "litert" or "tensorflow"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,10 +184,13 @@ class _Loaded:
     input_shape: tuple[int | None, ...]  # (H, W, C), None where the model accepts any size
     outputs: int | None
     description: str
+    backend: str  # "litert" or "tensorflow"
 
 
-def load_classifier(config: ClassifyImageConfig, tf: Any) -> Classifier:
-    """Load the model once and work out its preprocessing and class names."""
+def load_classifier(config: ClassifyImageConfig) -> Classifier:
+    """Load the model once and work out its preprocessing and class names. A dlkit folder is
+    served from its `model.tflite` through LiteRT when `--backend` allows (TensorFlow is then
+    never imported), else from its SavedModel."""
     path = config.model.expanduser()
     meta: dict[str, Any] = {}
     if not path.exists():
@@ -186,27 +198,71 @@ def load_classifier(config: ClassifyImageConfig, tf: Any) -> Classifier:
                          f"train-cifar --output {path}`) or pass --model")
     if path.is_dir() and (path / METADATA).is_file():
         meta = load_metadata(path)
+        lite = litert.open_model(path, meta, config.backend)
         saved = path / SAVED_MODEL
-        loaded = (_load_saved_model(tf, saved) if (saved / "saved_model.pb").is_file()
-                  else _load_keras(tf, path / KERAS_FILE))
+        loaded = (_load_lite(lite) if lite is not None
+                  else _load_saved_model(saved) if (saved / "saved_model.pb").is_file()
+                  else _load_keras(path / KERAS_FILE))
+    elif path.is_file() and path.suffix == ".tflite":
+        loaded = _load_lite_file(path, config.backend)
+    elif config.backend == Backend.litert:
+        raise UsageError(f"--backend litert needs a dlkit model folder with {litert.TFLITE_FILE} "
+                         f"or a .tflite file; {path} is neither")
     elif path.is_dir() and (path / "saved_model.pb").is_file():
-        loaded = _load_saved_model(tf, path)
+        loaded = _load_saved_model(path)
     elif path.is_file() and path.suffix == ".keras":
         if path.name == KERAS_FILE and (path.parent / METADATA).is_file():
             meta = load_metadata(path.parent)
-        loaded = _load_keras(tf, path)
+        loaded = _load_keras(path)
     else:
         raise UsageError(f"{path} is not a model; pass a dlkit model folder (with {METADATA}), "
-                         "a .keras file or a SavedModel folder")
+                         "a .keras file, a .tflite file or a SavedModel folder")
     shape = _input_shape(meta, loaded, config.input_size)
     names = _class_names(meta, config.labels, loaded.outputs)
     prep = Preprocess(size=shape[:2], channels=shape[2],
                       invert=_invert_mode(meta, config.invert.value),
                       center_digit=meta.get("dataset") == "mnist", scale=config.scale.value)
-    return Classifier(_probabilities(loaded.predict), names, prep, loaded.description)
+    return Classifier(_probabilities(loaded.predict), names, prep, loaded.description,
+                      loaded.backend)
 
 
-def _load_saved_model(tf: Any, folder: Path) -> _Loaded:
+def _load_lite(model: litert.LiteModel) -> _Loaded:
+    """A LiteRT model with one (batch, height, width, channels) input."""
+    key = "serving_default"
+    inputs = model.inputs(key) if key in model.signature_keys else {}
+    if len(inputs) != 1:
+        raise UsageError(f"{model.description} takes {len(inputs)} inputs in {key!r}; "
+                         "classify-image needs a model with one image input")
+    (name, (shape, dtype)), = inputs.items()
+    if len(shape) != 4:
+        raise UsageError(f"{model.description} input {name!r} has shape {shape}; expected "
+                         "(batch, height, width, channels)")
+    outputs = model.outputs(key)
+    output = sorted(outputs)[0]
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return model(key, **{name: np.ascontiguousarray(images, dtype)})[output]
+
+    size = tuple(None if d < 0 else d for d in shape[1:])
+    classes = outputs[output][-1]
+    return _Loaded(predict, size, classes if classes > 0 else None,
+                   f"LiteRT {model.description}", "litert")
+
+
+def _load_lite_file(path: Path, backend: Backend) -> _Loaded:
+    if backend == Backend.tensorflow:
+        raise UsageError(f"{path} is a LiteRT file; it runs only with --backend litert or auto")
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    return _load_lite(litert.LiteModel.from_bytes(content, str(path)))
+
+
+def _load_saved_model(folder: Path) -> _Loaded:
+    from dlkit.core.runtime import import_tensorflow_lean
+
+    tf = import_tensorflow_lean()
     try:
         module = tf.saved_model.load(str(folder))
     except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
@@ -230,13 +286,16 @@ def _load_saved_model(tf: Any, folder: Path) -> _Loaded:
         return signature(**{name: tf.cast(images, dtype)})[key]
 
     return _Loaded(predict, tuple(spec.shape[1:]), outputs[key].shape[-1],
-                   f"SavedModel {folder}")
+                   f"SavedModel {folder}", "tensorflow")
 
 
-def _load_keras(tf: Any, path: Path) -> _Loaded:
+def _load_keras(path: Path) -> _Loaded:
     if not path.is_file():
         raise UsageError(f"{path.parent} has no {SAVED_MODEL}/ or {KERAS_FILE}; it is not a "
                          "dlkit model folder")
+    from dlkit.core.runtime import import_tensorflow_lean
+
+    tf = import_tensorflow_lean()
     import keras
 
     if not zipfile.is_zipfile(path):  # Keras would call a damaged archive "File not found"
@@ -257,7 +316,7 @@ def _load_keras(tf: Any, path: Path) -> _Loaded:
         return out[0] if isinstance(out, (list, tuple)) else out
 
     outputs = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
-    return _Loaded(predict, shapes[0][1:], outputs, f"Keras model {path}")
+    return _Loaded(predict, shapes[0][1:], outputs, f"Keras model {path}", "tensorflow")
 
 
 def _input_shape(meta: dict[str, Any], loaded: _Loaded,
@@ -339,10 +398,7 @@ def run(config: ClassifyImageConfig, on_prediction: Callable[[Prediction], None]
         read_stdin: Callable[[], Any] = lambda: sys.stdin) -> ClassifyResult:
     """Classify every input; predictions and per-file errors stream to the callbacks in order
     (`progress`: a bar on a terminal's stderr, off while results stream to that terminal)."""
-    from dlkit.core.runtime import import_tensorflow_lean
-
-    tf = import_tensorflow_lean()
-    classifier = load_classifier(config, tf)
+    classifier = load_classifier(config)
     inputs = collect_inputs(config.paths, read_stdin)
     for path, why in inputs.errors:
         on_error(path, why)
@@ -406,12 +462,13 @@ def probabilities(classifier: Classifier, paths: list[str], batch_size: int,
     """(indices into `paths`, class probabilities) batch by batch, in order; a file that
     cannot be read is `on_failed(index, why)` (called from the decoding threads) and left out."""
     names = classifier.class_names
-    for images, indices in image_batches(paths, classifier.prep, batch_size, on_failed):
+    batches = numpy_batches if classifier.backend == "litert" else image_batches
+    for images, indices in batches(paths, classifier.prep, batch_size, on_failed):
         probs = classifier.predict(images)
         if probs.shape[1] != len(names):
             raise UsageError(f"the model gives {probs.shape[1]} scores per image but there "
                              f"are {len(names)} labels; check --labels")
-        yield indices.numpy(), probs
+        yield np.asarray(indices), probs
 
 
 @contextlib.contextmanager

@@ -6,7 +6,15 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import ClassWeight, Config, TrainConfig, common, opt
+from dlkit.core.config import (
+    Backend,
+    ClassWeight,
+    Config,
+    TrainConfig,
+    backend_option,
+    common,
+    opt,
+)
 from dlkit.core.errors import UsageError
 from dlkit.data.registry import GreyDataset
 
@@ -124,6 +132,7 @@ class ClassifyImageConfig(Config):
     top_k: int = opt(1, "Print the K best labels per image.", flags=("-k",), min=1,
                      max=1000)
     batch_size: int = opt(64, "Images per prediction batch.", flags=("-b",), min=1, max=4096)
+    backend: Backend = backend_option()
     csv: Path | None = opt(None, "Also write the predictions to this CSV file.")
     show: Path | None = opt(None, "Write a PNG grid of the images with their labels.")
     json: bool = opt(False, "Print one JSON array of the predictions on stdout.",

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Config, TrainConfig, common, opt
+from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
 from dlkit.core.errors import UsageError
 from dlkit.data.registry import GreyDataset
 
@@ -57,6 +57,7 @@ class SampleVaeConfig(Config):
     columns: int | None = opt(None, "Images per row (default: square).", min=1, max=GRID_MAX)
     seed: int = common("seed", 0, help="Seed for the latent vectors: the same seed gives the "
                        "same images.")
+    backend: Backend = backend_option()
 
     def check(self) -> None:
         if self.out.suffix.lower() != ".png":

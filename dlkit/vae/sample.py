@@ -1,7 +1,8 @@
 """`dlkit sample-vae`: decode random latent vectors into new images, written as one grid PNG.
 
 The latent vectors come from NumPy's seeded generator, so the same `--seed` gives the same
-images in any process. The grid is checked writable before the model loads and written
+images in any process, on either `--backend` (LiteRT runs the folder's `model.tflite` without
+importing TensorFlow). The grid is checked writable before the model loads and written
 atomically.
 """
 
@@ -18,24 +19,24 @@ from dlkit.vae.config import SampleVaeConfig
 def sample_vae(config: SampleVaeConfig) -> Report:
     """Draw `count` latent vectors from N(0, I), decode them and write one grid PNG."""
     from dlkit.core import plots
-    from dlkit.core.artifacts import check_output_file, load_keras_model, load_metadata
-    from dlkit.vae.train import to_uint8
+    from dlkit.core.artifacts import check_output_file, load_metadata
+    from dlkit.core.errors import UsageError
+    from dlkit.core.serving import load_predictor
 
     meta = load_metadata(config.model, "train-vae")
     check_output_file("--out", config.out, protect=[config.model])
     out = config.out.expanduser()
-    model = load_keras_model(config.model)
+    decoder = load_predictor(config.model, meta, config.backend)
     latent_dim = int(meta.get("latent_dim", 0) or 0)
-    if latent_dim < 1 or tuple(model.inputs[0].shape[1:]) != (latent_dim,):
-        from dlkit.core.errors import UsageError
-
+    if latent_dim < 1 or decoder.input_shapes != [(latent_dim,)]:
         raise UsageError(f"{config.model}: metadata.json's latent_dim {meta.get('latent_dim')!r} "
                          "does not match the model; retrain it")
     rng = np.random.default_rng(config.seed)
     z = rng.standard_normal((config.count, latent_dim)).astype(np.float32)
     started = time.perf_counter()
-    images = to_uint8(model.predict(z, verbose=0, batch_size=256))
+    images = plots.pixels_to_uint8(decoder(z))
     plots.save_grid(images, out, config.columns, scale=1)
     result = {"grid": str(out), "count": config.count, "seed": config.seed,
-              "latent_dim": latent_dim, "seconds": time.perf_counter() - started}
+              "latent_dim": latent_dim, "seconds": time.perf_counter() - started,
+              "backend": decoder.backend}
     return Report("sample-vae", {}, str(out), result)

@@ -102,7 +102,7 @@ def train_vae(config: VaeConfig) -> Report:
         history = run.fit(vae, train_ds, steps=steps, validation=test_ds,
                           schedule=Schedule(config.learning_rate, warmup_fraction=0.1,
                                             warmup_steps=100),
-                          images=lambda: plots.tile(to_uint8(sampler.predict(fixed,
+                          images=lambda: plots.tile(plots.pixels_to_uint8(sampler.predict(fixed,
                                                                              verbose=0))))
 
         test = vae.evaluate(test_ds, verbose=0, return_dict=True)
@@ -146,10 +146,6 @@ def _images(x: np.ndarray, batch: int) -> Any:
                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
-
-
 def _write_plots(plot_dir: Path, history: dict[str, list[float]], data: Any, enc: Any,
                  sampler: Any, config: VaeConfig) -> None:
     plots.training_curves(history, plot_dir / "training_curves.png",
@@ -157,11 +153,11 @@ def _write_plots(plot_dir: Path, history: dict[str, list[float]], data: Any, enc
     x = data.x_test[:16].astype(np.float32) / 255.0
     z_mean, _ = enc.predict(x, verbose=0)
     recon = sampler.predict(z_mean, verbose=0)
-    pairs = np.concatenate([data.x_test[:16], to_uint8(recon)])
+    pairs = np.concatenate([data.x_test[:16], plots.pixels_to_uint8(recon)])
     plots.save_grid(pairs, plot_dir / "reconstructions.png", columns=len(x), scale=1,
                     title="Test images (top) and their reconstructions (bottom)")
     z = np.random.default_rng(config.seed).standard_normal((64, config.latent_dim))
-    plots.save_grid(to_uint8(sampler.predict(z.astype(np.float32), verbose=0)),
+    plots.save_grid(plots.pixels_to_uint8(sampler.predict(z.astype(np.float32), verbose=0)),
                     plot_dir / "prior_samples.png", scale=1,
                     title="Samples from the prior N(0, I)")
     if config.latent_dim == 2:
@@ -175,7 +171,7 @@ def _manifold(sampler: Any, path: Path, n: int = 20) -> None:
 
     grid = norm.ppf(np.linspace(0.05, 0.95, n))
     z = np.array([[x, y] for y in grid[::-1] for x in grid], np.float32)
-    images = to_uint8(sampler.predict(z, verbose=0))
+    images = plots.pixels_to_uint8(sampler.predict(z, verbose=0))
     plots.save_grid(images, path, columns=n, scale=1,
                     title="2-D latent manifold (prior quantiles 5%-95%)")
 

@@ -1,0 +1,230 @@
+"""LiteRT (TFLite) files: converted when a model folder is saved, served without TensorFlow.
+
+A model folder whose model takes fixed-shape numeric inputs also holds `model.tflite`, a float32
+conversion of its SavedModel (a character model holds `decoder.tflite`, its one-step decoder,
+instead). `metadata.json` records each file's SHA-256 and signatures under "litert", so a
+replaced, truncated or foreign file is refused with one line instead of being run.
+
+Conversion needs TensorFlow's converter (training and `dlkit export` have TensorFlow loaded);
+serving (`LiteModel`, `open_model`) needs only NumPy and Google's `ai-edge-litert` interpreter,
+so a command that serves a `.tflite` file never imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlkit.core.config import Backend, Quantize
+from dlkit.core.errors import UsageError
+
+TFLITE_FILE = "model.tflite"
+META_KEY = "litert"  # metadata.json: {file name: record (sha256, signatures)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion (TensorFlow)
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why a Keras model cannot become a fixed-shape `.tflite` file, or None if it can."""
+    for tensor in model.inputs:
+        name = tensor.name
+        if "string" in str(tensor.dtype):
+            return (f"its input {name!r} is text (strings), which LiteRT's built-in "
+                    "operations cannot take")
+        if any(dim is None for dim in tuple(tensor.shape)[1:]):
+            return f"its input {name!r} has no fixed shape ({tuple(tensor.shape)[1:]})"
+    return None
+
+
+def convert_saved_model(folder: Path, quantize: Quantize = Quantize.none,
+                        calibration: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None,
+                        signature_keys: list[str] | None = None) -> bytes:
+    """The SavedModel in `folder` as a `.tflite` flatbuffer (only built-in LiteRT operations).
+
+    `calibration()` yields sample inputs ({input name: batch}) for int8 quantisation."""
+    from dlkit.core.runtime import import_tensorflow, silenced_stderr
+
+    tf = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder),
+                                                         signature_keys=signature_keys)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != Quantize.none:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == Quantize.int8:
+        if calibration is None:
+            raise UsageError("int8 quantisation needs sample inputs to calibrate on")
+        converter.representative_dataset = lambda: (
+            {name: np.asarray(value, np.float32) if value.dtype.kind == "f" else value
+             for name, value in sample.items()} for sample in calibration())
+    with silenced_stderr():  # the MLIR converter logs to fd 2
+        return bytes(converter.convert())
+
+
+def convert_module(functions: dict[str, Any], owner: Any,
+                   quantize: Quantize = Quantize.none) -> bytes:
+    """`tf.function`s (with input signatures) over the variables of `owner` (a Keras model)
+    as one `.tflite` file, one signature each: written by Keras's `ExportArchive` (which
+    tracks the variables so that the converter freezes them) to a temporary SavedModel, then
+    converted from there."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(owner)
+    for name, function in functions.items():
+        archive.add_endpoint(name, function)
+    with tempfile.TemporaryDirectory(prefix="dlkit-litert-") as tmp:
+        archive.write_out(tmp, verbose=False)
+        return convert_saved_model(Path(tmp), quantize, signature_keys=list(functions))
+
+
+def describe(content: bytes, input_order: list[str] | None = None) -> dict[str, Any]:
+    """What metadata.json records of a `.tflite` file: its hash and its signatures (input
+    names in the model's own order, with shapes; -1 for the batch size)."""
+    model = LiteModel.from_bytes(content, "the converted model")
+    signatures = {}
+    for key in model.signature_keys:
+        inputs = model.inputs(key)
+        order = [n for n in (input_order or []) if n in inputs] or sorted(inputs)
+        signatures[key] = {"inputs": {n: list(inputs[n][0]) for n in order},
+                           "outputs": sorted(model.outputs(key))}
+    return {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content),
+            "signatures": signatures}
+
+
+def convert_model_folder(staging: Path, model: Any) -> tuple[bytes, dict[str, Any]] | None:
+    """`model.tflite` for a model folder being written (from its SavedModel): the file's bytes
+    and its metadata record; None when the model's inputs have no fixed shape."""
+    from dlkit.core.artifacts import SAVED_MODEL
+
+    if unsupported_reason(model) is not None:
+        return None
+    return converted(lambda: convert_saved_model(staging / SAVED_MODEL),
+                     [t.name for t in model.inputs])
+
+
+def converted(convert: Callable[[], bytes], input_order: list[str] | None = None,
+              ) -> tuple[bytes, dict[str, Any]] | None:
+    """Run a conversion for a model being saved: (bytes, metadata record), or None with a
+    warning when the converter fails (the folder is then served by TensorFlow: a missing
+    `.tflite` must not cost the trained model). A full disk is still the save's error."""
+    from dlkit.core.console import warn
+    from dlkit.core.errors import DlkitError
+
+    try:
+        content = convert()
+    except (OSError, DlkitError):
+        raise
+    except Exception as exc:  # the converter raises many types for an operation it lacks
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        warn(f"could not convert the model to LiteRT ({first}); it is served by TensorFlow")
+        return None
+    return content, describe(content, input_order)
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving (NumPy and ai-edge-litert only)
+
+def _threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class LiteModel:
+    """A `.tflite` file loaded into LiteRT's interpreter, run by signature."""
+
+    def __init__(self, interpreter: Any, description: str,
+                 record: dict[str, Any] | None = None) -> None:
+        self.interpreter, self.description = interpreter, description
+        self.record = record or {}  # what metadata.json says of the file
+        self.signature_keys = sorted(interpreter.get_signature_list())
+        self._runners: dict[str, Any] = {}
+        self._ran: set[str] = set()
+
+    @classmethod
+    def from_bytes(cls, content: bytes, description: str,
+                   record: dict[str, Any] | None = None) -> LiteModel:
+        """Load a flatbuffer; a file LiteRT cannot read is exit 2, naming it."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        from dlkit.core.runtime import silenced_stderr
+
+        try:
+            with silenced_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+                interpreter = Interpreter(model_content=content, num_threads=_threads())
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or ["unreadable"])[0][:200]
+            raise UsageError(f"{description} is damaged or not a LiteRT model ({first})") \
+                from None
+        if not interpreter.get_signature_list():
+            raise UsageError(f"{description} has no signatures; write it with `dlkit export`")
+        return cls(interpreter, description, record)
+
+    def runner(self, key: str) -> Any:
+        if key not in self._runners:
+            self._runners[key] = self.interpreter.get_signature_runner(key)
+        return self._runners[key]
+
+    def inputs(self, key: str) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """{input name: (shape with -1 for a free size, numpy dtype)} of a signature."""
+        return {name: (tuple(int(d) for d in detail["shape_signature"]), detail["dtype"])
+                for name, detail in self.runner(key).get_input_details().items()}
+
+    def outputs(self, key: str) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(int(d) for d in detail["shape_signature"])
+                for name, detail in self.runner(key).get_output_details().items()}
+
+    def __call__(self, key: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        from dlkit.core.runtime import silenced_stderr
+
+        runner = self.runner(key)
+        if key in self._ran:
+            return runner(**inputs)
+        self._ran.add(key)
+        with silenced_stderr():  # a signature's first run creates its CPU delegate
+            return runner(**inputs)
+
+
+def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
+               name: str = TFLITE_FILE) -> LiteModel | None:
+    """The folder's LiteRT model for `--backend` (None: serve with TensorFlow).
+
+    `auto` uses the file when the folder has one; `litert` requires it. A file that
+    metadata.json does not record, or whose hash differs from the record (replaced, truncated,
+    damaged), is exit 2 in both: running some other model would give wrong answers quietly."""
+    if backend == Backend.tensorflow:
+        return None
+    path = Path(folder).expanduser() / name
+    hint = f"rewrite it with `dlkit export {folder}` or use --backend tensorflow"
+    if not path.is_file():
+        if backend == Backend.litert:
+            raise UsageError(f"{folder} has no {name} for --backend litert; write one with "
+                             f"`dlkit export {folder}` or use --backend tensorflow")
+        return None
+    record = (meta.get(META_KEY) or {}).get(name) if isinstance(meta.get(META_KEY), dict) \
+        else None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        raise UsageError(f"{path} is not recorded in {folder}/metadata.json (dlkit did not "
+                         f"write it for this model); {hint}")
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if hashlib.sha256(content).hexdigest() != record["sha256"]:
+        raise UsageError(f"{path} does not match {folder}/metadata.json (it was replaced or "
+                         f"damaged after the model was saved); {hint}")
+    return LiteModel.from_bytes(content, str(path), record)
+
+
+def input_order(model: LiteModel, key: str = "serving_default") -> list[str]:
+    """A signature's input names in the Keras model's order (as metadata.json records them)."""
+    recorded = model.record.get("signatures", {}).get(key, {}).get("inputs")
+    names = list(model.inputs(key))
+    return [n for n in recorded if n in names] if isinstance(recorded, dict) and \
+        sorted(recorded) == sorted(names) else sorted(names)

@@ -1,0 +1,1 @@
+"""`dlkit export`: LiteRT files for trained model folders."""

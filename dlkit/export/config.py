@@ -1,0 +1,49 @@
+"""The options of `export` (see dlkit.core.config)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit.core.config import Config, Quantize, opt
+from dlkit.core.errors import UsageError
+
+
+class ExportFormat(enum.StrEnum):
+    tflite = "tflite"
+
+
+@dataclass(kw_only=True)
+class ExportConfig(Config):
+    """Write a LiteRT (.tflite) file for a trained model folder.
+
+    Without --output, the folder's own model.tflite (decoder.tflite for train-text models) is
+    written, float32, and the folder is rewritten atomically: for folders saved by an older
+    dlkit. With --output, a separate file, optionally quantised (int8 is calibrated on a sample
+    of the model's training data); `classify-image --model FILE.tflite` serves it.
+
+    Example: dlkit export models/mnist --quantize int8 --output mnist-int8.tflite
+    """
+
+    COMMAND = "export"
+
+    model: Path = opt(help="Model folder written by a dlkit train command.", argument=True,
+                      metavar="MODEL")
+    format: ExportFormat = opt(ExportFormat.tflite, "File format: tflite (LiteRT).")
+    quantize: Quantize = opt(Quantize.none, "none (float32: the same results as TensorFlow), "
+                             "dynamic (int8 weights: about 4x smaller) or int8 (int8 weights "
+                             "and activations, calibrated on the training data).")
+    calibration_samples: int = opt(256, "int8: training examples to calibrate on.", min=8,
+                                   max=100_000)
+    output: Path | None = opt(None, "The .tflite file to write (default: the model folder's "
+                              "own file; --quantize needs --output).", flags=("-o",),
+                              show_default=False)
+
+    def check(self) -> None:
+        if self.output is None and self.quantize != Quantize.none:
+            raise UsageError(f"--quantize {self.quantize.value} needs --output FILE.tflite: "
+                             "the model folder's own file stays float32, with TensorFlow's "
+                             "results")
+        if self.output is not None and self.output.suffix.lower() != ".tflite":
+            raise UsageError(f"--output {self.output} must name a .tflite file")

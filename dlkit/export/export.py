@@ -1,0 +1,181 @@
+"""`dlkit export`: a LiteRT file for a trained model folder, float32 or quantised.
+
+Numeric models are converted from the folder's SavedModel (the serving graph, preprocessing
+included); character models from their one-step decoder (`dlkit.char_lm.models`). int8
+quantisation is calibrated on inputs like the ones the model saw in training: a sample of its
+training images (found the way training found them), its latent noise (GAN, VAE), or windows of
+its training series. Models that LiteRT cannot take (the text classifier reads strings) are one
+line naming the reason.
+
+Imports TensorFlow and Keras: import this module inside command bodies only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlkit.core import artifacts, litert
+from dlkit.core.config import Quantize
+from dlkit.core.console import Report, to_json
+from dlkit.core.errors import DlkitError, UsageError, disk_error
+from dlkit.core.files import write_atomic
+from dlkit.export.config import ExportConfig
+
+
+def export(config: ExportConfig) -> Report:
+    """Convert, then write the file (or rewrite the model folder with it); report it."""
+    folder = config.model.expanduser()
+    meta = artifacts.load_metadata(folder)
+    output = None
+    if config.output is not None:  # checked before the conversion: a bad path costs nothing
+        output = artifacts.check_output_file("--output", config.output, protect=[folder])
+    name, content, record = _convert(folder, meta, config)
+    if output is None:
+        output = _add_to_folder(folder, meta, name, content, record)
+    else:
+        write_atomic(output, content)
+    signatures = record["signatures"]
+    data = {"model": str(folder), "file": str(output), "bytes": len(content),
+            "quantize": config.quantize.value, "signatures": signatures}
+    rows = {"file": str(output), "size": f"{len(content) / 1e6:.2f} MB",
+            "quantize": config.quantize.value,
+            "inputs": "; ".join(f"{key}: " + ", ".join(f"{n} {tuple(s)}" for n, s in
+                                                      sig["inputs"].items())
+                                for key, sig in signatures.items())}
+    return Report(f"export {folder}", rows, str(output), data)
+
+
+def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
+             ) -> tuple[str, bytes, dict[str, Any]]:
+    """(the folder's file name for it, the flatbuffer, its metadata record)."""
+    if meta.get("task") == "train-text":
+        from dlkit.char_lm.decoding import DECODER_FILE
+        from dlkit.char_lm.generate import load_text_model
+        from dlkit.char_lm.models import decoding_functions
+
+        if config.quantize == Quantize.int8:
+            raise UsageError("--quantize int8 is not available for train-text models (the "
+                             "decoder's state has no calibration data); use --quantize dynamic")
+        model, meta = load_text_model(folder)
+        content = _run_converter(lambda: litert.convert_module(
+            decoding_functions(meta["arch"], model), model, config.quantize))
+        return DECODER_FILE, content, litert.describe(content)
+    model = artifacts.load_keras_model(folder)
+    reason = litert.unsupported_reason(model)
+    if reason is not None:
+        raise UsageError(f"{folder} ({meta.get('task', 'unknown')} model) cannot be converted "
+                         f"to LiteRT: {reason}")
+    names = [t.name for t in model.inputs]
+    calibration = None
+    if config.quantize == Quantize.int8:
+        calibration = _calibration(names, _calibration_inputs(
+            folder, meta, model, config.calibration_samples))
+    content = _run_converter(lambda: litert.convert_saved_model(
+        folder / artifacts.SAVED_MODEL, config.quantize, calibration))
+    return litert.TFLITE_FILE, content, litert.describe(content, names)
+
+
+def _run_converter(convert: Callable[[], bytes]) -> bytes:
+    try:
+        return convert()
+    except (DlkitError, OSError):
+        raise
+    except Exception as exc:  # the converter raises many types for an operation it lacks
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise DlkitError(f"the LiteRT converter failed: {first}") from None
+
+
+def _calibration(names: list[str], inputs: list[np.ndarray],
+                 ) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    def samples() -> Iterator[dict[str, np.ndarray]]:
+        for i in range(len(inputs[0])):
+            yield {name: x[i:i + 1] for name, x in zip(names, inputs, strict=True)}
+
+    return samples
+
+
+def _calibration_inputs(folder: Path, meta: dict[str, Any], model: Any,
+                        count: int) -> list[np.ndarray]:
+    """Inputs like the training ones, for int8 calibration (one array per model input)."""
+    task = meta.get("task")
+    rng = np.random.default_rng(0)
+    if task in ("train-gan", "train-vae"):
+        latent = int(model.inputs[0].shape[-1])
+        inputs = [rng.standard_normal((count, latent)).astype(np.float32)]
+        if len(model.inputs) == 2:  # a conditional generator: every class in turn
+            classes = len(meta.get("class_names") or [0])
+            inputs.append((np.arange(count) % classes).astype(np.int32))
+        return inputs
+    try:
+        if task in ("train-mnist", "train-cifar"):
+            return [_training_images(meta, count, rng)]
+        if task == "train-sequence":
+            return [_training_windows(meta, count, rng)]
+    except DlkitError as exc:
+        raise UsageError(f"--quantize int8 calibrates on the training data of {folder}, which "
+                         f"cannot be read: {exc.message}") from None
+    raise UsageError(f"--quantize int8 does not know the training data of {task} models; use "
+                     "--quantize dynamic")
+
+
+def _training_images(meta: dict[str, Any], count: int, rng: np.random.Generator) -> np.ndarray:
+    from dlkit.data.images import read_image_folder, resize
+    from dlkit.data.readers import load_cifar10, load_mnist_family
+    from dlkit.image_classifier.train import is_image_folder
+
+    settings = meta.get("config") or {}
+    data_dir = Path(settings["data_dir"]) if settings.get("data_dir") else None
+    height, width, channels = (list(meta.get("input_shape") or []) + [0, 0, 0])[:3]
+    if meta.get("task") == "train-mnist":
+        images = load_mnist_family(str(meta.get("dataset")), data_dir).x_train
+    elif data_dir is not None and data_dir.is_dir() and is_image_folder(data_dir):
+        images = read_image_folder(data_dir, (height, width)).images
+    else:
+        images = load_cifar10(data_dir).x_train
+    images = images[rng.choice(len(images), min(count, len(images)), replace=False)]
+    if images.shape[1:3] != (height, width):
+        images = np.stack([resize(i, (height, width)) for i in images])
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] != channels:
+        raise UsageError(f"the training images have {images.shape[-1]} channels but the model "
+                         f"takes {channels}")
+    return images.astype(np.float32)
+
+
+def _training_windows(meta: dict[str, Any], count: int, rng: np.random.Generator) -> np.ndarray:
+    from dlkit.data.tabular import read_series
+
+    window = int(meta["window"])
+    series = read_series(str(meta["csv"]), str(meta["column"]), meta.get("time_column"),
+                         time_optional=True)
+    values = np.asarray(series.values, np.float32)
+    starts = np.arange(max(1, len(values) - window + 1))
+    starts = starts[rng.permutation(len(starts))[:count]]
+    return np.stack([values[s:s + window] for s in starts])[..., None]
+
+
+def _add_to_folder(folder: Path, meta: dict[str, Any], name: str, content: bytes,
+                   record: dict[str, Any]) -> Path:
+    """Rewrite the model folder with the file added and metadata.json recording it, as one
+    atomic swap (the folder is never seen half updated)."""
+    staging = artifacts.Staging(folder)
+    try:
+        shutil.copytree(folder, staging.path, dirs_exist_ok=True)
+        write_atomic(staging.path / name, content)
+        updated = {**meta, "files": sorted(set(meta.get("files") or []) | {name}),
+                   litert.META_KEY: {**(meta.get(litert.META_KEY) or {}), name: record}}
+        write_atomic(staging.path / artifacts.METADATA, to_json(updated) + "\n")
+        staging.commit()
+    except OSError as exc:
+        staging.discard()
+        raise disk_error(f"the model folder {folder}", exc) from None
+    except BaseException:
+        staging.discard()
+        raise
+    return folder / name

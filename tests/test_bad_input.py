@@ -676,12 +676,83 @@ def tools_rows() -> list[Row]:
     return rows
 
 
+def litert_rows() -> list[Row]:
+    """Issue 15: `--backend` on the serving commands, damaged or foreign .tflite files, and
+    `dlkit export`."""
+    serving = {"classify-image": ("{A}/images/good.png", "--model"),
+               "generate-text": ("--model",), "sample-vae": ("--out", "{T}/g.png", "--model"),
+               "forecast": ("--csv", "{A}/series.csv", "--model"),
+               "sample-gan": ("--out", "{T}/g.png", "--model")}
+    names = {"classify-image": "mnist", "generate-text": "text", "sample-vae": "vae",
+             "forecast": "seq", "sample-gan": "gan"}
+    rows: list[Row] = []
+    for command, base in serving.items():
+        name = names[command]
+        lite = "decoder" if name == "text" else "model"
+        rows += [
+            row(command, "backend unknown", *base, f"{{A}}/models/{name}", "--backend", "tpu",
+                usage=True),
+            row(command, "backend litert without a .tflite", *base,
+                f"{{A}}/lite/no_{name}", "--backend", "litert"),
+            row(command, f"{lite}.tflite truncated", *base, f"{{A}}/lite/truncated_{name}"),
+            row(command, f"{lite}.tflite truncated, backend litert", *base,
+                f"{{A}}/lite/truncated_{name}", "--backend", "litert"),
+            row(command, f"{lite}.tflite not in metadata.json", *base,
+                f"{{A}}/lite/unrecorded_{name}"),
+            row(command, f"{lite}.tflite of another model", *base,
+                f"{{A}}/lite/foreign_{name}"),
+            row(command, f"{lite}.tflite garbage that metadata.json records", *base,
+                f"{{A}}/lite/garbage_{name}"),
+        ]
+    rows += [
+        row("classify-image", "a .tflite file that is garbage", "{A}/images/good.png",
+            "--model", "{A}/random.tflite"),
+        row("classify-image", "a GAN's model.tflite", "{A}/images/good.png", "--model",
+            "{A}/models/gan/model.tflite"),
+        row("classify-image", "a .tflite file with backend tensorflow", "{A}/images/good.png",
+            "--model", "{A}/models/mnist/model.tflite", "--backend", "tensorflow"),
+        row("classify-image", "backend litert on a .keras file", "{A}/images/good.png",
+            "--model", "{A}/models/mnist/model.keras", "--backend", "litert"),
+    ]
+    out = ("-o", "{T}/m.tflite")
+    mnist = "{A}/models/mnist"
+    rows += [
+        row("export", "no model", usage=True),
+        row("export", "model missing", "{T}/nowhere", *out),
+        row("export", "model is a file", "{A}/random.bin", *out),
+        row("export", "folder without metadata.json", "{A}/nometa", *out),
+        row("export", "metadata.json not an object", "{A}/listmeta", *out),
+        row("export", "model files corrupt", "{A}/broken/mnist", *out),
+        row("export", "text classifier (reads strings)", "{A}/models/tcls", *out),
+        row("export", "format unknown", mnist, "--format", "onnx", *out, usage=True),
+        row("export", "quantize unknown", mnist, "--quantize", "int4", *out, usage=True),
+        row("export", "quantize without output", mnist, "--quantize", "dynamic"),
+        row("export", "output not .tflite", mnist, "-o", "{T}/m.onnx"),
+        row("export", "output is a folder", mnist, "-o", "{A}/empty.tflite"),
+        row("export", "output folder missing", mnist, "-o", "{T}/nowhere/m.tflite"),
+        row("export", "output inside the model folder", mnist, "-o",
+            "{A}/models/mnist/q.tflite"),
+        row("export", "output inside another model folder", mnist, "-o",
+            "{A}/models/gan/q.tflite"),
+        row("export", "output in a read-only folder", mnist, "-o", "{RO}/m.tflite",
+            as_user=True),
+        row("export", "int8 for a text model", "{A}/models/text", "--quantize", "int8", *out),
+        row("export", "int8 when the training data is gone", "{A}/lite/moved_data_mnist",
+            "--quantize", "int8", *out),
+        row("export", "calibration-samples 0", mnist, "--calibration-samples", "0", *out,
+            usage=True),
+        row("export", "config file with an unknown key", mnist, "--config",
+            "{A}/unknown_key.toml", usage=True),
+    ]
+    return rows
+
+
 ROWS: list[Row] = [
     *datasets_rows(), *train_mnist_rows(), *train_cifar_rows(), *train_text_rows(),
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
-    *tools_rows(),
+    *tools_rows(), *litert_rows(),
 ]
 
 
@@ -709,7 +780,7 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     """Every data file and folder the rows point at, good and bad."""
     rng = np.random.default_rng(7)
     shutil.copytree(tiny_root, a / "data")
-    for name in ("empty", "nometa", "badmeta", "ro", "private", "listmeta"):
+    for name in ("empty", "nometa", "badmeta", "ro", "private", "listmeta", "empty.tflite"):
         (a / name).mkdir()
     (a / "listmeta" / "metadata.json").write_text('["not", "an", "object"]\n')
     os.mkfifo(a / "fifo")
@@ -717,6 +788,7 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "badmeta" / "metadata.json").write_text('{"task": "train-mnist", ')
     (a / "random.bin").write_bytes(b"\x00" + rng.bytes(4095))
     (a / "random.keras").write_bytes(rng.bytes(2048))
+    (a / "random.tflite").write_bytes(rng.bytes(2048))
     (a / "empty.txt").write_bytes(b"")
     (a / "corpus.txt").write_text(ENGLISH * 10, encoding="utf-8")
     (a / "corpus.txt.gz").write_bytes(gzip.compress((ENGLISH * 10).encode()))
@@ -851,6 +923,9 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
         ensure_models(a, ("{A}/models/text",))
         _edited_text_model(a, variant)
+    for kind, base in set(re.findall(r"\{A\}/lite/([a-z]+(?:_data)?)_(\w+)", " ".join(args))):
+        ensure_models(a, (f"{{A}}/models/{base}", "{A}/models/gan", "{A}/models/vae"))
+        _lite_variant(a, kind, base)
     names = set(re.findall(r"\{A\}/(?:models|broken)/(\w+)", " ".join(args)))
     if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
         names.add("mnist")
@@ -871,9 +946,45 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
             rng = np.random.default_rng(9)
             (broken / "model.keras").write_bytes(rng.bytes(1500))
             (broken / "saved_model" / "saved_model.pb").write_bytes(rng.bytes(700))
+            for lite in broken.glob("*.tflite"):
+                lite.write_bytes(rng.bytes(900))
     for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
                  *(a / "broken").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+def _lite_variant(a: Path, kind: str, base: str) -> None:
+    """{A}/lite/KIND_BASE: a copy of models/BASE whose .tflite file is missing (no), cut in
+    half (truncated), not recorded in metadata.json (unrecorded), another model's (foreign),
+    random bytes that metadata.json records (garbage); or whose training data is gone
+    (moved_data)."""
+    import hashlib
+
+    folder = a / "lite" / f"{kind}_{base}"
+    if folder.exists():
+        return
+    shutil.copytree(a / "models" / base, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    lite = folder / ("decoder.tflite" if base == "text" else "model.tflite")
+    if kind == "no":
+        lite.unlink()
+        meta.pop("litert")
+        meta["files"].remove(lite.name)
+    elif kind == "truncated":
+        lite.write_bytes(lite.read_bytes()[: lite.stat().st_size // 2])
+    elif kind == "unrecorded":
+        meta.pop("litert")
+    elif kind == "foreign":
+        other = a / "models" / ("vae" if base == "gan" else "gan") / "model.tflite"
+        shutil.copyfile(other, lite)
+    elif kind == "garbage":
+        lite.write_bytes(np.random.default_rng(4).bytes(2000))
+        meta["litert"][lite.name]["sha256"] = hashlib.sha256(lite.read_bytes()).hexdigest()
+    elif kind == "moved_data":
+        meta["config"]["data_dir"] = str(a / "moved-away")
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    for path in [a / "lite", folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _edited_text_model(a: Path, variant: str) -> None:

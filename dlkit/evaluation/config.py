@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Config, opt
+from dlkit.core.config import Backend, Config, backend_option, opt
 
 
 @dataclass(kw_only=True)
@@ -37,3 +37,4 @@ class EvaluateConfig(Config):
     label_column: str = opt("label", "CSV: the column with the labels.")
     column: str | None = opt(None, "Forecaster CSV: the series column (default: the one the "
                              "model was trained on).")
+    backend: Backend = backend_option()

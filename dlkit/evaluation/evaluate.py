@@ -105,13 +105,12 @@ def evaluate(config: EvaluateConfig) -> Report:
 # Image classifiers
 
 def _images(config: EvaluateConfig, meta: dict[str, Any]) -> ClassificationScores:
-    from dlkit.core.runtime import import_tensorflow_lean
     from dlkit.image_classifier.classify import load_classifier, probabilities
     from dlkit.image_classifier.config import ClassifyImageConfig
 
     paths, names = _labelled_images(config)
-    tf = import_tensorflow_lean()
-    classifier = load_classifier(ClassifyImageConfig(paths=[], model=config.model), tf)
+    classifier = load_classifier(ClassifyImageConfig(paths=[], model=config.model,
+                                                     backend=config.backend))
     truth = _indices(names, classifier.class_names, config.data)
     failed: dict[int, str] = {}
     kept, probs = [], []
@@ -260,8 +259,8 @@ def _per_class_table(per_class: dict[str, dict[str, float]]) -> None:
 # Forecasters
 
 def _series(config: EvaluateConfig, meta: dict[str, Any]) -> ForecastScores:
-    from dlkit.core.artifacts import load_keras_model
     from dlkit.core.runtime import import_tensorflow
+    from dlkit.core.serving import load_predictor
     from dlkit.data.tabular import read_series
 
     import_tensorflow()
@@ -282,9 +281,7 @@ def _series(config: EvaluateConfig, meta: dict[str, Any]) -> ForecastScores:
         raise UsageError(f"{series.source} has {len(values)} values; evaluating needs more than "
                          f"--window + --horizon ({w + h}) and the period ({period})")
     x, y, firsts = x[keep], y[keep], firsts[keep]
-    model = load_keras_model(config.model)
-    pred = model.predict(x[..., None].astype("float32"), verbose=0,
-                         batch_size=config.batch_size)
+    pred = load_predictor(config.model, meta, config.backend)(x[..., None].astype("float32"))
     naive, seasonal = naive_forecasts(values, x, firsts, h, period)
     (mae, rmse), (n_mae, n_rmse), (s_mae, s_rmse) = (errors(pred, y), errors(naive, y),
                                                      errors(seasonal, y))

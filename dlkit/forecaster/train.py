@@ -183,7 +183,8 @@ def train_sequence(config: SequenceConfig) -> Report:
                           callbacks=[best] if best else [])
         best_epoch = (best.restore() if best else None) or run.epochs_completed
 
-        model = models.with_scaling(core, mean, std)
+        model = models.with_scaling(
+            models.for_serving(core, config.arch.value, h, config.units), mean, std)
         pred = model.predict(x_te[..., None].astype("float32"), verbose=0)
         firsts = np.arange(max(parts.test_start, w), len(values) - h + 1)
         naive, seasonal = naive_forecasts(values, x_te, firsts, h, period)

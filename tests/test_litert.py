@@ -1,0 +1,241 @@
+"""End-to-end tests of LiteRT serving (issue 15) through the real CLI, on tiny models trained here.
+
+Every serving command gives the same results on `--backend litert` and `--backend tensorflow`;
+a LiteRT-served command never imports TensorFlow or Keras; `dlkit export` writes float32 and
+quantised files that `classify-image` serves; int8 stays within a point of float32 on real data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REAL_DATA, needs_real_data, pattern_images, run_dlkit
+
+ENGLISH = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
+           "it was the age of foolishness.\n") * 30
+
+
+def _train(*args: object) -> None:
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def models(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny model folder per family that LiteRT serves, and the inputs they need."""
+    root = tmp_path_factory.mktemp("litert")
+    data = ("--data-dir", tiny_root, "--limit", "48", "--epochs", "1", "--quiet")
+    _train("train-mnist", "--dataset", "mnist", "--arch", "cnn", *data, "-o", root / "mnist")
+    _train("train-gan", "--dataset", "mnist", "--conditional", "--latent-dim", "4", "--width",
+           "4", "--batch-size", "16", *data, "-o", root / "gan")
+    _train("train-vae", "--dataset", "mnist", "--arch", "conv", "--latent-dim", "2", *data,
+           "-o", root / "vae")
+    t = np.arange(150)
+    (root / "series.csv").write_text("t,value\n" + "".join(
+        f"{i},{10 + 5 * np.sin(i / 6):.4f}\n" for i in t))
+    _train("train-sequence", "--csv", root / "series.csv", "--column", "value", "--window",
+           "6", "--horizon", "2", "--units", "4", "--epochs", "2", "-o", root / "seq", "--quiet")
+    (root / "corpus.txt").write_text(ENGLISH)
+    for arch in ("transformer", "gru"):
+        _train("train-text", "--corpus", root / "corpus.txt", "--arch", arch, "--epochs", "1",
+               "--seq-len", "16", "--dim", "16", "--layers", "2", "--batch-size", "8",
+               "-o", root / f"text_{arch}", "--quiet")
+    images = root / "images"
+    images.mkdir()
+    import cv2
+
+    x, _ = pattern_images(12, 28, 1, seed=5)
+    for i, image in enumerate(x):
+        assert cv2.imwrite(str(images / f"{i:02d}.png"), image)
+    return {"root": root, "images": images, "series": root / "series.csv",
+            **{p.name: p for p in root.iterdir() if (p / "metadata.json").is_file()}}
+
+
+def test_each_folder_holds_a_recorded_tflite(models: dict[str, Path]) -> None:
+    for name in ("mnist", "gan", "vae", "seq", "text_transformer", "text_gru"):
+        folder = models[name]
+        file = "decoder.tflite" if name.startswith("text") else "model.tflite"
+        meta = json.loads((folder / "metadata.json").read_text())
+        assert file in meta["files"], name
+        record = meta["litert"][file]
+        assert record["sha256"] == hashlib.sha256((folder / file).read_bytes()).hexdigest()
+        assert record["signatures"], name
+    assert not (models["text_gru"] / "model.tflite").exists()  # variable-length input
+
+
+def _both(*args: object) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    lite = run_dlkit(*args, "--backend", "litert")
+    tf = run_dlkit(*args, "--backend", "tensorflow")
+    assert lite.returncode == 0 and tf.returncode == 0, (lite.stderr, tf.stderr)
+    return lite, tf
+
+
+def test_classify_image_same_labels_and_probabilities(models: dict[str, Path]) -> None:
+    lite, tf = _both("classify-image", models["images"], "--model", models["mnist"],
+                     "--top-k", "3", "--json")
+    a, b = json.loads(lite.stdout), json.loads(tf.stdout)
+    assert [p["label"] for p in a] == [p["label"] for p in b] and len(a) == 12
+    for p, q in zip(a, b, strict=True):
+        assert [t["label"] for t in p["top"]] == [t["label"] for t in q["top"]]
+        np.testing.assert_allclose([t["confidence"] for t in p["top"]],
+                                   [t["confidence"] for t in q["top"]], atol=1e-4)
+    assert "LiteRT" in lite.stderr and "SavedModel" in tf.stderr
+
+
+def test_sample_gan_and_vae_same_images(models: dict[str, Path], tmp_path: Path) -> None:
+    import cv2
+
+    for command, name in (("sample-gan", "gan"), ("sample-vae", "vae")):
+        grids = []
+        for backend in ("litert", "tensorflow"):
+            out = tmp_path / f"{name}-{backend}.png"
+            result = run_dlkit(command, "--model", models[name], "--count", "20", "--seed",
+                               "3", "--out", out, "--backend", backend)
+            assert result.returncode == 0, result.stderr
+            grids.append(cv2.imread(str(out), cv2.IMREAD_UNCHANGED).astype(int))
+        assert grids[0].shape == grids[1].shape
+        assert np.abs(grids[0] - grids[1]).max() <= 1, command  # rounding of 0-255 pixels
+
+
+def test_forecast_same_values(models: dict[str, Path]) -> None:
+    lite, tf = _both("forecast", "--model", models["seq"], "--csv", models["series"],
+                     "--steps", "5", "--json")
+    a, b = json.loads(lite.stdout)["rows"], json.loads(tf.stdout)["rows"]
+    assert [r[0] for r in a] == [r[0] for r in b] and len(a) == 5
+    np.testing.assert_allclose([float(r[1]) for r in a], [float(r[1]) for r in b], rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "gru"])
+def test_generate_text_same_greedy_text(models: dict[str, Path], arch: str) -> None:
+    # 60 characters run past the 16-character window: the transformer refills its cache
+    lite, tf = _both("generate-text", "--model", models[f"text_{arch}"], "--prompt", "it was",
+                     "--length", "60", "--top-k", "1")
+    assert lite.stdout == tf.stdout and len(lite.stdout) == len("it was") + 60 + 1
+    sampled = [run_dlkit("generate-text", "--model", models[f"text_{arch}"], "--length", "40",
+                         "--seed", "5", "--backend", b).stdout for b in ("litert", "auto")]
+    assert sampled[0] == sampled[1]  # auto picks the folder's decoder.tflite
+
+
+SERVED = {
+    "classify-image": lambda m: ["classify-image", str(m["images"]), "--model", str(m["mnist"])],
+    "sample-gan": lambda m: ["sample-gan", "--model", str(m["gan"]), "--count", "4", "--out",
+                             str(m["root"] / "g.png")],
+    "sample-vae": lambda m: ["sample-vae", "--model", str(m["vae"]), "--count", "4", "--out",
+                             str(m["root"] / "v.png")],
+    "forecast": lambda m: ["forecast", "--model", str(m["seq"]), "--csv", str(m["series"])],
+    "generate-text": lambda m: ["generate-text", "--model", str(m["text_transformer"]),
+                                "--length", "20"],
+}
+PROBE = """
+import sys
+from dlkit.cli import main
+sys.argv = ["dlkit", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+loaded = sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules)
+sys.stderr.write(f"\\nexit={code} loaded={','.join(loaded) or 'none'}\\n")
+"""
+
+
+@pytest.mark.parametrize("command", sorted(SERVED))
+def test_litert_path_imports_neither_tensorflow_nor_keras(models: dict[str, Path],
+                                                          command: str) -> None:
+    result = subprocess.run([sys.executable, "-c", PROBE, *SERVED[command](models)],
+                            capture_output=True, text=True, timeout=120)
+    assert "exit=0 loaded=none" in result.stderr, result.stderr
+
+
+def test_export_quantised_files_are_served(models: dict[str, Path], tmp_path: Path) -> None:
+    sizes = {}
+    for quantize in ("none", "dynamic", "int8"):
+        out = tmp_path / f"mnist-{quantize}.tflite"
+        result = run_dlkit("export", models["mnist"], "--quantize", quantize, "-o", out,
+                           "--json", env={"DLKIT_DATA": ""})
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["file"] == str(out) and report["bytes"] == out.stat().st_size
+        sizes[quantize] = out.stat().st_size
+        served = run_dlkit("classify-image", models["images"], "--model", out,
+                           "--labels", tmp_path / "labels.txt") if quantize != "none" else None
+        if served is not None:
+            assert served.returncode == 0, served.stderr
+            assert len(served.stdout.splitlines()) == 12
+    assert sizes["dynamic"] < sizes["none"] / 2 and sizes["int8"] < sizes["none"] / 2
+    # the float32 export is the folder's own model.tflite, byte for byte
+    assert (tmp_path / "mnist-none.tflite").read_bytes() == \
+        (models["mnist"] / "model.tflite").read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _labels(tmp_path: Path) -> None:
+    (tmp_path / "labels.txt").write_text("".join(f"{i}\n" for i in range(10)))
+
+
+def test_export_into_a_folder_saved_without_a_tflite(models: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    """A folder from an older dlkit (no .tflite) gets one, recorded, in one atomic rewrite."""
+    for name, file in (("seq", "model.tflite"), ("text_gru", "decoder.tflite")):
+        old = tmp_path / name
+        shutil.copytree(models[name], old)
+        meta = json.loads((old / "metadata.json").read_text())
+        (old / file).unlink()
+        meta.pop("litert")
+        meta["files"].remove(file)
+        (old / "metadata.json").write_text(json.dumps(meta))
+        refused = run_dlkit("forecast" if name == "seq" else "generate-text", "--model", old,
+                            *(["--csv", str(models["series"])] if name == "seq" else []),
+                            "--backend", "litert")
+        assert refused.returncode == 2 and f"has no {file}" in refused.stderr
+        result = run_dlkit("export", old)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == str(old / file)
+        meta = json.loads((old / "metadata.json").read_text())
+        assert file in meta["files"] and meta["litert"][file]["sha256"] == \
+            hashlib.sha256((old / file).read_bytes()).hexdigest()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+        served = run_dlkit("forecast" if name == "seq" else "generate-text", "--model", old,
+                           *(["--csv", str(models["series"])] if name == "seq" else []),
+                           "--backend", "litert")
+        assert served.returncode == 0, served.stderr
+
+
+@needs_real_data
+def test_int8_accuracy_within_a_point_of_float32(tmp_path: Path) -> None:
+    """A small CNN on 3,000 real MNIST images: int8 (calibrated on its training data) loses
+    less than one point of test accuracy against the float32 file."""
+    from dlkit.core.litert import LiteModel
+    from dlkit.data.readers import load_mnist_family
+
+    folder = tmp_path / "mnist"
+    _train("train-mnist", "--dataset", "mnist", "--data-dir", REAL_DATA, "--arch", "cnn",
+           "--epochs", "1", "--limit", "3000", "-o", folder, "--quiet")
+    out = tmp_path / "int8.tflite"
+    result = run_dlkit("export", folder, "--quantize", "int8", "-o", out)
+    assert result.returncode == 0, result.stderr
+    test = load_mnist_family("mnist", REAL_DATA)
+    x, y = test.x_test[:2000].astype(np.float32), test.y_test[:2000]
+    x = x[..., None] if x.ndim == 3 else x
+    accuracy = {}
+    for name, path in (("float32", folder / "model.tflite"), ("int8", out)):
+        model = LiteModel.from_bytes(path.read_bytes(), name)
+        (key,) = model.signature_keys
+        (input_name,) = model.inputs(key)
+        (output,) = model.outputs(key)
+        logits = np.concatenate([model(key, **{input_name: x[i:i + 250]})[output]
+                                 for i in range(0, len(x), 250)])
+        accuracy[name] = float((logits.argmax(1) == y).mean())
+    assert accuracy["float32"] > 0.8, accuracy
+    assert accuracy["float32"] - accuracy["int8"] < 0.01, accuracy

@@ -707,6 +707,8 @@ def litert_rows() -> list[Row]:
     rows += [
         row("classify-image", "a .tflite file that is garbage", "{A}/images/good.png",
             "--model", "{A}/random.tflite"),
+        row("classify-image", "a .tflite that is a FIFO", "{A}/images/good.png", "--model",
+            "{A}/pipe.tflite"),
         row("classify-image", "a GAN's model.tflite", "{A}/images/good.png", "--model",
             "{A}/models/gan/model.tflite"),
         row("classify-image", "a .tflite file with backend tensorflow", "{A}/images/good.png",
@@ -784,6 +786,7 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
         (a / name).mkdir()
     (a / "listmeta" / "metadata.json").write_text('["not", "an", "object"]\n')
     os.mkfifo(a / "fifo")
+    os.mkfifo(a / "pipe.tflite")
     (a / "nometa" / "weights.bin").write_bytes(rng.bytes(256))
     (a / "badmeta" / "metadata.json").write_text('{"task": "train-mnist", ')
     (a / "random.bin").write_bytes(b"\x00" + rng.bytes(4095))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from dlkit.core.config import Backend, Quantize
 from dlkit.core.errors import UsageError
+from dlkit.core.files import read_bytes
 
 TFLITE_FILE = "model.tflite"
 META_KEY = "litert"  # metadata.json: {file name: record (sha256, signatures)}
@@ -122,10 +124,21 @@ def converted(convert: Callable[[], bytes], input_order: list[str] | None = None
     except (OSError, DlkitError):
         raise
     except Exception as exc:  # the converter raises many types for an operation it lacks
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        warn(f"could not convert the model to LiteRT ({first}); it is served by TensorFlow")
+        warn(f"could not convert the model to LiteRT ({converter_error(exc)}); it is served "
+             "by TensorFlow")
         return None
     return content, describe(content, input_order)
+
+
+def converter_error(exc: BaseException) -> str:
+    """The converter's failure in a few words (its MLIR diagnostics are pages long)."""
+    text = str(exc).strip()
+    if "loc(" in text or "TensorList" in text or "not supported" in text:
+        ops = sorted((set(re.findall(r"'tf\.(\w+)'", text)) | set(re.findall(
+            r"\[\"(\w+):", text))) - {"StatefulPartitionedCall", "PartitionedCall"})
+        named = f": {', '.join(ops[:4])}" if ops else ""
+        return f"it needs operations outside LiteRT's built-in set{named}"
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,10 +225,7 @@ def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
         raise UsageError(f"{path} is not recorded in {folder}/metadata.json (dlkit did not "
                          f"write it for this model); {hint}")
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    content = read_bytes(path, "the model file")
     if hashlib.sha256(content).hexdigest() != record["sha256"]:
         raise UsageError(f"{path} does not match {folder}/metadata.json (it was replaced or "
                          f"damaged after the model was saved); {hint}")

@@ -86,8 +86,8 @@ def _run_converter(convert: Callable[[], bytes]) -> bytes:
     except (DlkitError, OSError):
         raise
     except Exception as exc:  # the converter raises many types for an operation it lacks
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise DlkitError(f"the LiteRT converter failed: {first}") from None
+        raise DlkitError(f"the LiteRT converter failed: {litert.converter_error(exc)}") \
+            from None
 
 
 def _calibration(names: list[str], inputs: list[np.ndarray],

@@ -252,10 +252,7 @@ def _load_lite(model: litert.LiteModel) -> _Loaded:
 def _load_lite_file(path: Path, backend: Backend) -> _Loaded:
     if backend == Backend.tensorflow:
         raise UsageError(f"{path} is a LiteRT file; it runs only with --backend litert or auto")
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    content = read_bytes(path, "--model")
     return _load_lite(litert.LiteModel.from_bytes(content, str(path)))
 
 

@@ -80,15 +80,10 @@ def test_multi_worker_without_tf_config_is_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-def test_bad_tf_config_and_unsupported_command_are_usage_errors(cli, tmp_path: Path) -> None:
+def test_bad_tf_config_is_a_usage_error(cli, tmp_path: Path) -> None:
     os.environ["TF_CONFIG"] = "{not json"
     try:
         result = cli(*TRAIN, "--strategy", "multi-worker", "-o", str(tmp_path / "m"))
     finally:
         del os.environ["TF_CONFIG"]
     assert result.exit_code == 2 and "TF_CONFIG is not valid" in result.stderr
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("hello world\n" * 50)
-    result = cli("train-text", "--corpus", str(corpus), "--strategy", "multi-worker",
-                 "-o", str(tmp_path / "t"))
-    assert result.exit_code == 2 and "not supported by" in result.stderr

@@ -317,8 +317,10 @@ class KeepBest(keras.callbacks.Callback):
     The weights of the epoch with the lowest `monitor` so far are written to the checkpoint
     folder (`best-<epoch>.weights.h5`) when that epoch ends, and the best value is taken back
     from the saved history on a resume, so a resumed run ends (after `restore()`) with the same
-    weights as an uninterrupted one. A best file is pruned only once a later epoch's checkpoint
-    is committed, so the best epoch's weights survive a kill at any moment."""
+    weights as an uninterrupted one. Each process also keeps the best weights in memory: the
+    workers of a multi-worker run that write no checkpoint restore from there. A best file is
+    pruned only once a later epoch's checkpoint is committed, so the best epoch's weights
+    survive a kill at any moment."""
 
     def __init__(self, checkpoint: Checkpoint, history: dict[str, list[float]],
                  monitor: str = "val_loss") -> None:
@@ -328,6 +330,7 @@ class KeepBest(keras.callbacks.Callback):
         seen[~np.isfinite(seen)] = np.inf  # as on_epoch_end: NaN and inf never improve
         self.best_epoch: int | None = int(np.argmin(seen)) if (seen < np.inf).any() else None
         self.best = float(seen[self.best_epoch]) if self.best_epoch is not None else np.inf
+        self._weights: list[np.ndarray] | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         keep = self._path(self.best_epoch) if self.best_epoch is not None else None
@@ -340,6 +343,7 @@ class KeepBest(keras.callbacks.Callback):
         if value is None or not float(value) < self.best:  # NaN never improves
             return
         self.best, self.best_epoch = float(value), epoch
+        self._weights = self.model.get_weights()  # every worker keeps its own copy
         if not self.checkpoint.writer:
             return
         from dlkit.core.errors import disk_error
@@ -359,7 +363,10 @@ class KeepBest(keras.callbacks.Callback):
         the monitored value never improved (the model keeps its last weights)."""
         if self.best_epoch is None:
             return None
-        self.model.load_weights(self._path(self.best_epoch))
+        if self._weights is not None:  # this session's best (the only copy off the chief)
+            self.model.set_weights(self._weights)
+        else:  # the best epoch came before a resume: its weights are in the checkpoint
+            self.model.load_weights(self._path(self.best_epoch))
         return self.best_epoch + 1
 
     def _path(self, epoch: int) -> Path:

@@ -100,12 +100,25 @@ def _step_functions(model: keras.Model, strategy: Any) -> tuple[Any, Any]:
     return train_steps, test_step
 
 
+def evaluate(model: keras.Model, dataset: Any) -> dict[str, float]:
+    """`model.evaluate(dataset, return_dict=True)` under MultiWorkerMirroredStrategy (Keras's
+    own fails there for the same reason as its `fit`)."""
+    strategy = model.distribute_strategy
+    _, test_step = _step_functions(model, strategy)
+    return _evaluated(model, test_step, strategy.experimental_distribute_dataset(dataset))
+
+
 def _validate(model: keras.Model, test_step: Any, batches: Any) -> dict[str, float]:
     """Validation metrics (`val_` names) over the whole distributed validation set."""
+    return {f"val_{name}": value for name, value in _evaluated(model, test_step,
+                                                               batches).items()}
+
+
+def _evaluated(model: keras.Model, test_step: Any, batches: Any) -> dict[str, float]:
     model.reset_metrics()
     for batch in batches:
         test_step(batch)
-    return {f"val_{name}": value for name, value in _metric_results(model).items()}
+    return _metric_results(model)
 
 
 def _metric_results(model: keras.Model) -> dict[str, float]:

@@ -60,13 +60,12 @@ from dlkit.core.schedules import Schedule
 class Run:
     """One training run of `config` (see the module doc)."""
 
-    def __init__(self, config: TrainConfig, inputs: Iterable[Path | str | None] = (),
-                 multi_worker: bool = False) -> None:
+    def __init__(self, config: TrainConfig, inputs: Iterable[Path | str | None] = ()) -> None:
         reset_faults()
         self.config = config
         self.task = config.COMMAND
         if config.strategy == "multi-worker":
-            rt.check_multi_worker(self.task, multi_worker)
+            rt.check_multi_worker()
         self.chief = rt.is_chief(config.strategy)
         self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
         if config.tensorboard is not None:
@@ -238,6 +237,16 @@ class Run:
                          f"{self.config.learning_rate:g}) and run again")
 
     # -- after training -----------------------------------------------------------------------
+
+    def evaluate(self, model: keras.Model, dataset: Any) -> dict[str, float]:
+        """`model.evaluate(dataset)` as a dict of floats, on every strategy (multi-worker
+        included, where Keras's own `evaluate` cannot run)."""
+        if self.runtime.strategy_name == "multi-worker":
+            from dlkit.core import distributed
+
+            return distributed.evaluate(model, dataset)
+        logs = model.evaluate(dataset, verbose=0, return_dict=True)
+        return {name: float(value) for name, value in logs.items()}
 
     def save(self, model: keras.Model, metadata: dict[str, Any], plots: Any = None,
              extras: Any = None, weights: Iterable[keras.Model] = ()) -> dict[str, Any]:

@@ -176,12 +176,9 @@ def is_chief(strategy: str) -> bool:
     return task["type"] == "worker" and task["index"] == 0 and "chief" not in task["cluster"]
 
 
-def check_multi_worker(command: str, supported: bool) -> None:
-    """Exit 2 before any work when `--strategy multi-worker` cannot run: the command does not
-    support it, or TF_CONFIG does not describe this worker's cluster."""
-    if not supported:
-        raise UsageError(f"--strategy multi-worker is not supported by {command} yet; use "
-                         "auto, one-device or mirrored")
+def check_multi_worker() -> None:
+    """Exit 2 before any work when `--strategy multi-worker` cannot run: TF_CONFIG does not
+    describe this worker's cluster."""
     task = cluster_task()
     if task is None:
         raise UsageError("--strategy multi-worker needs TF_CONFIG describing the cluster and "

@@ -72,7 +72,7 @@ def train_mnist(config: MnistConfig) -> Report:
     """Train a classifier on 28x28 greyscale images (MNIST, Fashion-MNIST, digits)."""
     from dlkit.data.readers import load_mnist_family
 
-    with Run(config, inputs=[config.data_dir], multi_worker=True) as run:
+    with Run(config, inputs=[config.data_dir]) as run:
         data = load_mnist_family(config.dataset.value, config.data_dir).first(config.limit)
         # Digits are light on dark (MNIST's convention): classify-image inverts dark-on-light
         # photos for these models.
@@ -82,7 +82,7 @@ def train_mnist(config: MnistConfig) -> Report:
 
 def train_cifar(config: CifarConfig) -> Report:
     """Train a classifier on CIFAR-10 or on the user's image folders."""
-    with Run(config, inputs=[config.data_dir], multi_worker=True) as run:
+    with Run(config, inputs=[config.data_dir]) as run:
         data, source = load_cifar_or_folder(config)
         data = data.first(config.limit)
         augment = pad_crop_flip(max(2, config.image_size // 8), flip=True) \

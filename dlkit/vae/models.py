@@ -122,9 +122,12 @@ class VAE(keras.Model):
     def train_step(self, data: Any) -> dict[str, Any]:
         import tensorflow as tf
 
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             recon, kl = self.terms(data, training=True)
-            loss = ops.mean(recon + kl)
+            # each replica's mean over its share of the global batch; the replicas' gradients
+            # are summed, so each is divided by their number (as Keras's compiled losses do)
+            loss = ops.mean(recon + kl) / replicas
             scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed precision
         grads = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))

@@ -105,7 +105,7 @@ def train_vae(config: VaeConfig) -> Report:
                           images=lambda: plots.tile(plots.pixels_to_uint8(sampler.predict(fixed,
                                                                              verbose=0))))
 
-        test = vae.evaluate(test_ds, verbose=0, return_dict=True)
+        test = run.evaluate(vae, test_ds)
         metadata = {
             "dataset": data.name, "arch": config.arch.value, "latent_dim": config.latent_dim,
             "class_names": data.class_names, "input_shape": [config.latent_dim],

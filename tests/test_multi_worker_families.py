@@ -1,0 +1,88 @@
+"""`--strategy multi-worker` for the train commands beyond train-mnist (test_multi_worker.py):
+two worker processes on 127.0.0.1 train one model, the chief alone writes it, both workers
+report the same history, and the result is close to one process with the same global batch.
+
+The GAN and the VAE run their own `train_step`s in the same distributed loop
+(`dlkit.core.distributed`), their losses divided by the number of replicas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_multi_worker import _dlkit, _free_ports, _tf_config
+
+TEXT = "To be, or not to be, that is the question. All that glitters is not gold.\n" * 40
+
+# command, its tiny arguments ({D} the test's data folder), the figure compared with one
+# process, and how far apart the two may be
+CASES = {
+    "train-text": (["--corpus", "{D}/corpus.txt", "--epochs", "2", "--seq-len", "16", "--dim",
+                    "16", "--batch-size", "16"], "val_loss", 0.15),
+    "train-sequence": (["--csv", "{D}/series.csv", "--column", "value", "--window", "6",
+                        "--units", "4", "--epochs", "4", "--batch-size", "16"], "test_rmse",
+                       0.25),
+    "train-text-classifier": (["--data-dir", "{D}/texts", "--epochs", "3", "--seq-len", "8",
+                               "--vocab-size", "50", "--batch-size", "8"], "val_accuracy",
+                              0.25),
+    "train-gan": (["--dataset", "mnist", "--data-dir", "{D}/data", "--epochs", "2", "--limit",
+                   "64", "--batch-size", "16", "--latent-dim", "4", "--width", "4"],
+                  "final_d_loss", 0.5),
+    "train-vae": (["--dataset", "mnist", "--data-dir", "{D}/data", "--arch", "dense",
+                   "--latent-dim", "2", "--epochs", "2", "--limit", "64", "--batch-size", "16"],
+                  "test_loss", 0.15),
+}
+
+
+@pytest.fixture(scope="module")
+def data(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mw-data")
+    shutil.copytree(tiny_root, root / "data")
+    (root / "corpus.txt").write_text(TEXT)
+    t = np.arange(160)
+    (root / "series.csv").write_text("t,value\n" + "".join(
+        f"{i},{10 + 5 * np.sin(i / 6):.4f}\n" for i in t))
+    topics = {"space": "orbit rocket planet galaxy", "food": "oven flour butter"}
+    for topic, words in topics.items():
+        (root / "texts" / topic).mkdir(parents=True)
+        for i in range(12):
+            (root / "texts" / topic / f"{i}.txt").write_text(f"{words} {i}\n")
+    return root
+
+
+@pytest.mark.parametrize("command", sorted(CASES))
+def test_two_workers_train_one_model(command: str, data: Path, tmp_path: Path) -> None:
+    args, figure, tolerance = CASES[command]
+    args = [command, *(a.replace("{D}", str(data)) for a in args), "--seed", "2", "--json",
+            "--quiet"]
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    out = tmp_path / "m"
+    procs = [_dlkit([*args, "--strategy", "multi-worker", "-o", str(out)],
+                    {"TF_CONFIG": _tf_config(workers, i), "DLKIT_DATA": ""}) for i in range(2)]
+    results = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr
+            results.append(json.loads(stdout))
+    finally:
+        for proc in procs:
+            proc.kill()
+    chief, other = results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # the chief's folder, nothing else
+    assert (out / "metadata.json").is_file()
+    assert chief["history"] == other["history"] and chief[figure] == other[figure]
+
+    single = subprocess.run([sys.executable, "-m", "dlkit", *args, "-o", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "DLKIT_DATA": ""})
+    assert single.returncode == 0, single.stderr
+    alone = json.loads(single.stdout)[figure]
+    assert abs(chief[figure] - alone) <= tolerance * max(1.0, abs(alone)), (chief[figure], alone)

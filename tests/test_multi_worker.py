@@ -38,11 +38,12 @@ def _dlkit(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
-def test_two_workers_train_one_model_close_to_one_worker(tmp_path: Path) -> None:
+def two_workers(args: list[str], out: Path, env: dict[str, str] | None = None) -> list[dict]:
+    """Run `dlkit ARGS --strategy multi-worker -o OUT` as workers 0 and 1 of a cluster on
+    127.0.0.1; both must succeed. Their `--json` results, the chief's first."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    out = tmp_path / "m"
-    procs = [_dlkit([*TRAIN, "--strategy", "multi-worker", "-o", str(out)],
-                    {"TF_CONFIG": _tf_config(workers, i)}) for i in range(2)]
+    procs = [_dlkit([*args, "--strategy", "multi-worker", "-o", str(out)],
+                    {"TF_CONFIG": _tf_config(workers, i), **(env or {})}) for i in range(2)]
     results = []
     try:
         for proc in procs:
@@ -52,7 +53,12 @@ def test_two_workers_train_one_model_close_to_one_worker(tmp_path: Path) -> None
     finally:
         for proc in procs:
             proc.kill()
-    chief, other = results
+    return results
+
+
+def test_two_workers_train_one_model_close_to_one_worker(tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    chief, other = two_workers(TRAIN, out)
     # one model folder, written by the chief; nothing else (no lock, staging or checkpoint)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     meta = json.loads((out / "metadata.json").read_text())

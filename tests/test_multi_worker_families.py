@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_multi_worker import _dlkit, _free_ports, _tf_config
+from test_multi_worker import two_workers
 
 TEXT = "To be, or not to be, that is the question. All that glitters is not gold.\n" * 40
 
@@ -62,20 +62,8 @@ def test_two_workers_train_one_model(command: str, data: Path, tmp_path: Path) -
     args, figure, tolerance = CASES[command]
     args = [command, *(a.replace("{D}", str(data)) for a in args), "--seed", "2", "--json",
             "--quiet"]
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     out = tmp_path / "m"
-    procs = [_dlkit([*args, "--strategy", "multi-worker", "-o", str(out)],
-                    {"TF_CONFIG": _tf_config(workers, i), "DLKIT_DATA": ""}) for i in range(2)]
-    results = []
-    try:
-        for proc in procs:
-            stdout, stderr = proc.communicate(timeout=300)
-            assert proc.returncode == 0, stderr
-            results.append(json.loads(stdout))
-    finally:
-        for proc in procs:
-            proc.kill()
-    chief, other = results
+    chief, other = two_workers(args, out, {"DLKIT_DATA": ""})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # the chief's folder, nothing else
     assert (out / "metadata.json").is_file()
     assert chief["history"] == other["history"] and chief[figure] == other[figure]

@@ -121,6 +121,12 @@ def command_function(config_type: type[Config],
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = inspect.cleandoc(config_type.__doc__ or "")
+    command.__doc__ = _reflowed(inspect.cleandoc(config_type.__doc__ or ""))
     command.__name__ = config_type.COMMAND.replace("-", "_")
     return command
+
+
+def _reflowed(doc: str) -> str:
+    """A docstring with each paragraph on one line: rich keeps line breaks, so the source's
+    wrapping would break `--help` lines at odd places on a narrow terminal."""
+    return "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))

@@ -220,8 +220,8 @@ def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
             raise UsageError(f"{folder} has no {name} for --backend litert; write one with "
                              f"`dlkit export {folder}` or use --backend tensorflow")
         return None
-    record = (meta.get(META_KEY) or {}).get(name) if isinstance(meta.get(META_KEY), dict) \
-        else None
+    records = meta.get(META_KEY)
+    record = records.get(name) if isinstance(records, dict) else None
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
         raise UsageError(f"{path} is not recorded in {folder}/metadata.json (dlkit did not "
                          f"write it for this model); {hint}")
@@ -235,6 +235,7 @@ def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
 def input_order(model: LiteModel, key: str = "serving_default") -> list[str]:
     """A signature's input names in the Keras model's order (as metadata.json records them)."""
     recorded = model.record.get("signatures", {}).get(key, {}).get("inputs")
-    names = list(model.inputs(key))
-    return [n for n in recorded if n in names] if isinstance(recorded, dict) and \
-        sorted(recorded) == sorted(names) else sorted(names)
+    names = sorted(model.inputs(key))
+    if isinstance(recorded, dict) and sorted(recorded) == names:
+        return list(recorded)
+    return names

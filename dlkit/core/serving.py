@@ -29,6 +29,7 @@ class Predictor:
 
     run: Callable[[list[np.ndarray]], np.ndarray]
     input_shapes: list[tuple[int | None, ...]]  # per input, without the batch size
+    output_shape: tuple[int | None, ...]  # the (first) output's, without the batch size
     backend: str  # "litert" or "tensorflow"
     description: str
 
@@ -43,26 +44,34 @@ def load_predictor(folder: Path, meta: dict[str, Any], backend: Backend) -> Pred
     """The folder's model for `--backend` (see `dlkit.core.litert.open_model` for `auto`)."""
     lite = litert.open_model(folder, meta, backend)
     if lite is not None:
-        return _lite(lite)
+        return lite_predictor(lite)
     return _keras(folder)
 
 
-def _lite(model: litert.LiteModel) -> Predictor:
+def _sizes(shape: tuple[int, ...]) -> tuple[int | None, ...]:
+    """A shape without its batch size, None for a free size (-1 in LiteRT)."""
+    return tuple(None if d is None or d < 0 else int(d) for d in shape[1:])
+
+
+def lite_predictor(model: litert.LiteModel) -> Predictor:
+    """A LiteRT model's `serving_default` signature as a Predictor, its inputs in the Keras
+    model's order (as metadata.json recorded it)."""
     key = "serving_default"
     if key not in model.signature_keys:
         raise UsageError(f"{model.description} has no {key} signature; rewrite it with "
                          "`dlkit export`")
     names = litert.input_order(model, key)
     details = model.inputs(key)
-    output = sorted(model.outputs(key))[0]
+    outputs = model.outputs(key)
+    output = sorted(outputs)[0]
 
     def run(inputs: list[np.ndarray]) -> np.ndarray:
         feed = {name: np.ascontiguousarray(x, details[name][1])
                 for name, x in zip(names, inputs, strict=True)}
         return np.asarray(model(key, **feed)[output], np.float32)
 
-    shapes = [tuple(None if d < 0 else d for d in details[n][0][1:]) for n in names]
-    return Predictor(run, shapes, "litert", model.description)
+    return Predictor(run, [_sizes(details[n][0]) for n in names], _sizes(outputs[output]),
+                     "litert", model.description)
 
 
 def _keras(folder: Path) -> Predictor:
@@ -76,5 +85,6 @@ def _keras(folder: Path) -> Predictor:
         out = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
         return np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32)
 
-    shapes = [tuple(t.shape[1:]) for t in model.inputs]
-    return Predictor(run, shapes, "tensorflow", f"Keras model {folder}")
+    return Predictor(run, [_sizes(tuple(t.shape)) for t in model.inputs],
+                     _sizes(tuple(model.outputs[0].shape)), "tensorflow",
+                     f"Keras model {folder}")

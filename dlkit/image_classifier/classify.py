@@ -228,24 +228,18 @@ def load_classifier(config: ClassifyImageConfig) -> Classifier:
 
 def _load_lite(model: litert.LiteModel) -> _Loaded:
     """A LiteRT model with one (batch, height, width, channels) input."""
-    key = "serving_default"
-    inputs = model.inputs(key) if key in model.signature_keys else {}
-    if len(inputs) != 1:
-        raise UsageError(f"{model.description} takes {len(inputs)} inputs in {key!r}; "
+    from dlkit.core.serving import lite_predictor
+
+    predictor = lite_predictor(model)
+    if len(predictor.input_shapes) != 1:
+        raise UsageError(f"{model.description} takes {len(predictor.input_shapes)} inputs; "
                          "classify-image needs a model with one image input")
-    (name, (shape, dtype)), = inputs.items()
-    if len(shape) != 4:
-        raise UsageError(f"{model.description} input {name!r} has shape {shape}; expected "
-                         "(batch, height, width, channels)")
-    outputs = model.outputs(key)
-    output = sorted(outputs)[0]
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return model(key, **{name: np.ascontiguousarray(images, dtype)})[output]
-
-    size = tuple(None if d < 0 else d for d in shape[1:])
-    classes = outputs[output][-1]
-    return _Loaded(predict, size, classes if classes > 0 else None,
+    (shape,) = predictor.input_shapes
+    if len(shape) != 3:
+        raise UsageError(f"{model.description} takes inputs of shape {shape}; expected "
+                         "(height, width, channels) images")
+    classes = predictor.output_shape[-1] if predictor.output_shape else None
+    return _Loaded(lambda images: predictor.run([images]), shape, classes,
                    f"LiteRT {model.description}", "litert")
 
 

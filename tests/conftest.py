@@ -110,6 +110,17 @@ def cli():
     return invoke
 
 
+def train_in_process(*args: object) -> None:
+    """Run a training command in-process (no dataset lookup beyond its own options); it must
+    succeed."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
+    assert result.exit_code == 0, (args, result.stderr)
+
+
 def run_dlkit(*args: str, input: str | None = None, env: dict | None = None,
               cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m dlkit ...` in a subprocess, as a user's shell would."""

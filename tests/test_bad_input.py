@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, pattern_images, run_dlkit
+from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
 
 NOBODY = 65534
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
@@ -768,14 +768,6 @@ def matrix_counts() -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 # Shared inputs: tiny data, broken files and model folders trained once per session
 
-def _train(*args: str) -> None:
-    """Run a training command in-process; it must succeed."""
-    from typer.testing import CliRunner
-
-    from dlkit.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
-    assert result.exit_code == 0, (args, result.stderr)
 
 
 def _write_inputs(a: Path, tiny_root: Path) -> None:
@@ -937,7 +929,7 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
         model = a / "models" / base
         if not model.exists():
             recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
-            _train(*recipe, "-o", str(model), "--quiet")
+            train_in_process(*recipe, "-o", str(model), "--quiet")
         if name == "cifar_like" and not (a / "models" / name).exists():
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"

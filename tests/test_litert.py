@@ -16,19 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA, needs_real_data, pattern_images, run_dlkit
+from conftest import (
+    REAL_DATA,
+    needs_real_data,
+    pattern_images,
+    run_dlkit,
+)
+from conftest import (
+    train_in_process as train,
+)
 
 ENGLISH = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
            "it was the age of foolishness.\n") * 30
-
-
-def _train(*args: object) -> None:
-    from typer.testing import CliRunner
-
-    from dlkit.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
-    assert result.exit_code == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +35,21 @@ def models(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """One tiny model folder per family that LiteRT serves, and the inputs they need."""
     root = tmp_path_factory.mktemp("litert")
     data = ("--data-dir", tiny_root, "--limit", "48", "--epochs", "1", "--quiet")
-    _train("train-mnist", "--dataset", "mnist", "--arch", "cnn", *data, "-o", root / "mnist")
-    _train("train-gan", "--dataset", "mnist", "--conditional", "--latent-dim", "4", "--width",
-           "4", "--batch-size", "16", *data, "-o", root / "gan")
-    _train("train-vae", "--dataset", "mnist", "--arch", "conv", "--latent-dim", "2", *data,
-           "-o", root / "vae")
+    train("train-mnist", "--dataset", "mnist", "--arch", "cnn", *data, "-o", root / "mnist")
+    train("train-gan", "--dataset", "mnist", "--conditional", "--latent-dim", "4", "--width",
+          "4", "--batch-size", "16", *data, "-o", root / "gan")
+    train("train-vae", "--dataset", "mnist", "--arch", "conv", "--latent-dim", "2", *data,
+          "-o", root / "vae")
     t = np.arange(150)
     (root / "series.csv").write_text("t,value\n" + "".join(
         f"{i},{10 + 5 * np.sin(i / 6):.4f}\n" for i in t))
-    _train("train-sequence", "--csv", root / "series.csv", "--column", "value", "--window",
-           "6", "--horizon", "2", "--units", "4", "--epochs", "2", "-o", root / "seq", "--quiet")
+    train("train-sequence", "--csv", root / "series.csv", "--column", "value", "--window",
+          "6", "--horizon", "2", "--units", "4", "--epochs", "2", "-o", root / "seq", "--quiet")
     (root / "corpus.txt").write_text(ENGLISH)
     for arch in ("transformer", "gru"):
-        _train("train-text", "--corpus", root / "corpus.txt", "--arch", arch, "--epochs", "1",
-               "--seq-len", "16", "--dim", "16", "--layers", "2", "--batch-size", "8",
-               "-o", root / f"text_{arch}", "--quiet")
+        train("train-text", "--corpus", root / "corpus.txt", "--arch", arch, "--epochs", "1",
+              "--seq-len", "16", "--dim", "16", "--layers", "2", "--batch-size", "8",
+              "-o", root / f"text_{arch}", "--quiet")
     images = root / "images"
     images.mkdir()
     import cv2
@@ -220,8 +219,8 @@ def test_int8_accuracy_within_a_point_of_float32(tmp_path: Path) -> None:
     from dlkit.data.readers import load_mnist_family
 
     folder = tmp_path / "mnist"
-    _train("train-mnist", "--dataset", "mnist", "--data-dir", REAL_DATA, "--arch", "cnn",
-           "--epochs", "1", "--limit", "3000", "-o", folder, "--quiet")
+    train("train-mnist", "--dataset", "mnist", "--data-dir", REAL_DATA, "--arch", "cnn",
+          "--epochs", "1", "--limit", "3000", "-o", folder, "--quiet")
     out = tmp_path / "int8.tflite"
     result = run_dlkit("export", folder, "--quantize", "int8", "-o", out)
     assert result.returncode == 0, result.stderr

@@ -715,6 +715,12 @@ def litert_rows() -> list[Row]:
             "--model", "{A}/models/mnist/model.tflite", "--backend", "tensorflow"),
         row("classify-image", "backend litert on a .keras file", "{A}/images/good.png",
             "--model", "{A}/models/mnist/model.keras", "--backend", "litert"),
+        row("evaluate", "backend unknown", "{A}/image_classes", "--model", "{A}/models/mnist",
+            "--backend", "tpu", usage=True),
+        row("evaluate", "backend litert without a .tflite", "{A}/image_classes", "--model",
+            "{A}/lite/no_mnist", "--backend", "litert"),
+        row("evaluate", "model.tflite of another model", "{A}/image_classes", "--model",
+            "{A}/lite/foreign_mnist"),
     ]
     out = ("-o", "{T}/m.tflite")
     mnist = "{A}/models/mnist"

@@ -33,6 +33,7 @@ from dlkit.forecaster.config import ForecastConfig, SequenceConfig
 from dlkit.gan.config import EvaluateGanConfig, GanConfig, SampleGanConfig
 from dlkit.image_classifier.config import CifarConfig, ClassifyImageConfig, MnistConfig
 from dlkit.options import command_function
+from dlkit.pretrained.catalog import ModelsConfig
 from dlkit.text_classifier.config import ClassifyTextConfig, TextClassifierConfig
 from dlkit.vae.config import SampleVaeConfig, VaeConfig
 
@@ -55,6 +56,7 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (ClassifyTextConfig, "dlkit.text_classifier.classify:classify_text", True),
     (EvaluateConfig, "dlkit.evaluation.evaluate:evaluate", False),
     (ExportConfig, "dlkit.export.export:export", True),
+    (ModelsConfig, "dlkit.pretrained.catalog:list_models", False),
 ]
 
 

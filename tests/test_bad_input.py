@@ -295,6 +295,58 @@ def generate_text_rows() -> list[Row]:
     ]
 
 
+def pretrained_text_rows() -> list[Row]:
+    """Issue 13: pretrained keras-hub language models in generate-text and train-text, and
+    `dlkit models`."""
+    gpt2 = ("--model", "{A}/presets/gpt2")
+    offline = (("KAGGLEHUB_CACHE", "{T}/cache"), ("DLKIT_OFFLINE", "1"))
+    tune = ("--corpus", "{A}/corpus.txt", "--seq-len", "16", "--batch-size", "8", "--epochs",
+            "1", "-o", "{OUT}", "--quiet")
+    return [
+        row("generate-text", "preset name unknown", "--model", "gpt2_bse_en"),
+        row("generate-text", "preset folder of an image classifier", "--model",
+            "{A}/presets/resnet"),
+        row("generate-text", "preset name of an image classifier", "--model",
+            "resnet_50_imagenet"),
+        row("generate-text", "preset not cached, offline", "--model", "gpt2_medium_en", code=1,
+            env=offline),
+        row("generate-text", "kaggle handle malformed", "--model", "kaggle://keras/gpt2"),
+        row("generate-text", "hf handle malformed", "--model", "hf://gpt2"),
+        row("generate-text", "preset folder damaged (no weights)", "--model",
+            "{A}/presets/gpt2_noweights"),
+        row("generate-text", "empty prompt, model without a start token", "--model",
+            "{A}/presets/gpt2_nostart"),
+        row("generate-text", "prompt plus length beyond the context", *gpt2, "--prompt", "the",
+            "--length", "1000"),
+        row("generate-text", "preset with --backend litert", *gpt2, "--backend", "litert"),
+        row("generate-text", "preset with temperature nan", *gpt2, "--temperature", "nan"),
+        row("generate-text", "top-p 0", *gpt2, "--top-p", "0"),
+        row("generate-text", "top-p above 1", *gpt2, "--top-p", "1.5"),
+        row("generate-text", "top-p nan", "--model", "{A}/models/text", "--top-p", "nan"),
+        row("generate-text", "top-p negative", "--model", "{A}/models/text", "--top-p", "-0.5"),
+        row("generate-text", "sampler unknown", *gpt2, "--sampler", "beam", usage=True),
+        row("train-text", "from-preset unknown", "--from-preset", "gpt2_bse_en", *tune),
+        row("train-text", "from-preset image classifier", "--from-preset",
+            "{A}/presets/resnet", *tune),
+        row("train-text", "from-preset missing folder", "--from-preset", "{T}/nowhere/gpt2",
+            *tune),
+        row("train-text", "from-preset not cached, offline", "--from-preset", "gpt2_medium_en",
+            *tune, code=1, env=offline),
+        row("train-text", "from-preset with an empty corpus", "--from-preset",
+            "{A}/presets/gpt2", "--corpus", "{A}/empty.txt", "-o", "{OUT}"),
+        row("train-text", "from-preset with a binary corpus", "--from-preset",
+            "{A}/presets/gpt2", "--corpus", "{A}/random.bin", "-o", "{OUT}"),
+        row("train-text", "from-preset seq-len beyond the context", "--from-preset",
+            "{A}/presets/gpt2", *tune, "--seq-len", "4096"),
+        row("train-text", "lora 0", "--from-preset", "{A}/presets/gpt2", *tune, "--lora", "0",
+            usage=True),
+        row("train-text", "lora without from-preset", *TEXT, "--lora", "4", "-o", "{OUT}"),
+        row("models", "kind unknown", "--kind", "audio", usage=True),
+        row("models", "unknown option", "--all", usage=True),
+        *config_rows("models", (), "wrong_kind.toml"),
+    ]
+
+
 def classify_image_rows() -> list[Row]:
     model = ("--model", "{A}/models/mnist")
     good = "{A}/images/good.png"
@@ -760,7 +812,7 @@ ROWS: list[Row] = [
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
-    *tools_rows(), *litert_rows(),
+    *tools_rows(), *litert_rows(), *pretrained_text_rows(),
 ]
 
 
@@ -801,6 +853,7 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "wrong_epochs.toml").write_text('epochs = "many"\n')
     (a / "wrong_model.toml").write_text("model = 3\n")
     (a / "wrong_data_dir.toml").write_text("data-dir = 3\n")
+    (a / "wrong_kind.toml").write_text("kind = 3\n")
     _write_csvs(a, rng)
     _write_text_folders(a)
     _write_bad_datasets(a, tiny_root, rng)
@@ -927,6 +980,8 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for kind, base in set(re.findall(r"\{A\}/lite/([a-z]+(?:_data)?)_(\w+)", " ".join(args))):
         ensure_models(a, (f"{{A}}/models/{base}", "{A}/models/gan", "{A}/models/vae"))
         _lite_variant(a, kind, base)
+    for name in set(re.findall(r"\{A\}/presets/(\w+)", " ".join(args))):
+        _preset(a, name)
     names = set(re.findall(r"\{A\}/(?:models|broken)/(\w+)", " ".join(args)))
     if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
         names.add("mnist")
@@ -952,6 +1007,27 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
                  *(a / "broken").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+def _preset(a: Path, name: str) -> None:
+    """{A}/presets/NAME: tiny keras-hub presets (gpt2, gpt2_nostart: no start token,
+    gpt2_noweights: its weights file removed, resnet: an image classifier)."""
+    import hub_presets
+
+    folder = a / "presets" / name
+    if folder.exists():
+        return
+    folder.parent.mkdir(exist_ok=True)
+    if name == "gpt2_noweights":
+        _preset(a, "gpt2")
+        shutil.copytree(a / "presets" / "gpt2", folder)
+        (folder / "model.weights.h5").unlink()
+    else:
+        build = {"gpt2": hub_presets.save_gpt2_preset, "resnet": hub_presets.save_resnet_preset,
+                 "gpt2_nostart": hub_presets.gpt2_without_start_token}[name]
+        build(folder)
+    for path in [a / "presets", folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _lite_variant(a: Path, kind: str, base: str) -> None:

@@ -6,7 +6,15 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
+from dlkit.core.config import (
+    Backend,
+    Config,
+    SamplerKind,
+    TrainConfig,
+    backend_option,
+    common,
+    opt,
+)
 from dlkit.core.errors import UsageError
 
 
@@ -20,13 +28,18 @@ class TextArch(enum.StrEnum):
 
 # (layers, width) per architecture, chosen by measurement on Tiny Shakespeare.
 DEFAULT_SIZES = {TextArch.gru: (1, 512), TextArch.lstm: (1, 512), TextArch.transformer: (4, 192)}
+# Peak learning rates: a model trained from scratch, and a pretrained one being fine-tuned.
+SCRATCH_RATE, FINETUNE_RATE = 3e-3, 5e-5
 
 
 @dataclass(kw_only=True)
 class TextConfig(TrainConfig):
-    """Train a character-level language model on a text file; save it with a loss curve.
+    """Train a character-level language model on a text file, or fine-tune a pretrained one
+    (--from-preset); save it with a loss curve.
 
     Example: dlkit train-text --corpus poems.txt --max-minutes 10 --output models/poems
+
+    Example: dlkit train-text --from-preset gpt2_base_en --corpus poems.txt --lora 4 -o models/gpt
     """
 
     COMMAND = "train-text"
@@ -34,6 +47,14 @@ class TextConfig(TrainConfig):
     corpus: str | None = opt(None, "UTF-8 text file to learn (any language), or - for stdin. "
                              "Default: Tiny Shakespeare, found through the data lookup or "
                              "downloaded.", show_default=False, resume=False)
+    from_preset: str | None = opt(None, "Fine-tune this pretrained keras-hub language model "
+                                  "instead of training a character model: a preset name "
+                                  "(gpt2_base_en; `dlkit models` lists them), a kaggle:// or "
+                                  "hf:// handle, a preset folder, or a folder this command "
+                                  "wrote.", show_default=False)
+    lora: int | None = opt(None, "With --from-preset: train only low-rank adapters of this rank "
+                           "(LoRA; a fraction of the parameters), not the whole model.", min=1,
+                           max=4096, show_default=False)
     arch: TextArch = opt(TextArch.gru, "gru (best in 10 CPU minutes), lstm, or transformer "
                          "(GPT-style, causal attention).")
     seq_len: int = opt(128, "Characters per training window (the transformer's context).",
@@ -53,10 +74,16 @@ class TextConfig(TrainConfig):
                               "out for validation.")
     epochs: int = common("epochs", 10)
     batch_size: int = common("batch_size", 32)
-    learning_rate: float = common("learning_rate", 3e-3)
+    learning_rate: float | None = common("learning_rate", None, help=f"Peak learning rate "
+                                         f"[default: {SCRATCH_RATE:g}, {FINETUNE_RATE:g} with "
+                                         "--from-preset].")
     output: Path = common("output", Path("models/text"))
 
     def check(self) -> None:
+        if self.learning_rate is None:
+            self.learning_rate = FINETUNE_RATE if self.from_preset else SCRATCH_RATE
+        if self.lora is not None and not self.from_preset:
+            raise UsageError("--lora adapts a pretrained model; give --from-preset NAME too")
         default_layers, default_dim = DEFAULT_SIZES[self.arch]
         self.layers = default_layers if self.layers is None else self.layers
         self.dim = default_dim if self.dim is None else self.dim
@@ -66,21 +93,34 @@ class TextConfig(TrainConfig):
 
 @dataclass(kw_only=True)
 class GenerateConfig(Config):
-    """Generate text from a trained model, streamed to stdout as it is produced.
+    """Generate text from a trained or pretrained model, streamed to stdout as it is produced.
 
     Example: dlkit generate-text --model models/text --prompt "ROMEO:" --length 2000 > out.txt
+
+    Example: dlkit generate-text --model gpt2_base_en --prompt "The meaning of life is" -n 50
     """
 
     COMMAND = "generate-text"
 
-    model: Path = opt(Path("models/text"), "Model folder written by train-text.",
-                      flags=("-m",))
+    model: str = opt("models/text", "A model folder written by train-text, or a pretrained "
+                     "keras-hub language model: a preset name (gpt2_base_en; `dlkit models` "
+                     "lists them), a kaggle:// or hf:// handle, or a preset folder.",
+                     flags=("-m",))
     prompt: str = opt("", "Text to start from (echoed first), or - to read it from stdin.")
-    length: int = opt(500, "Characters to generate per sample (after the prompt).",
-                      flags=("-n",), min=1, max=10_000_000)
+    length: int = opt(500, "How much to generate per sample (after the prompt): characters "
+                      "for dlkit's character models, tokens (sub-words, about 4 characters of "
+                      "English each) for pretrained models, which also stop at their "
+                      "end-of-text token.", flags=("-n",), min=1, max=10_000_000)
+    sampler: SamplerKind = opt(SamplerKind.random, "random (the whole distribution), top-k, "
+                               "top-p (nucleus), or greedy (always the likeliest token: the "
+                               "same text every time).")
     temperature: float = opt(0.8, "Sampling temperature (> 0; lower is more conservative).",
                              min=0, min_open=True, max=100)
-    top_k: int | None = opt(None, "Sample only among the K likeliest characters.", min=1)
+    top_k: int | None = opt(None, "Sample only among the K likeliest tokens (40 when "
+                            "--sampler top-k is given without it).", min=1, show_default=False)
+    top_p: float | None = opt(None, "Sample only among the likeliest tokens whose probabilities "
+                              "add up to P, in (0, 1] (0.9 when --sampler top-p is given "
+                              "without it).", min=0, min_open=True, max=1, show_default=False)
     seed: int = common("seed", 0, help="Random seed: the same seed gives the same text.")
     num_samples: int = opt(1, "Independent samples, separated by a blank line.", min=1,
                            max=10_000)

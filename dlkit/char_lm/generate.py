@@ -1,10 +1,16 @@
-"""`dlkit generate-text`: sample characters from a trained character model, streamed to stdout.
+"""`dlkit generate-text`: sample text from a language model, streamed to stdout.
 
-The model runs from the folder's `decoder.tflite` through LiteRT (no TensorFlow import: output
-starts in a fraction of a second) or from `model.keras` through TensorFlow, as `--backend` says;
-both run the same decoding step, so greedy decoding (`--top-k 1`) gives the same text.
+The model is a dlkit character model folder (this module) or a pretrained keras-hub CausalLM:
+a preset name, handle, preset folder or fine-tuned folder (`dlkit.causal_lm.generate`). Both
+are a generator with the same interface, fed by the same samplers (`dlkit.core.sampling`) and
+written by the same output code here.
 
-The output of each sample is the prompt followed by `--length` generated characters and a
+A character model runs from the folder's `decoder.tflite` through LiteRT (no TensorFlow import:
+output starts in a fraction of a second) or from `model.keras` through TensorFlow, as
+`--backend` says; both run the same decoding step, so greedy decoding gives the same text.
+
+The output of each sample is the prompt followed by `--length` generated characters (tokens for
+pretrained models) and a
 newline; several samples (`--num-samples`) are separated by a blank line. Characters are written
 and flushed as they are produced, so `| head -c 100` and `> out.txt` both work, and nothing but
 the text goes to stdout. A closed pipe ends generation quietly (exit 0).
@@ -21,49 +27,17 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from dlkit.char_lm.config import GenerateConfig
 from dlkit.char_lm.decoding import DECODER_FILE, Decoder, lite_decoder
 from dlkit.core.config import Backend
 from dlkit.core.console import emit_json, info, warn
 from dlkit.core.errors import UsageError
+from dlkit.core.sampling import Sampler
 
 TRAIN_HINT = "train one with `dlkit train-text --output {folder}`"
-
-
-@dataclass
-class GenerateResult:
-    """What a generation run did (reported on stderr unless --quiet)."""
-
-    characters: int
-    seconds: float
-    unknown_prompt_chars: list[str] = field(default_factory=list)
-
-    @property
-    def chars_per_second(self) -> float:
-        return self.characters / self.seconds if self.seconds else 0.0
-
-
-class Sampler:
-    """Temperature / top-k sampling from next-character logits with a seeded generator."""
-
-    def __init__(self, temperature: float, top_k: int | None, seed: int) -> None:
-        self.temperature, self.top_k = temperature, top_k
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, logits: np.ndarray) -> int:
-        scaled = logits.astype(np.float64) / self.temperature
-        if self.top_k is not None and self.top_k < len(scaled):
-            cutoff = np.partition(scaled, -self.top_k)[-self.top_k]
-            scaled = np.where(scaled < cutoff, -np.inf, scaled)
-        probs = np.exp(scaled - scaled.max())
-        probs /= probs.sum()
-        return int(self.rng.choice(len(probs), p=probs))
 
 
 def generate(decoder: Decoder, vocab: list[str], start_ids: list[int], length: int,
@@ -169,38 +143,91 @@ def read_prompt(prompt: str) -> str:
         raise UsageError("the prompt on stdin is not UTF-8 text; give a UTF-8 prompt") from None
 
 
+class CharGenerator:
+    """A dlkit character model: `prepare(prompt, length)`, then `sample(sampler)` per sample."""
+
+    unit = "characters"
+
+    def __init__(self, decoder: Decoder, metadata: dict[str, Any], engine: str) -> None:
+        self.decoder, self.metadata, self.engine = decoder, metadata, engine
+        self.arch = metadata["arch"]
+        self.vocab = list(metadata["text"]["vocab"])
+        self.ids: list[int] = []
+        self.length = 0
+        self.tokens = 0
+        self.unknown: list[str] = []
+
+    def prepare(self, prompt: str, length: int) -> None:
+        self.ids, self.unknown = start_ids(prompt, self.vocab,
+                                           fallback_char(self.vocab, self.metadata))
+        self.length = length
+        if self.unknown:
+            shown = "".join(self.unknown[:20]).encode("unicode_escape").decode("ascii")
+            warn(f"{len(self.unknown)} prompt character(s) not in the model's vocabulary "
+                 f"({shown}); they are echoed but not fed to the model")
+
+    def sample(self, sampler: Sampler) -> Iterator[str]:
+        for ch in generate(self.decoder, self.vocab, self.ids, self.length, sampler):
+            self.tokens += 1
+            yield ch
+
+
+def is_char_model(spec: str) -> bool:
+    """Whether `--model` names a dlkit model folder (or a path that should be one) rather
+    than a pretrained model: a preset folder, a fine-tuned one, a name or a handle."""
+    from dlkit.pretrained.hub import CONFIG_FILE, HF, KAGGLE, PRESET_DIR
+
+    if spec.startswith((KAGGLE, HF)):
+        return False
+    path = Path(spec).expanduser()
+    if not path.exists():
+        return os.sep in spec  # a name without a slash is a preset name
+    return not ((path / CONFIG_FILE).is_file() or (path / PRESET_DIR / CONFIG_FILE).is_file())
+
+
+def open_generator(config: GenerateConfig) -> Any:
+    """A character model's generator or a pretrained model's (dlkit.causal_lm.generate)."""
+    if is_char_model(config.model):
+        return CharGenerator(*load_decoder(Path(config.model), config.backend))
+    if config.backend == Backend.litert:
+        raise UsageError(f"{config.model} is a pretrained keras-hub model, which runs on "
+                         "TensorFlow only; drop --backend litert")
+    from dlkit.causal_lm.generate import open_pretrained
+
+    return open_pretrained(config.model)
+
+
 def generate_text(config: GenerateConfig) -> None:
     """Load the model, then stream `num_samples` samples to stdout (with --json: print them
     as one JSON object at the end)."""
-    decoder, metadata, engine = load_decoder(config.model, config.backend)
-    vocab = list(metadata["text"]["vocab"])
+    generator = open_generator(config)
     prompt = read_prompt(config.prompt)
-    ids, unknown = start_ids(prompt, vocab, fallback_char(vocab, metadata))
-    if unknown:
-        shown = "".join(unknown[:20]).encode("unicode_escape").decode("ascii")
-        warn(f"{len(unknown)} prompt character(s) not in the model's vocabulary ({shown}); "
-             "they are echoed but not fed to the model")
+    generator.prepare(prompt, config.length)
     out = _Collected() if config.json else _Stdout()
-    begin, produced = time.perf_counter(), 0
+    begin, characters = time.perf_counter(), 0
     try:
         for index in range(config.num_samples):
             out.begin_sample(prompt)
-            sampler = Sampler(config.temperature, config.top_k, config.seed + index)
-            for ch in generate(decoder, vocab, ids, config.length, sampler):
-                out.write(ch)
-                produced += 1
+            sampler = Sampler.choose(config.sampler, config.temperature, config.top_k,
+                                     config.top_p, config.seed + index)
+            for piece in generator.sample(sampler):
+                out.write(piece)
+                characters += len(piece)
             out.end_sample()
     except BrokenPipeError:
         _Stdout.close_quietly()
     seconds = time.perf_counter() - begin
-    result = GenerateResult(produced, seconds, unknown)
+    tokens = generator.tokens
     if config.json:
         emit_json({"model": str(config.model), "prompt": prompt, "samples": out.samples,
-                   "characters": produced, "seconds": seconds, "seed": config.seed,
+                   "characters": characters, "tokens": tokens, "unit": generator.unit,
+                   "seconds": seconds, "seed": config.seed, "sampler": config.sampler.value,
                    "temperature": config.temperature, "top_k": config.top_k,
-                   "unknown_prompt_chars": unknown})
-    info(f"generated {produced:,} characters in {seconds:.2f}s "
-         f"({result.chars_per_second:,.0f} chars/s, {metadata['arch']} on {engine})")
+                   "top_p": config.top_p,
+                   "unknown_prompt_chars": getattr(generator, "unknown", [])})
+    rate = tokens / seconds if seconds else 0.0
+    info(f"generated {tokens:,} {generator.unit} in {seconds:.2f}s ({rate:,.1f} "
+         f"{generator.unit}/s, {generator.arch} on {generator.engine})")
 
 
 class _Collected:

@@ -24,12 +24,13 @@ import keras
 from dlkit.char_lm import models
 from dlkit.char_lm.config import TextConfig
 from dlkit.char_lm.decoding import DECODER_FILE
-from dlkit.char_lm.generate import Sampler, fallback_char, generate, start_ids
+from dlkit.char_lm.generate import fallback_char, generate, start_ids
 from dlkit.core import litert, plots
 from dlkit.core.console import Report, err, fmt, info, is_quiet, warn
 from dlkit.core.errors import UsageError
 from dlkit.core.files import write_atomic
 from dlkit.core.runner import Run, fingerprint
+from dlkit.core.sampling import Sampler
 from dlkit.core.schedules import Schedule
 from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
 
@@ -71,7 +72,12 @@ class TextResult:
 
 
 def train_text(config: TextConfig) -> Report:
-    """Read the corpus, train, save the model folder."""
+    """Read the corpus, train, save the model folder (with --from-preset: fine-tune a
+    pretrained model instead, `dlkit.causal_lm.train`)."""
+    if config.from_preset:
+        from dlkit.causal_lm.train import finetune
+
+        return finetune(config)
     with Run(config, inputs=[config.corpus, config.data_dir]) as run:
         corpus = read_corpus(config.corpus, config.data_dir, config.limit)
         ids = corpus.encode(corpus.text)
@@ -168,7 +174,7 @@ def final_sample(arch: str, model: Any, vocab: list[str], seed: int,
     """`length` characters sampled at temperature 0.8, starting from an empty prompt."""
     ids, _ = start_ids("", vocab, fallback_char(vocab, {}))
     decoder = decoder or models.decoder(arch, model)
-    return "".join(generate(decoder, vocab, ids, length, Sampler(0.8, None, seed)))
+    return "".join(generate(decoder, vocab, ids, length, Sampler(0.8, seed=seed)))
 
 
 class PerCharacter(keras.callbacks.Callback):

@@ -297,10 +297,13 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
-                      write_extras: Callable[[Path], None] | None = None) -> dict[str, Any]:
+                      write_extras: Callable[[Path], None] | None = None,
+                      write_model: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Write the whole model folder to `output` atomically and return the artifact paths.
 
-    `write_extras(staging_dir)` adds task-specific files (plots, vocabularies) before the swap.
+    `write_extras(staging_dir)` adds task-specific files (plots, vocabularies) before the swap;
+    `write_model(staging_dir)` writes the model in another form than `model.keras`, the
+    SavedModel and `model.tflite` (a keras-hub preset).
     A full or read-only disk is one `DlkitError` (exit 1) and the previous folder is untouched.
     """
     from dlkit.core.checkpoint import fault_point, quiet_h5py
@@ -308,15 +311,19 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
     staging = Staging(output)
     try:
         fault_point("model-save")
-        with quiet_h5py():
-            model.save(staging.path / KERAS_FILE)
-            model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model",
-                         verbose=False)
         lite = dict(metadata.get(litert.META_KEY) or {})
-        converted = litert.convert_model_folder(staging.path, model)
-        if converted is not None:
-            write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
-            lite[litert.TFLITE_FILE] = converted[1]
+        if write_model is not None:
+            with quiet_h5py():
+                write_model(staging.path)
+        else:
+            with quiet_h5py():
+                model.save(staging.path / KERAS_FILE)
+                model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model",
+                             verbose=False)
+            converted = litert.convert_model_folder(staging.path, model)
+            if converted is not None:
+                write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
+                lite[litert.TFLITE_FILE] = converted[1]
         if write_extras is not None:
             write_extras(staging.path)
         files = sorted({p.name for p in staging.path.iterdir()} | {METADATA})

@@ -177,6 +177,16 @@ class Backend(enum.StrEnum):
     tensorflow = "tensorflow"
 
 
+class SamplerKind(enum.StrEnum):
+    """How a text generator picks each token: random (the whole distribution), top-k, top-p
+    (nucleus), or greedy (always the likeliest; see dlkit.core.sampling)."""
+
+    random = "random"
+    top_k = "top-k"
+    top_p = "top-p"
+    greedy = "greedy"
+
+
 class Quantize(enum.StrEnum):
     """How `dlkit export` shrinks a LiteRT file."""
 

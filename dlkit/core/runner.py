@@ -249,15 +249,17 @@ class Run:
         return {name: float(value) for name, value in logs.items()}
 
     def save(self, model: keras.Model, metadata: dict[str, Any], plots: Any = None,
-             extras: Any = None, weights: Iterable[keras.Model] = ()) -> dict[str, Any]:
+             extras: Any = None, weights: Iterable[keras.Model] = (),
+             model_files: Callable[[Path], None] | None = None) -> dict[str, Any]:
         """Write the model folder (with the run's settings, history and timings added to
         `metadata`), then drop the checkpoint.
 
         `plots(folder)` draws the pictures: it cannot fail the run (a drawing that breaks is a
         warning; a full disk is still an error); `extras(folder)` writes other files the folder
-        needs (an encoder). Non-finite metrics or weights (in `model` and in `weights`) are a
-        divergence; a full disk keeps the checkpoint, so `--resume` can save the trained model
-        later without training again."""
+        needs (an encoder); `model_files(folder)`, when given, writes the model itself in
+        place of `model.keras`, the SavedModel and `model.tflite`. Non-finite metrics or
+        weights (in `model` and in `weights`) are a divergence; a full disk keeps the
+        checkpoint, so `--resume` can save the trained model later without training again."""
         metrics = metadata.get("metrics", {})
         bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
@@ -283,7 +285,7 @@ class Run:
                          "without them")
 
         try:
-            paths = artifacts.save_model_folder(self.output, model, meta, write)
+            paths = artifacts.save_model_folder(self.output, model, meta, write, model_files)
         except DlkitError as exc:
             if self.checkpoint.latest() is not None:
                 exc.message += (f"; the trained weights are kept in {self.checkpoint.folder}: "

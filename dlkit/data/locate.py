@@ -81,6 +81,11 @@ def expected(spec: DatasetSpec) -> str:
     return " or ".join("+".join(layout) for layout in spec.layouts)
 
 
+def offline() -> bool:
+    """`DLKIT_OFFLINE=1` (any value but empty or 0): never download anything."""
+    return os.environ.get("DLKIT_OFFLINE", "") not in ("", "0")
+
+
 def locate(spec: DatasetSpec, data_dir: Path | None = None) -> Found:
     """Find `spec` on disk or download it; exit 1 naming every place tried when neither works."""
     found = find(spec, data_dir)
@@ -91,9 +96,8 @@ def locate(spec: DatasetSpec, data_dir: Path | None = None) -> Found:
                         f"{expected(spec)} there (or the dataset's own folder); --data-dir is "
                         "the only place looked at when given")
     tried = ", ".join(f"{label} ({root})" for label, root in search_roots(data_dir))
-    offline = os.environ.get("DLKIT_OFFLINE", "") not in ("", "0")
-    if offline or not spec.remote:
-        why = "DLKIT_OFFLINE=1 forbids downloading" if offline else "it has no download source"
+    if offline() or not spec.remote:
+        why = "DLKIT_OFFLINE=1 forbids downloading" if offline() else "it has no download source"
         raise DataError(f"dataset {spec.name} not found; tried {tried}; {why}. Put the files "
                         f"({expected(spec)}) in one of those folders or point --data-dir / "
                         "DLKIT_DATA at them")

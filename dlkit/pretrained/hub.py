@@ -1,0 +1,250 @@
+"""Pretrained models from keras-hub: turn a `--model` / `--from-preset` value into a local
+preset folder, and load the keras-hub task from it.
+
+A value is one of: a keras-hub preset name (`gpt2_base_en`), a Kaggle handle
+(`kaggle://keras/gpt2/keras/gpt2_base_en[/3]`), a Hugging Face handle (`hf://org/name`), a local
+preset folder (what `save_to_preset` writes: `config.json`, weights, tokenizer assets) or a dlkit
+model folder that holds one in `preset/` (what fine-tuning writes).
+
+Names come from keras-hub's own preset table, which ships with the package (no network). A handle
+already in the standard cache (`$KAGGLEHUB_CACHE`, default `~/.cache/kagglehub`, in the layout
+kagglehub writes; Hugging Face's cache for `hf://`) is loaded straight from the cache folder:
+keras-hub 0.32 would ask Kaggle for the newest version first, even for a cached preset, and fail
+offline. Anything else is downloaded into that cache (whatever the libraries print goes to stderr)
+unless `DLKIT_OFFLINE=1`. A preset that cannot be had is one line saying what failed and how to
+fix it (exit 1); an unknown name is one line with the closest known names (exit 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlkit.core.errors import DataError, UsageError
+from dlkit.data.locate import offline
+
+# The kinds of task dlkit serves, as keras-hub's task class names, with what a user calls them.
+KINDS = {"CausalLM": "language model", "ImageClassifier": "image classifier"}
+PRESET_DIR = "preset"  # the keras-hub preset inside a dlkit model folder
+CONFIG_FILE = "config.json"
+KAGGLE, HF = "kaggle://", "hf://"
+FIX = ("check the network, set KAGGLEHUB_CACHE to a cache that holds it, or pass a local preset "
+       "folder (what keras-hub's save_to_preset writes)")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A preset found on disk: `path` is the local folder keras-hub loads."""
+
+    name: str  # as the user gave it
+    path: Path
+    source: str  # "local folder", "the kagglehub cache", "downloaded", ...
+
+
+def cache_root() -> Path:
+    """kagglehub's cache folder: `$KAGGLEHUB_CACHE`, default `~/.cache/kagglehub`."""
+    return Path(os.environ.get("KAGGLEHUB_CACHE") or Path.home() / ".cache" / "kagglehub")
+
+
+def import_keras_hub() -> Any:
+    """keras-hub, imported with TensorFlow's start-up chatter (and tensorflow-text's) kept off
+    stderr."""
+    from dlkit.core import runtime
+
+    runtime.import_tensorflow()
+    with runtime.silenced_stderr():
+        import keras_hub
+    return keras_hub
+
+
+def preset_table(kind: str) -> dict[str, dict[str, Any]]:
+    """keras-hub's built-in presets of a task kind: name -> {"metadata", "kaggle_handle"}.
+    Language models are the decoder-only ones (keras-hub files its encoder-decoder
+    `Seq2SeqLM`s, BART and T5, under CausalLM too, but they need an encoder input)."""
+    models = import_keras_hub().models
+    table = dict(getattr(models, kind).presets)
+    if kind == "CausalLM":
+        for name in models.Seq2SeqLM.presets:
+            table.pop(name, None)
+    return table
+
+
+def resolve(spec: str, kind: str) -> Preset:
+    """The local preset folder for `spec` (see the module doc); downloads it when needed."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return Preset(spec, _local_folder(path), "local folder")
+    if spec.startswith(KAGGLE):
+        return _kaggle(spec, spec)
+    if spec.startswith(HF):
+        return _hugging_face(spec)
+    if os.sep in spec or path.exists():
+        what = "is a file, not a preset folder" if path.exists() else "does not exist"
+        raise UsageError(f"{spec} {what}; pass a preset name (`dlkit models` lists them), a "
+                         "kaggle:// or hf:// handle, or a preset folder")
+    table = preset_table(kind)
+    if spec in table:
+        return _kaggle(table[spec]["kaggle_handle"], spec)
+    for other in KINDS:
+        if other != kind and spec in preset_table(other):
+            raise UsageError(f"{spec} is {_a(KINDS[other])} preset, not {_a(KINDS[kind])}; "
+                             f"pass {_a(KINDS[kind])} preset (`dlkit models` lists them)")
+    close = difflib.get_close_matches(spec, list(table), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UsageError(f"unknown pretrained model {spec!r} (and no folder of that name); "
+                     f"{hint}`dlkit models` lists the {KINDS[kind]}s dlkit can use")
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _local_folder(path: Path) -> Path:
+    """A preset folder, or the one inside a dlkit model folder."""
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / PRESET_DIR / CONFIG_FILE).is_file():
+        return path / PRESET_DIR
+    raise UsageError(f"{path} is not a keras-hub preset folder (no {CONFIG_FILE}) nor a dlkit "
+                     "model folder holding one; pass a preset folder, a preset name or a handle")
+
+
+# -- Kaggle ------------------------------------------------------------------------------------
+
+def kaggle_parts(handle: str) -> list[str]:
+    """owner, model, framework, variation[, version] of a `kaggle://` handle (exit 2 if bad)."""
+    parts = handle.removeprefix(KAGGLE).strip("/").split("/")
+    if len(parts) not in (4, 5) or not all(parts) or (len(parts) == 5 and not parts[4].isdigit()):
+        raise UsageError(f"{handle} is not a Kaggle model handle; the form is "
+                         "kaggle://OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION]")
+    return parts
+
+
+def kaggle_cached(handle: str) -> Path | None:
+    """The cache folder of `handle` when kagglehub has completed it (its `.complete` marker
+    for the whole model, or for the preset's config.json); the newest cached version when the
+    handle names none."""
+    parts = kaggle_parts(handle)
+    base = cache_root().joinpath("models", *parts[:4])
+    if len(parts) == 5:
+        versions = [parts[4]]
+    else:
+        found = base.iterdir() if base.is_dir() else []
+        versions = sorted((p.name for p in found if p.name.isdigit()), key=int, reverse=True)
+    for version in versions:
+        folder = base / version
+        markers = (base / f"{version}.complete",
+                   base / ".complete" / version / f"{CONFIG_FILE}.complete")
+        if (folder / CONFIG_FILE).is_file() and any(m.exists() for m in markers):
+            return folder
+    return None
+
+
+def _kaggle(handle: str, name: str) -> Preset:
+    cached = kaggle_cached(handle)
+    if cached is not None:
+        return Preset(name, cached, f"the kagglehub cache ({cached})")
+
+    def fetch() -> str:
+        import kagglehub
+
+        return kagglehub.model_download(handle.removeprefix(KAGGLE))
+
+    where = cache_root() / "models" / "/".join(kaggle_parts(handle)[:4])
+    return Preset(name, _download(fetch, name, where), "downloaded from Kaggle")
+
+
+# -- Hugging Face --------------------------------------------------------------------------------
+
+def _hugging_face(handle: str) -> Preset:
+    repo = handle.removeprefix(HF).strip("/")
+    if repo.count("/") != 1:
+        raise UsageError(f"{handle} is not a Hugging Face handle; the form is hf://ORG/NAME")
+    from huggingface_hub import snapshot_download
+
+    with contextlib.suppress(Exception):  # not cached: huggingface_hub raises several types
+        with _stdout_to_stderr():
+            cached = Path(snapshot_download(repo, local_files_only=True))
+        if (cached / CONFIG_FILE).is_file():
+            return Preset(handle, cached, f"the Hugging Face cache ({cached})")
+    path = _download(lambda: snapshot_download(repo), handle, "the Hugging Face cache")
+    if not (path / CONFIG_FILE).is_file():
+        raise UsageError(f"{handle} is not a keras-hub preset (no {CONFIG_FILE} in it)")
+    return Preset(handle, path, "downloaded from Hugging Face")
+
+
+# -- downloading and loading -----------------------------------------------------------------------
+
+def _download(fetch: Callable[[], str], name: str, where: Path | str) -> Path:
+    if offline():
+        raise DataError(f"pretrained model {name} is not in {where} and DLKIT_OFFLINE=1 forbids "
+                        "downloading it; unset DLKIT_OFFLINE, set KAGGLEHUB_CACHE to a cache "
+                        "that holds it, or pass a local preset folder")
+    from dlkit.core.console import info
+
+    info(f"downloading {name} into {where}")
+    try:
+        with _stdout_to_stderr():
+            return Path(fetch())
+    except Exception as exc:  # network, authentication, quota: many types
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"cannot download pretrained model {name} ({type(exc).__name__}: "
+                        f"{first}); {FIX}") from None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """What keras-hub, kagglehub and Keras print (progress, notices) goes to stderr."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def preset_class(path: Path) -> str:
+    """The backbone class a preset folder holds (from its config.json), for messages."""
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+        return str(config.get("class_name") or config.get("registered_name") or "unknown")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+
+
+def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:
+    """The keras-hub task (`kind`: "CausalLM" or "ImageClassifier") saved in `preset.path`;
+    exit 2 when the folder holds another kind of model or is damaged."""
+    from dlkit.core import runtime
+
+    task_class = getattr(import_keras_hub().models, kind)
+    try:
+        with _stdout_to_stderr(), runtime.silenced_stderr():
+            return task_class.from_preset(str(preset.path), **kwargs)
+    except Exception as exc:  # keras-hub raises ValueError, FileNotFoundError, KeyError, ...
+        backbone = preset_class(preset.path)
+        if "subclass" in str(exc) or "compatible" in str(exc):
+            raise UsageError(f"{preset.name} holds a {backbone} preset, not "
+                             f"{_a(KINDS[kind])}; pass {_a(KINDS[kind])} preset "
+                             "(`dlkit models` lists them)") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UsageError(f"cannot load the preset in {preset.path} ({type(exc).__name__}: "
+                         f"{first}); it is damaged or incomplete: download it again or pass "
+                         "another preset") from None
+
+
+def catalog(kinds: tuple[str, ...] = tuple(KINDS)) -> list[dict[str, Any]]:
+    """Every built-in preset of `kinds`: name, kind, family, parameters, cached or not."""
+    rows = []
+    for kind in kinds:
+        for name, entry in sorted(preset_table(kind).items()):
+            meta = entry.get("metadata", {})
+            rows.append({"name": name, "kind": KINDS[kind], "family": meta.get("path", ""),
+                         "parameters": meta.get("params"),
+                         "cached": kaggle_cached(entry["kaggle_handle"]) is not None,
+                         "handle": entry["kaggle_handle"],
+                         "description": meta.get("description", "")})
+    return rows

@@ -1,0 +1,129 @@
+"""Tiny keras-hub presets the tests (and benchmarks) build themselves: real weights cannot be
+downloaded here. A GPT-2 CausalLM with a byte-level BPE vocabulary learnt from a few sentences,
+saved with `save_to_preset` in about a second, and a kagglehub-style cache to plant it in."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+TEXT = ("the quick brown fox jumps over the lazy dog. the dog sleeps; the fox runs on. "
+        "héllo wörld, ünïcode — ça va? 東京 and naïve café text. ") * 4
+END = "<|endoftext|>"
+
+
+def byte_symbols() -> list[str]:
+    """GPT-2's printable stand-in for each byte value (its byte-level BPE alphabet)."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    symbols, extra = {}, 0
+    for b in range(256):
+        if b in kept:
+            symbols[b] = chr(b)
+        else:
+            symbols[b] = chr(256 + extra)
+            extra += 1
+    return [symbols[b] for b in range(256)]
+
+
+def bpe_vocabulary(text: str = TEXT, merges: int = 60,
+                   extra_tokens: int = 0) -> tuple[dict[str, int], list[str]]:
+    """A byte-level BPE (vocabulary, merges) learnt from `text`; `extra_tokens` pads the
+    vocabulary with unused entries (to reach a real model's vocabulary size)."""
+    alphabet = byte_symbols()
+    words = Counter()
+    for i, word in enumerate(text.split(" ")):
+        raw = ((" " if i else "") + word).encode("utf-8")
+        words[tuple(alphabet[b] for b in raw)] += 1
+    learnt: list[str] = []
+    for _ in range(merges):
+        pairs = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:], strict=False):
+                pairs[pair] += count
+        if not pairs:
+            break
+        (a, b), _ = pairs.most_common(1)[0]
+        learnt.append(f"{a} {b}")
+        merged = Counter()
+        for word, count in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += count
+        words = merged
+    tokens = [*alphabet, *(m.replace(" ", "") for m in learnt)]
+    tokens += [f"<unused{i}>" for i in range(extra_tokens)]
+    vocab = {}
+    for token in [*tokens, END]:
+        vocab.setdefault(token, len(vocab))
+    return vocab, learnt
+
+
+def gpt2_task(layers: int = 2, dim: int = 32, heads: int = 2, context: int = 128,
+              seed: int = 0, extra_tokens: int = 0, intermediate: int | None = None):
+    """A randomly initialised GPT-2 CausalLM with its tokenizer and preprocessor."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    vocab, merges = bpe_vocabulary(extra_tokens=extra_tokens)
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocab, merges=merges)
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=context)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=len(vocab), num_layers=layers, num_heads=heads, hidden_dim=dim,
+        intermediate_dim=intermediate or 4 * dim, max_sequence_length=context)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+
+
+def save_gpt2_preset(folder: Path, **kwargs) -> Path:
+    """`gpt2_task(**kwargs)` saved with `save_to_preset` into `folder`."""
+    gpt2_task(**kwargs).save_to_preset(str(folder))
+    return folder
+
+
+def plant_in_cache(preset: Path, cache: Path, handle: str) -> Path:
+    """Copy a preset folder into a kagglehub cache as `kagglehub.model_download(handle)`
+    leaves it (`models/OWNER/MODEL/FRAMEWORK/VARIATION/VERSION/` and its `.complete`
+    markers); returns the version folder."""
+    import shutil
+
+    owner, model, framework, variation, version = handle.removeprefix("kaggle://").split("/")
+    base = cache / "models" / owner / model / framework / variation
+    target = base / version
+    shutil.copytree(preset, target)
+    for file in target.rglob("*"):
+        if file.is_file():
+            marker = base / ".complete" / version / f"{file.relative_to(target)}.complete"
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+    return target
+
+
+def gpt2_without_start_token(folder: Path) -> Path:
+    """A tiny GPT-2 whose preprocessor adds no start token (an empty prompt gives it nothing
+    to start from)."""
+    task = gpt2_task()
+    task.preprocessor.add_start_token = False
+    task.save_to_preset(str(folder))
+    return folder
+
+
+def save_resnet_preset(folder: Path, classes: int = 3, size: int = 32) -> Path:
+    """A tiny ResNet ImageClassifier preset (an image model, for "not a language model")."""
+    import keras_hub
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        image_shape=(size, size, 3))
+    converter = keras_hub.layers.ResNetImageConverter(image_size=(size, size), scale=1 / 255)
+    preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(converter)
+    task = keras_hub.models.ResNetImageClassifier(backbone, classes, preprocessor=preprocessor)
+    task.save_to_preset(str(folder))
+    return folder

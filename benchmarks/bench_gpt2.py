@@ -13,7 +13,7 @@ another on the same preset. Ends with the ratio dlkit/keras-hub of the warm toke
 
     python benchmarks/bench_gpt2.py [--tokens 50] [--rounds 2]
 
-Prints a table and writes benchmarks/results/gpt2.json.
+Prints a table and writes benchmarks/results/gpt2-TOKENS-tokens.json.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def main() -> None:
           f"({full['trainable']:,} trained, peak {full['peak_mib']:.0f} MiB); --lora 4 "
           f"{lora['step_s']:.2f} s ({lora['trainable']:,} trained, peak "
           f"{lora['peak_mib']:.0f} MiB)")
-    out = ROOT / "benchmarks" / "results" / "gpt2.json"
+    out = ROOT / "benchmarks" / "results" / f"gpt2-{args.tokens}-tokens.json"
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
 
 

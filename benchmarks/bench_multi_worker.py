@@ -1,7 +1,9 @@
-"""Issue 7's scale-out figure: `train-mnist --strategy multi-worker` with two worker processes on
-this machine (127.0.0.1, TF_CONFIG, CPU only) against one process, same global batch and seed.
+"""The scale-out figures: `train-mnist` and `train-text` (Tiny Shakespeare, first 300,000
+characters) with `--strategy multi-worker`, two worker processes on this machine (127.0.0.1,
+TF_CONFIG, CPU only), against one process, same global batch and seed, side by side.
 
     DLKIT_DATA=../shared/datasets python benchmarks/bench_multi_worker.py [--dataset D]
+        [--epochs N] [--text-epochs N] [--commands mnist,text]
 
 Two workers on one 2-core machine show that the cluster trains one model correctly (identical
 metrics on both workers, close to one process); they cannot show a speed-up, since both share
@@ -56,34 +58,53 @@ def two_workers(args: list[str]) -> tuple[list[dict], float]:
     return results, time.time() - start
 
 
+# Each job: its command line, and the figures of its --json result to print.
+JOBS = {
+    "mnist": (["train-mnist", "--dataset", "{dataset}", "--epochs", "{epochs}",
+               "--batch-size", "64", "--seed", "7"],
+              {"final loss": lambda r: r["history"]["loss"][-1],
+               "val acc": lambda r: r["history"]["val_accuracy"][-1],
+               "test acc": lambda r: r["test_accuracy"]}),
+    "text": (["train-text", "--limit", "300000", "--epochs", "{epochs}", "--dim", "256",
+              "--batch-size", "64", "--seed", "7"],
+             {"final loss": lambda r: r["history"]["loss"][-1],
+              "val loss": lambda r: r["val_loss"],
+              "chars/s": lambda r: r["train_chars_per_second"]}),
+}
+
+
+def run_job(name: str, dataset: str, epochs: str, tmp: Path) -> dict:
+    """One process, then two workers, with the same settings and global batch; a table."""
+    template, figures = JOBS[name]
+    args = [a.format(dataset=dataset, epochs=epochs) for a in template]
+    start = time.time()
+    single = dlkit(*args, "-o", str(tmp / f"{name}-single"))
+    single_wall = time.time() - start
+    (chief, other), multi_wall = two_workers([*args, "-o", str(tmp / f"{name}-multi")])
+    print(f"\n{' '.join(args)} (global batch), CPU, {os.cpu_count()} cores shared by both "
+          f"workers; load {os.getloadavg()[0]:.2f}")
+    print(f"{'run':<22}" + "".join(f"{k:>12}" for k in figures) + f"{'wall s':>9}")
+    for label, result, wall in [("one process", single, single_wall),
+                                ("2 workers: chief", chief, multi_wall),
+                                ("2 workers: worker 1", other, multi_wall)]:
+        print(f"{label:<22}" + "".join(f"{get(result):>12.4f}" for get in figures.values())
+              + f"{wall:>9.1f}")
+    same = chief["history"] == other["history"]
+    print(f"workers' histories identical: {'yes' if same else 'NO'}; folders written: "
+          f"{', '.join(sorted(p.name for p in tmp.iterdir() if p.name.startswith(name)))}")
+    return {"args": args, "single": single, "chief": chief, "worker1": other,
+            "single_wall": single_wall, "multi_wall": multi_wall, "identical": same}
+
+
 def main() -> None:
     dataset = option("--dataset", "digits")
-    epochs = option("--epochs", "10")
+    epochs = {"mnist": option("--epochs", "10"), "text": option("--text-epochs", "2")}
     tmp = Path(tempfile.mkdtemp(prefix="dlkit-bench-mw-"))
-    args = ["train-mnist", "--dataset", dataset, "--epochs", epochs, "--batch-size", "64",
-            "--seed", "7"]
-    start = time.time()
-    single = dlkit(*args, "-o", str(tmp / "single"))
-    single_wall = time.time() - start
-    (chief, other), multi_wall = two_workers([*args, "-o", str(tmp / "multi")])
-    rows = [("one process", single, single_wall), ("2 workers: chief", chief, multi_wall),
-            ("2 workers: worker 1", other, multi_wall)]
-    print(f"train-mnist --dataset {dataset} --epochs {epochs} --batch-size 64 (global), "
-          f"CPU, {os.cpu_count()} cores shared by both workers")
-    print(f"{'run':<22} {'final loss':>10} {'val acc':>8} {'test acc':>8} {'wall s':>7}")
-    for name, r, wall in rows:
-        print(f"{name:<22} {r['history']['loss'][-1]:>10.4f} "
-              f"{r['history']['val_accuracy'][-1]:>8.4f} {r['test_accuracy']:>8.4f} {wall:>7.1f}")
-    same = chief["history"] == other["history"]
-    written = sorted(p.name for p in tmp.iterdir())
-    print(f"workers' histories identical: {'yes' if same else 'NO'}; "
-          f"test accuracy multi - single: {chief['test_accuracy'] - single['test_accuracy']:+.4f}"
-          f"; folders written: {', '.join(written)}")
+    results = {name: run_job(name, dataset, epochs[name], tmp)
+               for name in option("--commands", "mnist,text").split(",")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "multi_worker.json"
-    out.write_text(json.dumps({"dataset": dataset, "epochs": int(epochs), "single": single,
-                               "chief": chief, "worker1": other, "single_wall": single_wall,
-                               "multi_wall": multi_wall, "identical": same}, indent=2) + "\n")
+    out.write_text(json.dumps({"dataset": dataset, **results}, indent=2, default=str) + "\n")
     print(f"\nwrote {out}")
 
 

@@ -81,7 +81,9 @@ class FinetuneResult:
 
 def finetune(config: TextConfig) -> Report:
     """Read and tokenize the corpus, fine-tune the preset, save the model folder."""
-    with Run(config, inputs=[config.corpus, config.data_dir, config.from_preset]) as run:
+    local = Path(config.from_preset).expanduser()  # a folder is an input; a name is not
+    with Run(config, inputs=[config.corpus, config.data_dir,
+                             local if local.exists() else None]) as run:
         preset = resolve(config.from_preset, "CausalLM")
         corpus = read_corpus(config.corpus, config.data_dir, config.limit)
         train_text, val_text = split_text(corpus.text, config.val_split)
@@ -163,7 +165,8 @@ def finetune(config: TextConfig) -> Report:
             task.count_params(), trainable, config.lora, len(train_ids), len(val_ids), seq_len,
             run.epochs_completed, run.stopped, val_loss, val_per_char, train_loss,
             run.train_seconds, run.per_second(batch * seq_len), runtime.device,
-            {**paths, "preset": str(Path(paths["model_dir"]) / PRESET_DIR)}, history).report()
+            {**{k: v for k, v in paths.items() if k != "keras_model"},
+             "preset": str(Path(paths["model_dir"]) / PRESET_DIR)}, history).report()
 
 
 def split_text(text: str, val_split: float) -> tuple[str, str]:

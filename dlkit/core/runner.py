@@ -79,6 +79,7 @@ class Run:
         self.budget: TimeBudget | None = None
         self.done = 0
         self.trained = False  # fit has ended (completed, out of time or interrupted)
+        self.xla = False  # whether Keras compiled the training step with XLA
         self.interrupted = False
 
     def __enter__(self) -> Run:
@@ -186,6 +187,7 @@ class Run:
                 raise self.checkpoint.interrupted(config.epochs) from None
             self.interrupted = True
         self.trained = True
+        self.xla = bool(getattr(model, "jit_compile", False))
         fault_point("after-fit")
         if self.guard.diverged:
             self.diverged(f"in epoch {self.guard.diverged_epoch + 1}")
@@ -307,6 +309,8 @@ class Run:
                 "epoch_seconds": self.timer.seconds,
                 "steps": self.budget.steps_done if self.budget else 0,
                 "device": runtime.device, "mixed_precision": runtime.mixed_precision,
+                "precision_policy": keras.mixed_precision.global_policy().name,
+                "xla": self.xla, "peak_gpu_mib": rt.peak_gpu_mib(runtime),
                 "strategy": runtime.strategy_name, "replicas": runtime.replicas}
 
 

@@ -148,6 +148,18 @@ def _make_strategy(tf: Any, name: str, gpus: int) -> Any:
     return tf.distribute.get_strategy()  # the default: one device, no wrapping overhead
 
 
+def peak_gpu_mib(runtime: Runtime) -> float | None:
+    """The most memory TensorFlow held on the first GPU so far (None without a GPU)."""
+    if not runtime.gpus:
+        return None
+    import tensorflow as tf
+
+    try:
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    except (ValueError, RuntimeError):  # a device without memory statistics
+        return None
+
+
 def cluster_task() -> dict[str, Any] | None:
     """The parsed `TF_CONFIG` ({"cluster": {...}, "task": {"type", "index"}}), or None."""
     raw = os.environ.get("TF_CONFIG", "").strip()

@@ -347,6 +347,44 @@ def pretrained_text_rows() -> list[Row]:
     ]
 
 
+def pretrained_image_rows() -> list[Row]:
+    """Issue 14: keras-hub image presets in classify-image and train-cifar --backbone."""
+    offline = (("KAGGLEHUB_CACHE", "{T}/cache"), ("DLKIT_OFFLINE", "1"))
+    photo = "{A}/images/good.png"
+    tune = ("--data-dir", "{A}/image_classes", "--epochs", "2", "--batch-size", "8", "-o",
+            "{OUT}", "--quiet")
+    resnet = ("--backbone", "{A}/presets/resnet")
+    return [
+        row("classify-image", "preset name unknown", photo, "--model", "resnet_5_imagenet"),
+        row("classify-image", "preset folder of a language model", photo, "--model",
+            "{A}/presets/gpt2"),
+        row("classify-image", "preset name of a language model", photo, "--model",
+            "gpt2_base_en"),
+        row("classify-image", "preset with --backend litert", photo, "--model",
+            "{A}/presets/resnet", "--backend", "litert"),
+        row("classify-image", "preset not cached, offline", photo, "--model",
+            "resnet_18_imagenet", code=1, env=offline),
+        row("train-cifar", "backbone unknown", *tune, "--backbone", "resnet_5_imagenet"),
+        row("train-cifar", "backbone is a language model folder", *tune, "--backbone",
+            "{A}/presets/gpt2"),
+        row("train-cifar", "backbone is a language model name", *tune, "--backbone",
+            "gpt2_base_en"),
+        row("train-cifar", "backbone missing folder", *tune, "--backbone", "{T}/nowhere/r"),
+        row("train-cifar", "backbone with --arch", *tune, *resnet, "--arch", "seed"),
+        row("train-cifar", "head-epochs without backbone", *tune, "--head-epochs", "1"),
+        row("train-cifar", "head-epochs not below epochs", *tune, *resnet, "--head-epochs",
+            "2"),
+        row("train-cifar", "head-epochs negative", *tune, *resnet, "--head-epochs", "-1",
+            usage=True),
+        row("train-cifar", "backbone with a one-class folder", "--data-dir",
+            "{A}/one_class_images", "--epochs", "2", "-o", "{OUT}", *resnet),
+        row("train-cifar", "images too small for the backbone", *tune, "--backbone",
+            "{A}/presets/resnet224", "--image-size", "16"),
+        row("train-cifar", "backbone not cached, offline", *tune, "--backbone",
+            "resnet_18_imagenet", code=1, env=offline),
+    ]
+
+
 def classify_image_rows() -> list[Row]:
     model = ("--model", "{A}/models/mnist")
     good = "{A}/images/good.png"
@@ -812,7 +850,7 @@ ROWS: list[Row] = [
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
-    *tools_rows(), *litert_rows(), *pretrained_text_rows(),
+    *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
 ]
 
 
@@ -1011,7 +1049,8 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
 
 def _preset(a: Path, name: str) -> None:
     """{A}/presets/NAME: tiny keras-hub presets (gpt2, gpt2_nostart: no start token,
-    gpt2_noweights: its weights file removed, resnet: an image classifier)."""
+    gpt2_noweights: its weights file removed, resnet and resnet224: image classifiers taking
+    32x32 and 224x224 images)."""
     import hub_presets
 
     folder = a / "presets" / name
@@ -1024,6 +1063,7 @@ def _preset(a: Path, name: str) -> None:
         (folder / "model.weights.h5").unlink()
     else:
         build = {"gpt2": hub_presets.save_gpt2_preset, "resnet": hub_presets.save_resnet_preset,
+                 "resnet224": lambda f: hub_presets.save_resnet_preset(f, size=224),
                  "gpt2_nostart": hub_presets.gpt2_without_start_token}[name]
         build(folder)
     for path in [a / "presets", folder, *folder.rglob("*")]:

@@ -406,10 +406,25 @@ def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:
         raise UsageError(f"{folder} has no {name}; it is not a complete dlkit model folder")
     if not zipfile.is_zipfile(path):  # Keras would call a damaged archive "File not found"
         raise UsageError(f"{path} is damaged (not a .keras zip archive); retrain the model")
+    register_layers_of(path)
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
         raise UsageError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+
+
+def register_layers_of(path: Path) -> None:
+    """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
+    backbone), so Keras can find their classes; it is not imported otherwise (seconds)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return
+    if b'"keras_hub>' in config:
+        from dlkit.pretrained.hub import import_keras_hub
+
+        import_keras_hub()
 
 
 def versions() -> dict[str, str]:

@@ -34,6 +34,7 @@ from dlkit.core.artifacts import (
     SAVED_MODEL,
     check_output_file,
     load_metadata,
+    register_layers_of,
 )
 from dlkit.core.config import Backend
 from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
@@ -56,7 +57,7 @@ def classify_images(config: ClassifyImageConfig) -> int:
     lines (or one JSON array at the end with --json), unreadable files are one `error:` line
     each, and the exit code says whether every file was classified (0), some failed (1) or
     none could be (2)."""
-    model = config.model.expanduser()
+    model = Path(config.model).expanduser()
     for option, path in (("--csv", config.csv), ("--show", config.show)):
         if path is not None:  # never into the model folder (a SavedModel one included)
             check_output_file(option, path, protect=[model] if model.is_dir() else [])
@@ -191,8 +192,10 @@ def load_classifier(config: ClassifyImageConfig) -> Classifier:
     """Load the model once and work out its preprocessing and class names. A dlkit folder is
     served from its `model.tflite` through LiteRT when `--backend` allows (TensorFlow is then
     never imported), else from its SavedModel."""
-    path = config.model.expanduser()
+    path = Path(config.model).expanduser()
     meta: dict[str, Any] = {}
+    if is_preset(str(config.model)):
+        return _load_preset(config)
     if not path.exists():
         raise UsageError(f"model {path} does not exist; train one (for example `dlkit "
                          f"train-cifar --output {path}`) or pass --model")
@@ -224,6 +227,58 @@ def load_classifier(config: ClassifyImageConfig) -> Classifier:
                       center_digit=meta.get("dataset") == "mnist", scale=config.scale.value)
     return Classifier(_probabilities(loaded.predict), names, prep, loaded.description,
                       loaded.backend)
+
+
+def is_preset(spec: str) -> bool:
+    """Whether `--model` names a keras-hub preset: a handle, a preset folder (config.json, which
+    dlkit's folders never hold), or a bare name that is not a file or folder here."""
+    from dlkit.pretrained.hub import CONFIG_FILE, HF, KAGGLE
+
+    if spec.startswith((KAGGLE, HF)):
+        return True
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path.is_dir() and (path / CONFIG_FILE).is_file()
+    return os.sep not in spec and not path.suffix
+
+
+def _load_preset(config: ClassifyImageConfig) -> Classifier:
+    """A keras-hub ImageClassifier: its own image converter (size, scale, mean and standard
+    deviation) inside the predict function, which takes raw 0-255 RGB pixels resized to the
+    converter's size; ImageNet class names for 1,000-class models."""
+    from dlkit.pretrained.hub import PRESET_DIR, import_keras_hub, load_task, resolve
+
+    if config.backend == Backend.litert:
+        raise UsageError(f"{config.model} is a pretrained keras-hub model, which runs on "
+                         "TensorFlow only; drop --backend litert")
+    preset = resolve(str(config.model), "ImageClassifier")
+    task = load_task(preset, "ImageClassifier")
+    converter = getattr(task.preprocessor, "image_converter", None)
+    size = tuple(getattr(converter, "image_size", None) or config.input_size or ())
+    if len(size) != 2:
+        raise UsageError(f"{config.model} does not say its image size; give --input-size "
+                         "HEIGHT WIDTH")
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def predict(images: Any) -> Any:
+        pixels = converter(images) if converter is not None else images
+        return task(pixels, training=False)
+
+    outputs = int(task.output_shape[-1]) if task.output_shape else None
+    folder = preset.path.parent  # a preset that train-cifar --backbone wrote: its classes
+    inside = preset.path.name == PRESET_DIR and (folder / METADATA).is_file()
+    meta = load_metadata(folder) if inside else {}
+    names = _class_names(meta, config.labels, outputs)
+    if config.labels is None and outputs == 1000:
+        keras_hub = import_keras_hub()
+        names = [keras_hub.utils.imagenet_id_to_name(i) for i in range(1000)]
+    prep = Preprocess(size=(int(size[0]), int(size[1])), channels=3, invert="no",
+                      center_digit=False, scale="raw")
+    console.info(f"loaded {config.model} ({type(task).__name__}, {task.count_params():,} "
+                 f"parameters, {size[0]}x{size[1]} images) from {preset.source}")
+    return Classifier(_probabilities(predict), names, prep,
+                      f"keras-hub {type(task).__name__} {config.model}", "tensorflow")
 
 
 def _load_lite(model: litert.LiteModel) -> _Loaded:
@@ -292,6 +347,7 @@ def _load_keras(path: Path) -> _Loaded:
     if not zipfile.is_zipfile(path):  # Keras would call a damaged archive "File not found"
         raise UsageError(f"{path} is damaged (not a .keras zip archive); retrain the model or "
                          "pass another --model")
+    register_layers_of(path)
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive

@@ -75,8 +75,17 @@ class CifarConfig(ClassifierConfig):
 
     dataset: CifarDataset = opt(CifarDataset.cifar10, "The dataset when --data-dir is not an "
                                 "image folder.")
-    arch: CifarArch = opt(CifarArch.resnet, "resnet (a narrow ResNet-9) or seed (the seed "
-                          "document's CNN).")
+    arch: CifarArch | None = opt(None, "resnet (a narrow ResNet-9, the default) or seed (the "
+                                 "seed document's CNN).", show_default=False)
+    backbone: str | None = opt(None, "Transfer learning: a new head on this pretrained "
+                               "keras-hub image backbone (a preset name, kaggle:// or hf:// "
+                               "handle, a preset folder or a folder train-cifar --backbone "
+                               "wrote), then the whole network fine-tuned.",
+                               show_default=False)
+    head_epochs: int | None = opt(None, "With --backbone: the epochs that train only the new "
+                                  "head, before fine-tuning everything at a tenth of the "
+                                  "learning rate [default: a quarter of --epochs].", min=0,
+                                  max=100_000, show_default=False)
     data_dir: Path | None = common(
         "data_dir", None, help="Read CIFAR-10 from this folder only (the folder holding "
         "cifar-10-batches-py/, or that folder itself), or train on your own images: a folder "
@@ -92,6 +101,22 @@ class CifarConfig(ClassifierConfig):
     epochs: int = common("epochs", 20)
     learning_rate: float = common("learning_rate", 4e-3)
     output: Path = common("output", Path("models/cifar"))
+
+    def check(self) -> None:
+        if self.backbone is None:
+            if self.head_epochs is not None:
+                raise UsageError("--head-epochs belongs to transfer learning; give --backbone "
+                                 "PRESET too")
+            self.arch = self.arch or CifarArch.resnet
+            return
+        if self.arch is not None:
+            raise UsageError("--backbone replaces --arch (the backbone is the model); give "
+                             "one of them")
+        if self.head_epochs is None:
+            self.head_epochs = max(1, self.epochs // 4) if self.epochs > 1 else 0
+        if self.head_epochs >= self.epochs:
+            raise UsageError(f"--head-epochs {self.head_epochs} leaves no epoch to fine-tune "
+                             f"the backbone in; give fewer than --epochs {self.epochs}")
 
 
 class Invert(enum.StrEnum):
@@ -119,8 +144,10 @@ class ClassifyImageConfig(Config):
 
     paths: list[str] = opt(help="Image files, folders (searched recursively) or - to read "
                            "paths from stdin, one per line.", argument=True, metavar="PATH")
-    model: Path = opt(Path("models/cifar"), "A dlkit model folder, a .keras file or a "
-                      "SavedModel folder.", flags=("-m",))
+    model: str = opt("models/cifar", "A dlkit model folder, a .keras, .tflite or SavedModel "
+                     "file, or a pretrained keras-hub image classifier: a preset name "
+                     "(mobilenet_v3_small_100_imagenet; `dlkit models --kind image` lists "
+                     "them), a kaggle:// or hf:// handle, or a preset folder.", flags=("-m",))
     labels: Path | None = opt(None, "Class names, one per line (models without "
                               "metadata.json).")
     input_size: tuple[int, int] | None = opt(None, "Model input size when the model does not "

@@ -81,21 +81,33 @@ def train_mnist(config: MnistConfig) -> Report:
 
 
 def train_cifar(config: CifarConfig) -> Report:
-    """Train a classifier on CIFAR-10 or on the user's image folders."""
-    with Run(config, inputs=[config.data_dir]) as run:
+    """Train a classifier on CIFAR-10 or on the user's image folders; with --backbone, by
+    transfer learning from a pretrained keras-hub backbone (`transfer`)."""
+    local = Path(config.backbone).expanduser() if config.backbone else None
+    with Run(config, inputs=[config.data_dir, local if local and local.exists() else None]) \
+            as run:
+        pretrained = None
+        if config.backbone:
+            from dlkit.image_classifier import transfer
+
+            pretrained = transfer.load_backbone(config.backbone)
+            transfer.check_image_size(pretrained, config.image_size)
         data, source = load_cifar_or_folder(config)
         data = data.first(config.limit)
         augment = pad_crop_flip(max(2, config.image_size // 8), flip=True) \
             if config.augment else None
         return train(run, config, data, augment=augment,
                      label_smoothing=config.label_smoothing, weight_decay=5e-4,
-                     preprocessing={"color": "rgb"}, extra={"source": source})
+                     preprocessing={"color": "rgb"}, extra={"source": source},
+                     pretrained=pretrained)
 
 
 def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
           label_smoothing: float, weight_decay: float, preprocessing: dict[str, Any],
-          extra: dict[str, Any] | None = None) -> Report:
-    """The flow train-mnist and train-cifar share: split, build, fit, evaluate, save."""
+          extra: dict[str, Any] | None = None, pretrained: Any = None) -> Report:
+    """The flow train-mnist and train-cifar share: split, build, fit, evaluate, save
+    (`pretrained`: a `transfer.Pretrained` backbone to fine-tune instead of `--arch`, with
+    `transfer.Recipe` in place of `Scratch`)."""
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train,
                                                       config.val_split, config.seed)
     if len(x_train) == 0:
@@ -107,10 +119,15 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
     runtime = run.start(fingerprint(x_train, y_train, x_val, y_val, data.x_test, data.y_test),
                         inputs=data.files)
 
+    if pretrained is None:
+        recipe: Any = Scratch(config, num_classes, weight_decay)
+    else:
+        from dlkit.image_classifier import transfer
+
+        recipe = transfer.Recipe(run, config, pretrained, num_classes, weight_decay)
     with run.scope():
-        model = models.build(config.arch, data.input_shape, num_classes)
-        model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate,
-                                                       weight_decay=weight_decay),
+        model = recipe.build(data.input_shape)
+        model.compile(optimizer=recipe.optimizer(),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       jit_compile=runtime.jit_compile, steps_per_execution=per_call)
@@ -127,9 +144,10 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
                                   num_classes), weights)
     val_ds = _one_hot(image_dataset(x_val, y_val, batch), num_classes) if len(x_val) else None
     history = run.fit(model, train_ds, steps=steps, validation=val_ds,
-                      schedule=Schedule(config.learning_rate, warmup_fraction=0.1, start=0.1))
+                      schedule=recipe.schedule(), callbacks=recipe.callbacks())
 
-    models.recalibrate_batchnorm(model, x_train, batch)
+    if recipe.recalibrate:  # a pretrained backbone keeps its statistics (see transfer)
+        models.recalibrate_batchnorm(model, x_train, batch)
     probs = model.predict(image_dataset(data.x_test, data.y_test, batch).map(lambda x, y: x),
                           verbose=0)
     predicted = probs.argmax(axis=1)
@@ -138,7 +156,7 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
     test_loss = float(-np.log(picked).mean())
 
     metadata = {
-        "dataset": data.name, "arch": config.arch.value, "class_names": data.class_names,
+        "dataset": data.name, "arch": recipe.arch, "class_names": data.class_names,
         "input_shape": list(data.input_shape),
         "preprocessing": {"input": "raw pixels 0-255, RGB channel order for colour images",
                           "scaling": "divide by 255 (inside the model)",
@@ -148,7 +166,7 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
                      "seed": config.seed, "label_smoothing": label_smoothing,
                      "train_examples": len(x_train), "val_examples": len(x_val),
                      "class_weights": weights},
-        **(extra or {}),
+        **(extra or {}), **recipe.metadata(),
     }
 
     def write_plots(folder: Path) -> None:
@@ -159,12 +177,47 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
                                data.class_names, plot_dir / "confusion_matrix.png")
         _prediction_grid(data, predicted, probs, plot_dir / "test_predictions.png")
 
-    paths = run.save(model, metadata, write_plots)
+    paths = run.save(recipe.serving(model), metadata, write_plots, extras=recipe.extras(model))
     return ClassifierResult(
-        run.task, data.name, config.arch.value, config.epochs, run.epochs_completed,
+        run.task, data.name, recipe.arch, config.epochs, run.epochs_completed,
         run.stopped, batch, len(x_train), len(data.x_test), test_accuracy, test_loss,
         run.train_seconds, run.per_second(min(batch, len(x_train))), runtime.device, paths,
         history).report()
+
+
+class Scratch:
+    """The recipe of a model trained from scratch (`--arch`): AdamW with weight decay, one
+    warm-up and cosine decay, BatchNormalization recalibrated after training. Transfer
+    learning (`transfer.Recipe`) has the same interface."""
+
+    recalibrate = True
+
+    def __init__(self, config: ClassifierConfig, num_classes: int,
+                 weight_decay: float) -> None:
+        self.config, self.num_classes, self.weight_decay = config, num_classes, weight_decay
+        self.arch = config.arch.value
+
+    def build(self, input_shape: tuple[int, int, int]) -> keras.Model:
+        return models.build(self.config.arch, input_shape, self.num_classes)
+
+    def optimizer(self) -> Any:
+        return keras.optimizers.AdamW(self.config.learning_rate,
+                                      weight_decay=self.weight_decay)
+
+    def schedule(self) -> Schedule:
+        return Schedule(self.config.learning_rate, warmup_fraction=0.1, start=0.1)
+
+    def callbacks(self) -> list[Any]:
+        return []
+
+    def metadata(self) -> dict[str, Any]:
+        return {}
+
+    def serving(self, model: keras.Model) -> keras.Model:
+        return model
+
+    def extras(self, model: keras.Model) -> Any:
+        return None
 
 
 def _one_hot(ds: Any, num_classes: int) -> Any:

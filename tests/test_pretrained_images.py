@@ -1,0 +1,158 @@
+"""Pretrained image models (issue 14): `classify-image --model PRESET` and transfer learning with
+`train-cifar --backbone PRESET`, on tiny ResNet presets the tests build with `save_to_preset`
+(real ImageNet weights cannot be downloaded here), loaded by folder and from a planted cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import assert_one_error_line, run_dlkit
+from hub_presets import plant_in_cache, resnet_task
+
+pytest.importorskip("keras_hub")
+
+
+@pytest.fixture(scope="module")
+def presets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("image-presets")
+    made = {}
+    for name, classes in (("resnet3", 3), ("resnet1000", 1000)):
+        resnet_task(classes).save_to_preset(str(root / name))
+        made[name] = root / name
+    return made
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three classes of 32x32 pictures (a bright band at a class-specific height), plus one
+    larger photo and one corrupt file in `extra/`."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (root / "train" / f"class{c}").mkdir(parents=True)
+        for i in range(24):
+            image = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            image[c * 10:c * 10 + 10] = 220
+            cv2.imwrite(str(root / "train" / f"class{c}" / f"{i}.png"), image)
+    (root / "extra").mkdir()
+    cv2.imwrite(str(root / "extra" / "big.jpg"), rng.integers(0, 255, (90, 70, 3))
+                .astype(np.uint8))
+    (root / "extra" / "broken.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+def rgb(path: Path) -> np.ndarray:
+    return cv2.imread(str(path))[..., ::-1].astype(np.float32)
+
+
+def test_classify_image_top1_equals_the_presets_own_predict(cli, presets: dict,
+                                                             photos: Path) -> None:
+    from dlkit.pretrained.hub import Preset, load_task
+
+    files = sorted((photos / "train" / "class1").glob("*.png"))[:6]
+    task = load_task(Preset("r", presets["resnet3"], "local folder"), "ImageClassifier")
+    logits = task.predict(np.stack([rgb(f) for f in files]), verbose=0)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    result = cli("classify-image", *map(str, files), "--model", str(presets["resnet3"]),
+                 "--json", "--top-k", "3")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    for row, probs in zip(rows, expected, strict=True):
+        assert row["label"] == str(int(probs.argmax()))
+        assert abs(row["confidence"] - float(probs.max())) < 1e-4
+        assert len(row["top"]) == 3
+
+
+def test_imagenet_names_bad_files_and_a_cached_name(cli, presets: dict, photos: Path,
+                                                    tmp_path: Path) -> None:
+    """A 1,000-class preset loaded by name from a planted cache shows ImageNet class names;
+    an unreadable file is reported by name and the others are still classified (exit 1)."""
+    from dlkit.pretrained.hub import preset_table
+
+    handle = preset_table("ImageClassifier")["resnet_18_imagenet"]["kaggle_handle"]
+    plant_in_cache(presets["resnet1000"], tmp_path, handle)
+    result = cli("classify-image", str(photos / "extra"), "--model", "resnet_18_imagenet",
+                 env={"KAGGLEHUB_CACHE": str(tmp_path), "DLKIT_OFFLINE": "1"})
+    assert result.exit_code == 1, result.stderr
+    assert_one_error_line(result.stderr)
+    assert "broken.png" in result.stderr and "kagglehub cache" in result.stderr
+    (line,) = result.stdout.splitlines()
+    path, label, confidence = line.split("\t")
+    assert path.endswith("big.jpg") and not label.isdigit() and 0 < float(confidence) <= 1
+    from keras_hub.utils import imagenet_id_to_name
+
+    assert label in {imagenet_id_to_name(i) for i in range(1000)}
+
+
+def test_the_gate_freezes_the_backbone_then_fine_tunes_it_and_bn_stays_frozen(
+        presets: dict) -> None:
+    """Phase one moves only the head; phase two moves the backbone too; the backbone's
+    BatchNormalization statistics never move."""
+    import keras
+
+    from dlkit.image_classifier import transfer
+
+    pretrained = transfer.load_backbone(str(presets["resnet3"]))
+    model = transfer.build(pretrained, 2)
+    model.compile(optimizer=transfer.optimizer(pretrained, 1e-2, 5e-4),
+                  loss="categorical_crossentropy")
+    backbone = pretrained.backbone
+    conv = next(w for w in backbone.weights if "kernel" in w.path)
+    stats = [w for w in backbone.weights if "moving_mean" in w.path or "moving_var" in w.path]
+    before = (conv.numpy().copy(), [w.numpy().copy() for w in stats])
+    head = model.get_layer("logits").kernel.numpy().copy()
+    x = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(8) % 2, 2)
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    assert np.array_equal(conv.numpy(), before[0])
+    assert not np.allclose(model.get_layer("logits").kernel.numpy(), head)
+    model.get_layer("gate").open.assign(1.0)
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    assert not np.allclose(conv.numpy(), before[0])
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(stats, before[1], strict=True))
+
+
+def test_transfer_learning_folder_is_served_by_classify_image(cli, presets: dict,
+                                                              photos: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "tl"
+    trained = run_dlkit("train-cifar", "--data-dir", photos / "train", "--backbone",
+                        presets["resnet3"], "--epochs", "3", "--batch-size", "16",
+                        "--learning-rate", "1e-2", "-o", out, "--json", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads(trained.stdout)
+    assert result["arch"].startswith("backbone ") and result["epochs_completed"] == 3
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["pretrained"]["head_epochs"] == 1 and meta["class_names"] == [
+        "class0", "class1", "class2"]
+    assert {"saved_model", "model.keras", "preset", "metadata.json"} <= set(meta["files"])
+
+    # the SavedModel takes raw pixels of any size and equals the Keras model
+    import keras
+    import tensorflow as tf
+
+    import dlkit.pretrained.hub as hub
+
+    hub.import_keras_hub()
+    model = keras.models.load_model(out / "model.keras", compile=False)
+    images = np.random.default_rng(2).uniform(0, 255, (3, 45, 37, 3)).astype("float32")
+    serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    served = next(iter(serve(tf.constant(images)).values())).numpy()
+    np.testing.assert_allclose(served, model(images, training=False).numpy(), atol=1e-5)
+
+    files = sorted((photos / "train" / "class2").glob("*.png"))[:5]
+    expected = model(np.stack([rgb(f) for f in files]), training=False).numpy()
+    names = meta["class_names"]
+    for model_path in (out, out / "preset"):
+        got = cli("classify-image", *map(str, files), "--model", str(model_path), "--json")
+        assert got.exit_code == 0, got.stderr
+        rows = json.loads(got.stdout)
+        assert [r["label"] for r in rows] == [names[i] for i in expected.argmax(axis=1)]
+        np.testing.assert_allclose([r["confidence"] for r in rows], expected.max(axis=1),
+                                   atol=1e-4)

@@ -25,15 +25,18 @@ from pathlib import Path
 
 from common import RESULTS, ROOT  # noqa: E402 (benchmarks/ is on sys.path)
 
-# command, its data options, the --json field holding its throughput, the unit
+# command, its data options ({T}: the files written by `inputs`), the --json field holding
+# its throughput, the unit
 COMMANDS = [
     ("train-mnist", ["--dataset", "fashion-mnist"], "images_per_second", "images"),
     ("train-cifar", [], "images_per_second", "images"),
     ("train-text", [], "train_chars_per_second", "chars"),
     ("train-gan", ["--dataset", "fashion-mnist"], "images_per_second", "images"),
     ("train-vae", ["--dataset", "fashion-mnist"], "images_per_second", "images"),
-    ("train-sequence", [], None, "windows"),
-    ("train-text-classifier", [], "texts_per_second", "texts"),
+    ("train-sequence", ["--csv", "{T}/sunspots.csv", "--column", "SUNACTIVITY"], None,
+     "windows"),
+    ("train-text-classifier", ["--csv", "{T}/speeches.csv", "--text-column", "speech",
+                               "--label-column", "speaker"], "texts_per_second", "texts"),
 ]
 CPU_LIMITS = {"train-mnist": "2000", "train-cifar": "1000", "train-text": "50000",
               "train-gan": "1000", "train-vae": "1000", "train-text-classifier": "500"}
@@ -45,6 +48,22 @@ def gpus() -> int:
             "print(len(tf.config.list_physical_devices('GPU')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+
+
+def inputs(folder: Path) -> None:
+    """The CSV files of the two commands that have no default dataset: the benchmarks' own
+    (yearly sunspots; Tiny Shakespeare's speeches of its five main speakers)."""
+    import csv
+
+    from bench_sequence import sunspots_csv
+    from bench_text_classifier import corpus, speeches, split
+
+    sunspots_csv(folder / "sunspots.csv")
+    _, train, _ = split(speeches(corpus().read_text(encoding="utf-8")))
+    with open(folder / "speeches.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["speech", "speaker"])
+        writer.writerows((speech, name) for name, speech in train)
 
 
 def run(command: str, data: list[str], strategy: str, minutes: float, cpu: bool,
@@ -88,10 +107,12 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        inputs(Path(tmp))
         for command, data, key, unit in COMMANDS:
             for strategy in ("auto", "mirrored"):
                 out = Path(tmp) / f"{command}-{strategy}"
-                got = run(command, data, strategy, args.minutes, args.cpu, out)
+                got = run(command, [a.replace("{T}", tmp) for a in data], strategy,
+                          args.minutes, args.cpu, out)
                 rows.append(row(command, strategy, unit, key, got))
     print(f"{found} GPU(s); each run --max-minutes {args.minutes:g}; load "
           f"{os.getloadavg()[0]:.2f}")

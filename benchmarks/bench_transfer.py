@@ -131,6 +131,10 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, help="keep the pretrained preset in this folder "
+                        "(and reuse it when it is there)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="extra train-cifar options for one more --backbone run (repeat)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     load = os.getloadavg()
@@ -138,17 +142,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         mask = np.isin(y_train, PRETRAIN)
-        pre = pretrain(tmp / "pretrained", x_train[mask], y_train[mask], args.pretrain_minutes,
-                       args.pretrain_size, args.seed)
+        preset = args.keep or tmp / "pretrained"
+        if (preset / "config.json").is_file():
+            pre = json.loads((preset / "pretraining.json").read_text())
+        else:
+            pre = pretrain(preset, x_train[mask], y_train[mask], args.pretrain_minutes,
+                           args.pretrain_size, args.seed)
+            (preset / "pretraining.json").write_text(json.dumps(pre))
         n_train = write_folder(tmp / "photos", x_train, y_train, args.per_class)
         n_test = write_folder(tmp / "test", x_test, y_test, None)
         common = ["train-cifar", "--data-dir", str(tmp / "photos"), "--epochs",
                   str(args.epochs), "--max-minutes", str(args.minutes), "--seed",
                   str(args.seed)]
         runs = {}
-        for name, extra in (("transfer (--backbone)", ["--backbone", str(tmp / "pretrained")]),
-                            ("from scratch (resnet)", [])):
-            out = tmp / name.split()[0]
+        backbone = ["--backbone", str(preset)]
+        variants = [(f"transfer {v}", [*backbone, *v.split()]) for v in args.variant]
+        for index, (name, extra) in enumerate([("transfer (--backbone)", backbone), *variants,
+                                               ("from scratch (resnet)", [])]):
+            out = tmp / f"run{index}"
             trained = dlkit(*common, *extra, "-o", str(out))
             scored = dlkit("evaluate", str(tmp / "test"), "--model", str(out))
             runs[name] = {"train": trained, "test_accuracy": scored["accuracy"]}
@@ -166,10 +177,10 @@ def main() -> None:
           f"{n_train} images of classes 5-9 (at most {args.per_class} per class), tested on "
           f"{n_test} test images of classes 5-9; each run --epochs {args.epochs} "
           f"--max-minutes {args.minutes:g}; load {load[0]:.2f} -> {load_after[0]:.2f}")
-    print(f"{'run':<24}{'test accuracy':>14}{'epochs':>8}{'train s':>9}{'images/s':>10}")
+    print(f"{'run':<34}{'test accuracy':>14}{'epochs':>8}{'train s':>9}{'images/s':>10}")
     for name, r in runs.items():
         t = r["train"]
-        print(f"{name:<24}{r['test_accuracy']:>14.4f}{t['epochs_completed']:>8}"
+        print(f"{name:<34}{r['test_accuracy']:>14.4f}{t['epochs_completed']:>8}"
               f"{t['train_seconds']:>9.1f}{t['images_per_second']:>10.0f}")
     gain = (runs["transfer (--backbone)"]["test_accuracy"]
             - runs["from scratch (resnet)"]["test_accuracy"])

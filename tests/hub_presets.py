@@ -1,6 +1,7 @@
 """Tiny keras-hub presets the tests (and benchmarks) build themselves: real weights cannot be
 downloaded here. A GPT-2 CausalLM with a byte-level BPE vocabulary learnt from a few sentences,
-saved with `save_to_preset` in about a second, and a kagglehub-style cache to plant it in."""
+ResNet and MobileNet ImageClassifiers, each saved with `save_to_preset` in about a second, and a
+kagglehub-style cache to plant them in."""
 
 from __future__ import annotations
 
@@ -14,15 +15,9 @@ END = "<|endoftext|>"
 
 def byte_symbols() -> list[str]:
     """GPT-2's printable stand-in for each byte value (its byte-level BPE alphabet)."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    symbols, extra = {}, 0
-    for b in range(256):
-        if b in kept:
-            symbols[b] = chr(b)
-        else:
-            symbols[b] = chr(256 + extra)
-            extra += 1
+    from dlkit.causal_lm.decoding import byte_table
+
+    symbols = {byte: symbol for symbol, byte in byte_table().items()}
     return [symbols[b] for b in range(256)]
 
 
@@ -135,6 +130,27 @@ def resnet_task(classes: int, size: int = 32, filters: tuple[int, ...] = (64, 64
     converter = keras_hub.layers.ResNetImageConverter(image_size=(size, size), scale=1 / 255)
     preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(converter)
     return keras_hub.models.ResNetImageClassifier(backbone, classes, preprocessor=preprocessor)
+
+
+def tiny_mobilenet_task(classes: int = 3, size: int = 32, seed: int = 0):
+    """A randomly initialised two-stage MobileNetV3-style ImageClassifier (tens of thousands of
+    parameters), for tests."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.MobileNetBackbone(
+        stackwise_expansion=[[16], [24]], stackwise_num_blocks=[1, 1],
+        stackwise_num_filters=[[8], [16]], stackwise_kernel_size=[[3], [3]],
+        stackwise_num_strides=[[2], [2]], stackwise_se_ratio=[[None], [0.25]],
+        stackwise_activation=[["relu"], ["hard_swish"]], stackwise_padding=[[1], [1]],
+        output_num_filters=32, depthwise_filters=8, depthwise_stride=2,
+        depthwise_residual=False, last_layer_filter=32, squeeze_and_excite=0.5,
+        input_num_filters=8, image_shape=(size, size, 3))
+    converter = keras_hub.layers.MobileNetImageConverter(image_size=(size, size), scale=1 / 255)
+    preprocessor = keras_hub.models.MobileNetImageClassifierPreprocessor(converter)
+    return keras_hub.models.MobileNetImageClassifier(backbone, classes,
+                                                     preprocessor=preprocessor)
 
 
 def save_mobilenet_preset(folder: Path, classes: int = 1000) -> Path:

@@ -341,6 +341,8 @@ def pretrained_text_rows() -> list[Row]:
         row("train-text", "lora 0", "--from-preset", "{A}/presets/gpt2", *tune, "--lora", "0",
             usage=True),
         row("train-text", "lora without from-preset", *TEXT, "--lora", "4", "-o", "{OUT}"),
+        row("train-text", "from-preset with --strategy multi-worker", "--from-preset",
+            "{A}/presets/gpt2", *tune, "--strategy", "multi-worker"),
         row("models", "kind unknown", "--kind", "audio", usage=True),
         row("models", "unknown option", "--all", usage=True),
         *config_rows("models", (), "wrong_kind.toml"),
@@ -380,6 +382,8 @@ def pretrained_image_rows() -> list[Row]:
             "{A}/one_class_images", "--epochs", "2", "-o", "{OUT}", *resnet),
         row("train-cifar", "images too small for the backbone", *tune, "--backbone",
             "{A}/presets/resnet224", "--image-size", "16"),
+        row("train-cifar", "backbone with --strategy multi-worker", *tune, *resnet,
+            "--strategy", "multi-worker"),
         row("train-cifar", "backbone not cached, offline", *tune, "--backbone",
             "resnet_18_imagenet", code=1, env=offline),
     ]

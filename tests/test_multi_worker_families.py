@@ -3,8 +3,8 @@ two worker processes on 127.0.0.1 train one model, the chief alone writes it, bo
 report the same history, and the result is close to one process with the same global batch.
 
 The GAN and the VAE run their own `train_step`s in the same distributed loop
-(`dlkit.core.distributed`), their losses divided by the number of replicas; the keras-hub
-models (fine-tuning a GPT-2, transfer learning from a ResNet) run there too.
+(`dlkit.core.distributed`), their losses divided by the number of replicas. The keras-hub
+trainings (--from-preset, --backbone) refuse multi-worker for now (see test_bad_input.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,6 @@ TEXT = "To be, or not to be, that is the question. All that glitters is not gold
 # the command (and what sets the case apart), its tiny arguments ({D} the test's data folder),
 # the figure compared with one process, and how far apart the two may be
 CASES = {
-    "train-text --from-preset": (["--from-preset", "{D}/gpt2", "--corpus", "{D}/corpus.txt",
-                                  "--epochs", "2", "--seq-len", "16", "--batch-size", "8",
-                                  "--lr", "1e-3"], "val_loss", 0.15),
-    "train-cifar --backbone": (["--data-dir", "{D}/photos", "--backbone", "{D}/resnet",
-                                "--epochs", "2", "--batch-size", "8", "--image-size", "32"],
-                               "test_loss", 0.5),
     "train-text": (["--corpus", "{D}/corpus.txt", "--epochs", "2", "--seq-len", "16", "--dim",
                     "16", "--batch-size", "16"], "val_loss", 0.15),
     "train-sequence": (["--csv", "{D}/series.csv", "--column", "value", "--window", "6",
@@ -61,16 +55,6 @@ def data(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / "texts" / topic).mkdir(parents=True)
         for i in range(12):
             (root / "texts" / topic / f"{i}.txt").write_text(f"{words} {i}\n")
-    import cv2
-    from conftest import pattern_images
-    from hub_presets import save_gpt2_preset, save_resnet_preset
-
-    save_gpt2_preset(root / "gpt2")
-    save_resnet_preset(root / "resnet", classes=2)
-    images, labels = pattern_images(48, 32, 3, classes=2, seed=4)
-    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-        (root / "photos" / f"c{label}").mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "photos" / f"c{label}" / f"{i}.png"), image)
     return root
 
 

@@ -67,9 +67,11 @@ def test_classify_image_top1_equals_the_presets_own_predict(cli, presets: dict, 
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
     for row, probs in zip(rows, expected, strict=True):
-        assert row["label"] == str(int(probs.argmax()))
-        assert abs(row["confidence"] - float(probs.max())) < 1e-4
-        assert len(row["top"]) == 3
+        got = {int(t["label"]): t["confidence"] for t in row["top"]}
+        assert len(got) == 3 and all(abs(p - probs[k]) < 1e-4 for k, p in got.items())
+        ranked = np.sort(probs)
+        if ranked[-1] - ranked[-2] > 1e-3:  # a random tiny model can give near-ties
+            assert row["label"] == str(int(probs.argmax()))
 
 
 def test_imagenet_names_bad_files_and_a_cached_name(cli, presets: dict, photos: Path,

@@ -270,7 +270,7 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     inside = preset.path.name == PRESET_DIR and (folder / METADATA).is_file()
     meta = load_metadata(folder) if inside else {}
     names = _class_names(meta, config.labels, outputs)
-    if config.labels is None and outputs == 1000:
+    if config.labels is None and not meta and outputs == 1000:
         keras_hub = import_keras_hub()
         names = [keras_hub.utils.imagenet_id_to_name(i) for i in range(1000)]
     prep = Preprocess(size=(int(size[0]), int(size[1])), channels=3, invert="no",

@@ -33,6 +33,7 @@ class PretrainedGenerator:
         self.ids: list[int] = []
         self.length = 0
         self.tokens = 0  # generated so far, over all samples
+        self.unknown: list[str] = []  # a tokenizer has no unknown characters
 
     def prepare(self, prompt: str, length: int) -> None:
         """Tokenize the prompt; exit 2 when it is empty and the model has no start token, or

@@ -30,7 +30,7 @@ from dlkit.core.console import Report, fmt, info
 from dlkit.core.errors import UsageError
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
-from dlkit.data.text import eval_windows, read_corpus, train_windows
+from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
 from dlkit.pretrained.hub import (
     PRESET_DIR,
     Preset,
@@ -86,11 +86,10 @@ def finetune(config: TextConfig) -> Report:
                              local if local.exists() else None]) as run:
         preset = resolve(config.from_preset, "CausalLM")
         corpus = read_corpus(config.corpus, config.data_dir, config.limit)
-        train_text, val_text = split_text(corpus.text, config.val_split)
+        train_text, val_text = split_ids(corpus.text, config.val_split)  # at a character
         tokenizer = load_tokenizer(preset)
         train_ids, val_ids = tokenize(tokenizer, train_text), tokenize(tokenizer, val_text)
-        task_probe = _context(preset)
-        seq_len = _fit_seq_len(config.seq_len, len(train_ids), task_probe)
+        seq_len = _fit_seq_len(config.seq_len, len(train_ids), _context(preset))
         batch = config.batch_size
         steps = max(1, math.ceil(len(train_ids) / (batch * seq_len)))
         runtime = run.start(fingerprint(train_ids, val_ids, _preset_digest(preset)),
@@ -167,12 +166,6 @@ def finetune(config: TextConfig) -> Report:
             run.train_seconds, run.per_second(batch * seq_len), runtime.device,
             {**{k: v for k, v in paths.items() if k != "keras_model"},
              "preset": str(Path(paths["model_dir"]) / PRESET_DIR)}, history).report()
-
-
-def split_text(text: str, val_split: float) -> tuple[str, str]:
-    """The first (1 - val_split) of the characters for training, the rest for validation."""
-    n_val = int(len(text) * val_split)
-    return text[:len(text) - n_val], text[len(text) - n_val:]
 
 
 def load_tokenizer(preset: Preset) -> Any:

@@ -10,10 +10,9 @@ output starts in a fraction of a second) or from `model.keras` through TensorFlo
 `--backend` says; both run the same decoding step, so greedy decoding gives the same text.
 
 The output of each sample is the prompt followed by `--length` generated characters (tokens for
-pretrained models) and a
-newline; several samples (`--num-samples`) are separated by a blank line. Characters are written
-and flushed as they are produced, so `| head -c 100` and `> out.txt` both work, and nothing but
-the text goes to stdout. A closed pipe ends generation quietly (exit 0).
+pretrained models) and a newline; several samples (`--num-samples`) are separated by a blank
+line. Text is written and flushed as it is produced, so `| head -c 100` and `> out.txt` both
+work, and nothing but the text goes to stdout. A closed pipe ends generation quietly (exit 0).
 
 Prompt characters missing from the model's vocabulary are kept in the echoed prompt but left out
 of what the model is fed (with a warning). An empty prompt (or one made only of unknown
@@ -189,11 +188,10 @@ def open_generator(config: GenerateConfig) -> Any:
     """A character model's generator or a pretrained model's (dlkit.causal_lm.generate)."""
     if is_char_model(config.model):
         return CharGenerator(*load_decoder(Path(config.model), config.backend))
-    if config.backend == Backend.litert:
-        raise UsageError(f"{config.model} is a pretrained keras-hub model, which runs on "
-                         "TensorFlow only; drop --backend litert")
     from dlkit.causal_lm.generate import open_pretrained
+    from dlkit.pretrained.hub import refuse_litert
 
+    refuse_litert(config.model, config.backend)
     return open_pretrained(config.model)
 
 
@@ -224,7 +222,7 @@ def generate_text(config: GenerateConfig) -> None:
                    "seconds": seconds, "seed": config.seed, "sampler": config.sampler.value,
                    "temperature": config.temperature, "top_k": config.top_k,
                    "top_p": config.top_p,
-                   "unknown_prompt_chars": getattr(generator, "unknown", [])})
+                   "unknown_prompt_chars": generator.unknown})
     rate = tokens / seconds if seconds else 0.0
     info(f"generated {tokens:,} {generator.unit} in {seconds:.2f}s ({rate:,.1f} "
          f"{generator.unit}/s, {generator.arch} on {generator.engine})")

@@ -246,11 +246,15 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     """A keras-hub ImageClassifier: its own image converter (size, scale, mean and standard
     deviation) inside the predict function, which takes raw 0-255 RGB pixels resized to the
     converter's size; ImageNet class names for 1,000-class models."""
-    from dlkit.pretrained.hub import PRESET_DIR, import_keras_hub, load_task, resolve
+    from dlkit.pretrained.hub import (
+        PRESET_DIR,
+        import_keras_hub,
+        load_task,
+        refuse_litert,
+        resolve,
+    )
 
-    if config.backend == Backend.litert:
-        raise UsageError(f"{config.model} is a pretrained keras-hub model, which runs on "
-                         "TensorFlow only; drop --backend litert")
+    refuse_litert(str(config.model), config.backend)
     preset = resolve(str(config.model), "ImageClassifier")
     task = load_task(preset, "ImageClassifier")
     converter = getattr(task.preprocessor, "image_converter", None)

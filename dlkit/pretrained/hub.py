@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlkit.core.config import Backend
 from dlkit.core.errors import DataError, UsageError
 from dlkit.data.locate import offline
 
@@ -46,6 +47,13 @@ class Preset:
     name: str  # as the user gave it
     path: Path
     source: str  # "local folder", "the kagglehub cache", "downloaded", ...
+
+
+def refuse_litert(spec: str, backend: Backend) -> None:
+    """keras-hub models run on TensorFlow only: `--backend litert` with one is exit 2."""
+    if backend == Backend.litert:
+        raise UsageError(f"{spec} is a pretrained keras-hub model, which runs on TensorFlow "
+                         "only; drop --backend litert")
 
 
 def cache_root() -> Path:

@@ -54,7 +54,8 @@ def test_train_sequence_reports_and_beats_naive(trained: tuple[Path, Path, dict]
     assert report["arch"] == "gru" and report["window"] == 12 and report["horizon"] == 3
     assert report["period"] == PERIOD  # inferred from the training part's autocorrelation
     assert report["points"] == {"train": 135, "validation": 18, "test": 27}
-    for key in ("test_mae", "test_rmse", "naive_rmse", "seasonal_naive_rmse"):
+    assert report["transform"] in ("none", "sqrt", "log") and 1 <= report["ar_order"] <= 12
+    for key in ("test_mae", "test_rmse", "naive_rmse", "seasonal_naive_rmse", "ar_rmse"):
         assert np.isfinite(report[key]) and report[key] > 0
     assert report["test_rmse"] < report["naive_rmse"]  # a seasonal series: it learned something
     assert report["artifacts"]["model_dir"] == str(out.resolve())
@@ -69,15 +70,43 @@ def test_model_folder_takes_raw_values(trained: tuple[Path, Path, dict]) -> None
     meta = json.loads((out / "metadata.json").read_text())
     with open(series) as f:
         values = np.array([float(row["sales"]) for row in csv.DictReader(f)])
+    from dlkit.forecaster.models import forward
+
     norm = meta["preprocessing"]["normalisation"]
     assert norm["fitted_on"] == "training part only"
-    assert norm["mean"] == pytest.approx(values[:135].mean())  # train part only
-    assert norm["std"] == pytest.approx(values[:135].std())
+    train = forward(meta["preprocessing"]["transform"]["kind"], values[:135])
+    assert norm["mean"] == pytest.approx(train.mean())  # train part only
+    assert norm["std"] == pytest.approx(train.std())
+    assert meta["training"]["members"] == 5
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
     windows = np.stack([values[-12:], values[-24:-12]]).astype(np.float32)[..., None]
     (pred,) = serve(tf.constant(windows)).values()
     assert pred.shape == (2, 3)
     assert np.all(np.abs(pred.numpy() - values.mean()) < 10)  # raw units, not normalised
+
+
+def test_the_transform_and_ar_order_come_from_the_parts_before_the_test() -> None:
+    """sqrt/log only for series without negative values; the rolling-origin folds end with the
+    validation part and never reach the test part; a negative input to a sqrt model is not
+    NaN."""
+    from dlkit.forecaster.config import SequenceConfig
+    from dlkit.forecaster.models import SeriesTransform
+    from dlkit.forecaster.train import choose, folds, split
+
+    rng = np.random.default_rng(0)
+    counts = np.square(5 + 4 * np.sin(np.arange(300) / 3) + rng.normal(0, 0.3, 300))
+    config = SequenceConfig(csv="-", column="x", window=12)
+    parts = split(counts, 0.1, 0.15, 12, 1)
+    spans = folds(parts, 12, 1)
+    assert spans[-1] == (parts.val_start, parts.test_start) and len(spans) == 5
+    assert all(stop <= parts.test_start for _, stop in spans)
+    assert choose(counts, parts, config).transform in ("none", "sqrt", "log")
+    shifted = counts - counts.mean()  # negative values: no sqrt or log
+    assert choose(shifted, parts, config).transform == "none"
+    no_val = split(counts, 0, 0.15, 12, 1)
+    assert folds(no_val, 12, 1) == [] and choose(counts, no_val, config).transform == "none"
+    out = SeriesTransform("sqrt", inverse=False)(np.array([[-4.0, 0.0, 9.0]], np.float32))
+    assert np.allclose(np.asarray(out), [[0.0, 0.0, 3.0]])
 
 
 def test_forecast_prints_csv_only(trained: tuple[Path, Path, dict]) -> None:
@@ -132,10 +161,12 @@ def test_forecast_bad_input(cli, tmp_path: Path, trained: tuple[Path, Path, dict
 
 
 def _resumable(series: Path, out: Path, *extra: str) -> list[str]:
-    """A run whose best validation epoch (6 of 20) comes early: the kept best weights matter."""
+    """A run whose best validation epoch (11 of 20) comes before the interruption: the kept
+    best weights matter."""
     return [sys.executable, "-m", "dlkit", "train-sequence", "--csv", str(series), "--column",
             "sales", "--window", "12", "--units", "8", "--epochs", "20", "--learning-rate",
-            "0.03", "--seed", "3", "--deterministic", "-o", str(out), "--json", *extra]
+            "0.03", "--seed", "3", "--members", "2", "--deterministic", "-o", str(out), "--json",
+            *extra]
 
 
 def test_interrupt_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path) -> None:
@@ -144,13 +175,13 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path)
     assert straight.exit_code == 0, straight.stderr
 
     out = tmp_path / "resumed"
-    stopped = interrupt_after(_resumable(series, out), "epoch 8/20", signal.SIGINT)
+    stopped = interrupt_after(_resumable(series, out), "epoch 14/20", signal.SIGINT)
     assert stopped.returncode == 130, stopped.stderr
     assert_one_error_line(stopped.stderr)
     assert "error: interrupted" in stopped.stderr and "--resume" in stopped.stderr
     assert stopped.stdout == ""
     state = checkpoint_state(tmp_path / ".resumed.resume")
-    assert 7 <= state["epochs_done"] < 20 and not out.exists()  # the signal may land first
+    assert 13 <= state["epochs_done"] < 20 and not out.exists()  # the signal may land first
 
     changed = cli(*_resumable(series, out, "--resume")[3:], "--units", "16")
     assert changed.exit_code == 2 and "other settings (--units)" in changed.stderr

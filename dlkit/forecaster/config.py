@@ -18,6 +18,15 @@ class Cell(enum.StrEnum):
     gru = "gru"
 
 
+class Transform(enum.StrEnum):
+    """auto: chosen on the validation part; none; sqrt; log (log1p)."""
+
+    auto = "auto"
+    none = "none"
+    sqrt = "sqrt"
+    log = "log"
+
+
 @dataclass(kw_only=True)
 class SequenceConfig(TrainConfig):
     """Learn a time series from a CSV column; score against naive and seasonal-naive forecasts.
@@ -31,10 +40,19 @@ class SequenceConfig(TrainConfig):
     column: str = opt(help="Numeric column to learn and forecast.")
     time_column: str | None = opt(None, "Column with the time stamps (for plots and forecast "
                                   "labels).", resume=False)
-    arch: Cell = opt(Cell.simplernn, "simplernn (the seed's), lstm or gru.")
+    arch: Cell = opt(Cell.gru, "gru, lstm or simplernn (the seed's).")
     window: int = opt(24, "Past values the model sees.", min=1, max=100_000)
     horizon: int = opt(1, "Future values it predicts at once.", min=1, max=100_000)
     units: int = opt(50, "Recurrent units.", min=1, max=4096)
+    members: int = opt(5, "Recurrent networks trained side by side (each on its own loss) "
+                       "whose forecasts are averaged.", min=1, max=64)
+    ar_order: int | None = opt(None, "Order p of the linear AR(p) part the recurrent network "
+                               "corrects (default: the best on the validation part; 0: no "
+                               "linear part).", min=0, max=100_000)
+    transform: Transform = opt(Transform.auto, "Transform applied before the model and undone "
+                               "after it: sqrt or log stabilise the variance of counts (auto: "
+                               "the best on the validation part; sqrt and log only for series "
+                               "without negative values).")
     period: int | None = opt(None, "Season length for the seasonal-naive baseline (default: "
                              "inferred from the training part's autocorrelation).", min=1)
     test_split: float = opt(0.15, "Fraction at the end of the series held out for the test.",
@@ -50,6 +68,10 @@ class SequenceConfig(TrainConfig):
         if self.val_split + self.test_split >= 0.9:
             raise UsageError("--test-split and --val-split must leave at least 10% for "
                              f"training (got {self.test_split} and {self.val_split})")
+        if self.ar_order is not None and self.ar_order > self.window:
+            raise UsageError(f"--ar-order {self.ar_order} is longer than --window "
+                             f"{self.window}: the AR part reads the last --ar-order values of "
+                             "the window")
         if not self.column:
             raise UsageError("--column is required: the name of the CSV column to learn")
 

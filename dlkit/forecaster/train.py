@@ -1,11 +1,13 @@
 """`dlkit train-sequence`: a recurrent network that learns a time series from a CSV column.
 
 The series is split chronologically (train, validation, test: the last part is never seen in
-training); windows of `window` past values predict the next `horizon` values. The mean and standard
-deviation are fitted on the training part only and live inside the saved model, which takes and
-returns raw values. The test part is scored with MAE/RMSE next to two baselines any forecaster
-must beat: the naive forecast (the last value, repeated) and the seasonal-naive one (the value
-one period earlier).
+training); windows of `window` past values predict the next `horizon` values. The model is a
+frozen least-squares AR(p) part plus a recurrent network that corrects it (`models.build`); the
+transform (none, sqrt, log) and the order p are chosen on the validation part (`choose`). The
+transform, mean and standard deviation (fitted on the training part only) live inside the saved
+model, which takes and returns raw values. The test part is scored with MAE/RMSE next to three
+baselines: the naive forecast (the last value, repeated), the seasonal-naive one (the value one
+period earlier) and the classic AR(p) least-squares fit on the raw values.
 
 Training checkpoints after every epoch (`dlkit.core.checkpoint`): an interrupted run resumes
 with `--resume`, with the same per-epoch batch order (keyed by seed and epoch) and the best
@@ -53,6 +55,12 @@ class SequenceResult:
     naive_rmse: float
     seasonal_naive_mae: float
     seasonal_naive_rmse: float
+    ar_baseline_order: int
+    ar_mae: float
+    ar_rmse: float
+    transform: str
+    ar_order: int
+    choice_source: str
     epochs: int
     best_epoch: int
     train_seconds: float
@@ -66,11 +74,15 @@ class SequenceResult:
             "naive MAE / RMSE": f"{self.naive_mae:.4g} / {self.naive_rmse:.4g}",
             f"seasonal naive (period {self.period}) MAE / RMSE":
                 f"{self.seasonal_naive_mae:.4g} / {self.seasonal_naive_rmse:.4g}",
+            f"AR({self.ar_baseline_order}) least squares MAE / RMSE":
+                f"{self.ar_mae:.4g} / {self.ar_rmse:.4g}",
+            "model": f"{self.transform} transform, AR({self.ar_order}) + {self.arch} "
+                     f"({self.choice_source})",
             "best epoch": self.best_epoch, "training time (s)": self.train_seconds,
             "model folder": self.artifacts["model_dir"]},
             f"test_rmse={self.test_rmse:.4g} naive_rmse={self.naive_rmse:.4g} "
             f"seasonal_naive_rmse={self.seasonal_naive_rmse:.4g} "
-            f"model={self.artifacts['model_dir']}", asdict(self))
+            f"ar_rmse={self.ar_rmse:.4g} model={self.artifacts['model_dir']}", asdict(self))
 
 
 @dataclass
@@ -135,6 +147,101 @@ def naive_forecasts(values: np.ndarray, x: np.ndarray, firsts: np.ndarray, horiz
     return naive, seasonal
 
 
+@dataclass
+class Choice:
+    """The transform and the AR order of the model, and what chose them."""
+
+    transform: str
+    ar_order: int
+    source: str
+
+
+_UNTRANSFORM = {"none": lambda v: v, "sqrt": lambda v: np.square(np.maximum(v, 0)),
+                "log": lambda v: np.expm1(np.maximum(v, 0))}
+CV_FOLDS = 5  # rolling-origin folds that choose the transform and the AR order
+
+
+def folds(parts: Parts, window: int, horizon: int) -> list[tuple[int, int]]:
+    """Rolling-origin evaluation (Hyndman & Athanasopoulos, "Forecasting: principles and
+    practice", 5.10): up to CV_FOLDS consecutive blocks as long as the validation part, the
+    last one being the validation part; each is forecast by a fit on everything before it.
+    Blocks whose history is shorter than two windows are left out. [] without validation."""
+    size = parts.test_start - parts.val_start
+    if size < horizon:
+        return []
+    cuts = [parts.test_start - k * size for k in range(CV_FOLDS, 0, -1)]
+    return [(cut, cut + size) for cut in cuts if cut >= 2 * window + horizon or
+            cut == parts.val_start]
+
+
+def _ar_cv(values: np.ndarray, parts: Parts, window: int, horizon: int, transform: str,
+           order: int) -> float:
+    """Rolling-origin RMSE, in raw units, of AR(order) fitted on the transformed series."""
+    from dlkit.forecaster.models import ar_fit, ar_predict
+
+    t = models.forward(transform, values)
+    squared = []
+    for cut, stop in folds(parts, window, horizon):
+        kernel, bias = ar_fit(*windows(t, 0, cut, window, horizon), order)
+        xs, ys = windows(values, cut, stop, window, horizon)
+        pred = _UNTRANSFORM[transform](ar_predict(models.forward(transform, xs), kernel, bias))
+        squared.append(((pred - ys) ** 2).ravel())
+    return float(np.sqrt(np.concatenate(squared).mean())) if squared else math.inf
+
+
+def _bic_order(values: np.ndarray, parts: Parts, window: int, horizon: int) -> int:
+    """The AR order with the lowest BIC on the training part (used without validation)."""
+    from dlkit.forecaster.models import ar_fit, ar_predict
+
+    x, y = windows(values, 0, parts.val_start, window, horizon)
+    n = len(x)
+
+    def bic(order: int) -> float:
+        rss = float(((ar_predict(x, *ar_fit(x, y, order)) - y) ** 2).sum()) or 1e-12
+        return n * math.log(rss / n) + (order + 1) * math.log(n)
+
+    return min(range(1, window + 1), key=bic)
+
+
+def choose(values: np.ndarray, parts: Parts, config: SequenceConfig) -> Choice:
+    """The transform and AR order: as the options say, else those whose AR fit forecasts best in
+    a rolling-origin evaluation that ends with the validation part (`folds`: the validation
+    part alone, a few dozen points for a short series, cannot tell the transforms apart; sqrt
+    and log only when no value before the test part is negative); without validation windows,
+    no transform and the order of the lowest BIC."""
+    w, h = config.window, config.horizon
+    has_val = parts.test_start - parts.val_start >= h
+    auto_t = config.transform.value == "auto"
+    non_negative = values[:parts.test_start].min() >= 0
+    transforms = [config.transform.value] if not auto_t else \
+        ["none"] + (["sqrt", "log"] if non_negative and has_val else [])
+    orders = [config.ar_order] if config.ar_order else range(1, w + 1)
+    if not has_val and config.ar_order is None:
+        return Choice(transforms[0], _bic_order(values, parts, w, h),
+                      "AR order by BIC on the training part: no validation windows")
+    if len(transforms) == 1 and len(orders) == 1:
+        return Choice(transforms[0], config.ar_order or 0, "as the options say")
+    score, transform, order = min((_ar_cv(values, parts, w, h, t, p), t, p)
+                                  for t in transforms for p in orders)
+    return Choice(transform, 0 if config.ar_order == 0 else order,
+                  "chosen by rolling-origin evaluation up to the test part")
+
+
+def ar_baseline(values: np.ndarray, parts: Parts, window: int,
+                horizon: int) -> tuple[int, np.ndarray]:
+    """The classic baseline: AR(p) least squares on the raw values, p chosen as `choose` does
+    (BIC without validation), refitted on training + validation. Returns (p, test forecasts)."""
+    from dlkit.forecaster.models import ar_fit, ar_predict
+
+    order = min(range(1, window + 1),
+                key=lambda p: _ar_cv(values, parts, window, horizon, "none", p)) \
+        if folds(parts, window, horizon) else _bic_order(values, parts, window, horizon)
+    x, y = windows(values, 0, parts.test_start, window, horizon)
+    kernel, bias = ar_fit(x, y, order)
+    return order, ar_predict(windows(values, parts.test_start, len(values), window,
+                                     horizon)[0], kernel, bias)
+
+
 def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     diff = pred - truth
     return float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean()))
@@ -149,12 +256,14 @@ def train_sequence(config: SequenceConfig) -> Report:
         parts = split(series.values, config.val_split, config.test_split, config.window,
                       config.horizon)
         values, w, h = parts.values, config.window, config.horizon
-        train_part = values[:parts.val_start]
-        # Fitted on the training part only; a pure function of the data, so a resume
-        # recomputes it.
+        # The choice and the statistics come from the training and validation parts only;
+        # pure functions of the data, so a resume recomputes them.
+        choice = choose(values, parts, config)
+        transformed = models.forward(choice.transform, values)
+        train_part = transformed[:parts.val_start]
         mean, std = float(train_part.mean()), float(train_part.std()) or 1.0
-        x_tr, y_tr = windows(values, 0, parts.val_start, w, h)
-        x_va, y_va = windows(values, parts.val_start, parts.test_start, w, h)
+        x_tr, y_tr = windows(transformed, 0, parts.val_start, w, h)
+        x_va, y_va = windows(transformed, parts.val_start, parts.test_start, w, h)
         x_te, y_te = windows(values, parts.test_start, len(values), w, h)
         period, period_source = ((config.period, "--period") if config.period else
                                  (infer_period(train_part), "autocorrelation of the training "
@@ -164,17 +273,22 @@ def train_sequence(config: SequenceConfig) -> Report:
                             mixed_precision=False)  # a small RNN: float32 everywhere
 
         with run.scope():
-            core = models.build(config.arch.value, w, h, config.units)
+            core = models.build(config.arch.value, w, h, config.units, choice.ar_order,
+                                config.members)
+            if choice.ar_order:
+                models.set_ar(core, *models.ar_fit((x_tr - mean) / std, (y_tr - mean) / std,
+                                                   choice.ar_order))
             core.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse",
                          metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
             done = run.restore(core)
 
         train_ds = _normalised(epoch_batches((x_tr.astype(np.float32), y_tr.astype(np.float32)),
                                              config.batch_size, config.seed, config.epochs,
-                                             done), mean, std)
-        val_ds = _normalised(_ordered(x_va, y_va, config.batch_size), mean, std) \
-            if len(x_va) else None
-        info(f"training {config.arch.value}({config.units}) on {series.source} column "
+                                             done), mean, std, config.members)
+        val_ds = _normalised(_ordered(x_va, y_va, config.batch_size), mean, std,
+                             config.members) if len(x_va) else None
+        info(f"training AR({choice.ar_order}) + {config.arch.value}({config.units}) on "
+             f"{choice.transform} values ({choice.source}) from {series.source} column "
              f"{series.name!r}: {len(x_tr)} train / {len(x_va)} validation / {len(x_te)} test "
              f"windows (window {w}, horizon {h}), {config.epochs} epochs"
              f"{f' (resuming after {done})' if done else ''}, {runtime.device}")
@@ -184,29 +298,38 @@ def train_sequence(config: SequenceConfig) -> Report:
         best_epoch = (best.restore() if best else None) or run.epochs_completed
 
         model = models.with_scaling(
-            models.for_serving(core, config.arch.value, h, config.units), mean, std)
+            models.for_serving(core, config.arch.value, h, config.units, choice.ar_order,
+                               config.members), mean, std, choice.transform)
         pred = model.predict(x_te[..., None].astype("float32"), verbose=0)
         firsts = np.arange(max(parts.test_start, w), len(values) - h + 1)
         naive, seasonal = naive_forecasts(values, x_te, firsts, h, period)
+        ar_order, ar_pred = ar_baseline(values, parts, w, h)
         scores = {"model": errors(pred, y_te), "naive": errors(naive, y_te),
-                  "seasonal": errors(seasonal, y_te)}
+                  "seasonal": errors(seasonal, y_te), "ar": errors(ar_pred, y_te)}
         points = {"train": parts.val_start, "validation": parts.test_start - parts.val_start,
                   "test": len(values) - parts.test_start}
         metadata = {
             "arch": config.arch.value, "csv": series.source, "column": series.name,
             "time_column": series.time_name, "window": w, "horizon": h, "input_shape": [w, 1],
             "preprocessing": {"input": f"the last {w} raw values of the series, oldest first",
+                              "transform": {"kind": choice.transform, "source": choice.source,
+                                            "where": "inside the model"},
                               "normalisation": {"mean": mean, "std": std,
+                                                "of": "the transformed values",
                                                 "fitted_on": "training part only",
                                                 "where": "inside the model"}},
             "period": period, "period_source": period_source, "points": points,
             "metrics": {"test_mae": scores["model"][0], "test_rmse": scores["model"][1],
                         "naive_mae": scores["naive"][0], "naive_rmse": scores["naive"][1],
                         "seasonal_naive_mae": scores["seasonal"][0],
-                        "seasonal_naive_rmse": scores["seasonal"][1]},
+                        "seasonal_naive_rmse": scores["seasonal"][1],
+                        "ar_baseline_order": ar_order, "ar_mae": scores["ar"][0],
+                        "ar_rmse": scores["ar"][1]},
             "training": {"best_epoch": best_epoch, "batch_size": config.batch_size,
                          "learning_rate": config.learning_rate, "seed": config.seed,
-                         "units": config.units},
+                         "units": config.units, "members": config.members,
+                         "ar_order": choice.ar_order,
+                         "transform": choice.transform, "choice_source": choice.source},
         }
 
         def write_plots(folder: Path) -> None:
@@ -219,7 +342,9 @@ def train_sequence(config: SequenceConfig) -> Report:
         return SequenceResult(
             "train-sequence", config.arch.value, series.source, series.name, w, h, period,
             period_source, points, scores["model"][0], scores["model"][1], scores["naive"][0],
-            scores["naive"][1], scores["seasonal"][0], scores["seasonal"][1], config.epochs,
+            scores["naive"][1], scores["seasonal"][0], scores["seasonal"][1], ar_order,
+            scores["ar"][0], scores["ar"][1], choice.transform, choice.ar_order, choice.source,
+            config.epochs,
             best_epoch, run.train_seconds, runtime.device, paths, history).report()
 
 
@@ -231,11 +356,16 @@ def _ordered(x: np.ndarray, y: np.ndarray, batch: int) -> Any:
         (x.astype(np.float32), y.astype(np.float32))).cache().batch(batch)
 
 
-def _normalised(ds: Any, mean: float, std: float) -> Any:
-    """Batches of normalised (window, 1) inputs and (horizon,) targets."""
+def _normalised(ds: Any, mean: float, std: float, members: int) -> Any:
+    """Batches of normalised (window, 1) inputs and targets: (horizon,) for one member,
+    (members, horizon) for an ensemble (every member learns the same target)."""
     import tensorflow as tf
 
-    return ds.map(lambda a, b: (((a - mean) / std)[..., None], (b - mean) / std),
+    def target(b: Any) -> Any:
+        b = (b - mean) / std
+        return b if members == 1 else tf.repeat(b[:, None, :], members, axis=1)
+
+    return ds.map(lambda a, b: (((a - mean) / std)[..., None], target(b)),
                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

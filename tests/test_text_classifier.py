@@ -116,12 +116,39 @@ def test_classify_text_json_top_k(cli, trained: tuple[Path, dict]) -> None:
 def test_train_text_classifier_csv_bilstm(cli, tmp_path: Path) -> None:
     data = write_csv(tmp_path / "topics.csv")
     result = cli("train-text-classifier", "--csv", data, "--text-column", "body",
-                 "--label-column", "topic", "--epochs", "2", "--seq-len", "12", "-o",
-                 tmp_path / "m", "--json", "--quiet")
+                 "--label-column", "topic", "--arch", "bilstm", "--epochs", "2", "--seq-len",
+                 "12", "-o", tmp_path / "m", "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["arch"] == "bilstm" and report["train_examples"] + report["val_examples"] == 90
+    assert report["epochs"] == 2
     assert (tmp_path / "m" / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_the_default_bag_of_words_learns_and_serves_strings(cli, tmp_path: Path) -> None:
+    """The default (bow: tf-idf, unit length, linear): 20 epochs at 0.02, every word counted;
+    the SavedModel takes raw strings and agrees with classify-text."""
+    import tensorflow as tf
+
+    data = write_csv(tmp_path / "topics.csv")
+    result = cli("train-text-classifier", "--csv", data, "--text-column", "body",
+                 "--label-column", "topic", "-o", tmp_path / "m", "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["arch"] == "bow" and report["epochs"] == 20
+    assert report["val_accuracy"] > report["majority_rate"]
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert meta["training"]["learning_rate"] == 0.02
+    assert meta["preprocessing"]["sequence_length"] is None
+    texts = ["the striker scored a late goal", "the rocket reached orbit"]
+    labelled = cli("classify-text", "-m", tmp_path / "m", "--json", *texts)
+    assert labelled.exit_code == 0, labelled.stderr
+    serve = tf.saved_model.load(str(tmp_path / "m" / "saved_model")).signatures[
+        "serving_default"]
+    (probs,) = serve(tf.constant(texts)).values()
+    names = report["class_names"]
+    assert [names[i] for i in probs.numpy().argmax(1)] == [
+        item["label"] for item in json.loads(labelled.stdout)]
 
 
 def bad_folder(tmp_path: Path, case: str) -> Path:

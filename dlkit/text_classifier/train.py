@@ -166,7 +166,8 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
         with run.scope():
             # Adapting is deterministic (words sorted by count, then by word), so a resumed
             # run rebuilds the same vocabulary (the data fingerprint guarantees the same texts).
-            vectorize = models.vectorizer(x_train, config.vocab_size, config.seq_len)
+            vectorize = models.vectorizer(x_train, config.vocab_size, config.seq_len,
+                                          bag=config.arch.value == "bow")
             model = models.build(config.arch.value, vectorize, len(data.class_names))
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -197,7 +198,10 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
                               "tokenizer": "TextVectorization inside the model: lower case, "
                                            "punctuation stripped, whitespace split",
                               "vocabulary": vectorize.vocabulary_size(),
-                              "sequence_length": config.seq_len},
+                              "sequence_length": (None if config.arch.value == "bow" else
+                                                  config.seq_len),
+                              "features": ("tf-idf of the words, unit length"
+                                           if config.arch.value == "bow" else "token ids")},
             "metrics": {"val_accuracy": val_acc, "val_loss": val_loss,
                         "majority_rate": majority},
             "training": {"batch_size": config.batch_size, "learning_rate": config.learning_rate,

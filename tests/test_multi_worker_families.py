@@ -4,7 +4,8 @@ report the same history, and the result is close to one process with the same gl
 
 The GAN and the VAE run their own `train_step`s in the same distributed loop
 (`dlkit.core.distributed`), their losses divided by the number of replicas. The keras-hub
-trainings (--from-preset, --backbone) refuse multi-worker for now (see test_bad_input.py).
+trainings (`train-text --from-preset`, `train-cifar --backbone`) load their presets after the
+cluster has formed, inside its scope, on tiny presets the test saves.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from hub_presets import resnet_task, save_gpt2_preset
 from test_multi_worker import two_workers
 
 TEXT = "To be, or not to be, that is the question. All that glitters is not gold.\n" * 40
@@ -36,6 +39,12 @@ CASES = {
     "train-gan": (["--dataset", "mnist", "--data-dir", "{D}/data", "--epochs", "2", "--limit",
                    "64", "--batch-size", "16", "--latent-dim", "4", "--width", "4"],
                   "final_d_loss", 0.5),
+    "train-text --from-preset": (["--from-preset", "{D}/gpt2", "--corpus", "{D}/corpus.txt",
+                                  "--epochs", "2", "--seq-len", "16", "--batch-size", "4"],
+                                 "val_loss", 0.15),
+    "train-cifar --backbone": (["--data-dir", "{D}/photos", "--backbone", "{D}/resnet",
+                                "--epochs", "2", "--batch-size", "8", "--learning-rate", "1e-2"],
+                               "test_accuracy", 0.35),
     "train-vae": (["--dataset", "mnist", "--data-dir", "{D}/data", "--arch", "dense",
                    "--latent-dim", "2", "--epochs", "2", "--limit", "64", "--batch-size", "16"],
                   "test_loss", 0.15),
@@ -55,6 +64,15 @@ def data(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / "texts" / topic).mkdir(parents=True)
         for i in range(12):
             (root / "texts" / topic / f"{i}.txt").write_text(f"{words} {i}\n")
+    save_gpt2_preset(root / "gpt2")
+    resnet_task(2).save_to_preset(str(root / "resnet"))
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (root / "photos" / f"class{c}").mkdir(parents=True)
+        for i in range(16):
+            image = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            image[c * 16:c * 16 + 16] = 220
+            cv2.imwrite(str(root / "photos" / f"class{c}" / f"{i}.png"), image)
     return root
 
 

@@ -103,7 +103,8 @@ def test_the_gate_freezes_the_backbone_then_fine_tunes_it_and_bn_stays_frozen(
 
     from dlkit.image_classifier import transfer
 
-    pretrained = transfer.load_backbone(str(presets["resnet3"]))
+    pretrained = transfer.open_backbone(str(presets["resnet3"]))
+    pretrained.load()
     model = transfer.build(pretrained, 2)
     model.compile(optimizer=transfer.optimizer(pretrained, 1e-2, 5e-4),
                   loss="categorical_crossentropy")

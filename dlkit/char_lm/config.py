@@ -14,7 +14,6 @@ from dlkit.core.config import (
     backend_option,
     common,
     opt,
-    refuse_multi_worker,
 )
 from dlkit.core.errors import UsageError
 
@@ -83,8 +82,6 @@ class TextConfig(TrainConfig):
     def check(self) -> None:
         if self.learning_rate is None:
             self.learning_rate = FINETUNE_RATE if self.from_preset else SCRATCH_RATE
-        if self.from_preset:
-            refuse_multi_worker(self, "--from-preset")
         if self.lora is not None and not self.from_preset:
             raise UsageError("--lora adapts a pretrained model; give --from-preset NAME too")
         default_layers, default_dim = DEFAULT_SIZES[self.arch]

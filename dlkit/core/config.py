@@ -177,15 +177,6 @@ class Backend(enum.StrEnum):
     tensorflow = "tensorflow"
 
 
-def refuse_multi_worker(config: Any, option: str) -> None:
-    """keras-hub models load their weights (and run TensorFlow ops) before a training run
-    could set up MultiWorkerMirroredStrategy, which must come first: not supported yet."""
-    if str(getattr(config, "strategy", "")) == "multi-worker":
-        raise UsageError(f"{option} does not train with --strategy multi-worker yet (the "
-                         "pretrained model loads before the cluster can form); use one "
-                         "machine, or --strategy mirrored for its GPUs")
-
-
 class SamplerKind(enum.StrEnum):
     """How a text generator picks each token: random (the whole distribution), top-k, top-p
     (nucleus), or greedy (always the likeliest; see dlkit.core.sampling)."""

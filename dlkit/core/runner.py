@@ -66,6 +66,7 @@ class Run:
         self.task = config.COMMAND
         if config.strategy == "multi-worker":
             rt.check_multi_worker()
+            rt.form_cluster()  # before anything (a preset, a tokenizer) runs a TensorFlow op
         self.chief = rt.is_chief(config.strategy)
         self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
         if config.tensorboard is not None:

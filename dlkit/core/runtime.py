@@ -125,7 +125,7 @@ def start(seed: int | None = None, strategy: str = "auto", deterministic: bool =
 
     with silenced_stderr():  # CUDA probing logs straight to fd 2
         gpus = len(tf.config.list_physical_devices("GPU"))
-    strat = _make_strategy(tf, strategy, gpus)  # before any op: multi-worker requires it
+    strat = _make_strategy(tf, strategy, gpus)  # multi-worker: formed before any op
     if seed is not None:
         keras.utils.set_random_seed(seed)
     if deterministic:
@@ -136,13 +136,26 @@ def start(seed: int | None = None, strategy: str = "auto", deterministic: bool =
     return Runtime(device, gpus, use_mp, strat, strategy, is_chief(strategy))
 
 
+_CLUSTER: list[Any] = []  # the process's one MultiWorkerMirroredStrategy, once formed
+
+
+def form_cluster() -> Any:
+    """The MultiWorkerMirroredStrategy of this process, created on the first call. It must
+    exist before TensorFlow runs any op (collectives are configured at program startup), so
+    a multi-worker `Run` calls this first, before a keras-hub preset or tokenizer loads. Every
+    worker runs the same command; TF_CONFIG says where the others are. The constructor waits
+    for all of them to connect."""
+    if not _CLUSTER:
+        tf = import_tensorflow()
+        _CLUSTER.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _CLUSTER[0]
+
+
 def _make_strategy(tf: Any, name: str, gpus: int) -> Any:
     if name == "mirrored" or (name == "auto" and gpus > 1):
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
-        # Every worker runs the same command; TF_CONFIG says where the others are. The
-        # constructor waits for all of them to connect.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return form_cluster()
     if name == "one-device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     return tf.distribute.get_strategy()  # the default: one device, no wrapping overhead

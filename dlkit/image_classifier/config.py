@@ -14,7 +14,6 @@ from dlkit.core.config import (
     backend_option,
     common,
     opt,
-    refuse_multi_worker,
 )
 from dlkit.core.errors import UsageError
 from dlkit.data.registry import GreyDataset
@@ -110,7 +109,6 @@ class CifarConfig(ClassifierConfig):
                                  "PRESET too")
             self.arch = self.arch or CifarArch.resnet
             return
-        refuse_multi_worker(self, "--backbone")
         if self.arch is not None:
             raise UsageError("--backbone replaces --arch (the backbone is the model); give "
                              "one of them")

@@ -90,7 +90,7 @@ def train_cifar(config: CifarConfig) -> Report:
         if config.backbone:
             from dlkit.image_classifier import transfer
 
-            pretrained = transfer.load_backbone(config.backbone)
+            pretrained = transfer.open_backbone(config.backbone)  # loads in run.scope()
             transfer.check_image_size(pretrained, config.image_size)
         data, source = load_cifar_or_folder(config)
         data = data.first(config.limit)

@@ -52,18 +52,36 @@ class Gate(keras.layers.Layer):
 
 @dataclass
 class Pretrained:
-    """A backbone preset, loaded: its backbone, its image converter, where it came from."""
+    """A backbone preset: where it came from, its image converter and, once `load` has run
+    (inside the strategy's scope, where its variables must be created), its backbone."""
 
     name: str
     source: str
-    backbone: Any
+    path: Path
     converter: Any
+    backbone: Any = None
+
+    def load(self) -> Any:
+        """The backbone, loaded from the preset on the first call."""
+        if self.backbone is None:
+            from dlkit.core import runtime
+
+            try:
+                with runtime.silenced_stderr():
+                    self.backbone = import_keras_hub().models.Backbone.from_preset(
+                        str(self.path))
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise UsageError(f"cannot load the backbone of {self.name} "
+                                 f"({type(exc).__name__}: {first}); the preset is damaged or "
+                                 "incomplete") from None
+        return self.backbone
 
 
-def load_backbone(spec: str) -> Pretrained:
-    """The backbone and image converter of an image preset (name, handle or folder; a folder
-    `train-cifar --backbone` wrote holds one in `preset/`). Exit 2 for a language model or a
-    preset without an image converter."""
+def open_backbone(spec: str) -> Pretrained:
+    """An image preset (name, handle or folder; a folder `train-cifar --backbone` wrote holds
+    one in `preset/`) with its image converter; its backbone loads later (`Pretrained.load`).
+    Exit 2 for a language model or a preset without an image converter."""
     from dlkit.core import runtime
 
     preset = resolve(spec, "ImageClassifier")
@@ -76,14 +94,7 @@ def load_backbone(spec: str) -> Pretrained:
         raise UsageError(f"{spec} holds a {what} preset without an image converter, not an "
                          "image model; pass an image classifier or image backbone preset "
                          "(`dlkit models --kind image` lists them)") from None
-    try:
-        with runtime.silenced_stderr():
-            backbone = keras_hub.models.Backbone.from_preset(str(preset.path))
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise UsageError(f"cannot load the backbone of {spec} ({type(exc).__name__}: "
-                         f"{first}); the preset is damaged or incomplete") from None
-    return Pretrained(spec, preset.source, backbone, converter)
+    return Pretrained(spec, preset.source, Path(preset.path), converter)
 
 
 def image_size(pretrained: Pretrained) -> tuple[int, int]:
@@ -202,6 +213,7 @@ class Recipe:
         self.arch = f"backbone {config.backbone}"
 
     def build(self, input_shape: tuple[int, int, int]) -> keras.Model:
+        self.pretrained.load()  # here, in the strategy's scope: its variables are the model's
         return build(self.pretrained, self.num_classes)
 
     def optimizer(self) -> Any:

@@ -157,6 +157,42 @@ def test_evaluate_gan_scores_as_json(cond_gan: tuple[Path, dict], classifier: Pa
     assert plain.stdout.startswith(f"recognisable={scores['recognisable']:.4f} ")
 
 
+def test_evaluate_gan_recall_adds_gan_train_and_frechet(cond_gan: tuple[Path, dict],
+                                                        plain_gan: tuple[Path, dict],
+                                                        classifier: Path,
+                                                        tiny_root: Path) -> None:
+    """--recall: a classifier trained on --train-count generated images, tested on the real
+    test set, and the Frechet distance next to the real-vs-real one (conditional: labels as
+    asked; unconditional: the scoring classifier's)."""
+    for folder in (cond_gan[0], plain_gan[0]):
+        result = _invoke("evaluate-gan", "--model", folder, "--classifier", classifier,
+                         "--count", 40, "--recall", "--train-count", 120, "--data-dir",
+                         tiny_root, "--json")
+        assert result.exit_code == 0, result.stderr
+        recall = json.loads(result.stdout)["recall"]
+        assert 0.0 <= recall["gan_train_accuracy"] <= 1.0
+        assert recall["gan_train_images"] == 120
+        assert recall["frechet_distance"] > 0 and recall["frechet_reference"] >= 0
+        assert recall["frechet_ratio"] == pytest.approx(
+            recall["frechet_distance"] / recall["frechet_reference"])
+    plain = _invoke("evaluate-gan", "--model", cond_gan[0], "--classifier", classifier,
+                    "--count", 40, "--recall", "--train-count", 120, "--data-dir", tiny_root)
+    assert plain.exit_code == 0 and " gan_train_accuracy=" in plain.stdout
+
+
+def test_frechet_distance_is_exact_for_shifted_and_scaled_sets() -> None:
+    from dlkit.gan.recall import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
+    shift = np.arange(6.0)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+    centred = a - a.mean(axis=0)  # b = 3a: Tr(S)(3 - 1)^2
+    trace = float(np.trace(np.cov(centred, rowvar=False)))
+    assert frechet_distance(centred, 3 * centred) == pytest.approx(4 * trace, rel=1e-6)
+
+
 def test_evaluate_unconditional_has_no_conditional_accuracy(plain_gan: tuple[Path, dict],
                                                             classifier: Path) -> None:
     folder, _ = plain_gan

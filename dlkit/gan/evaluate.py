@@ -4,6 +4,7 @@ The classifier is one trained by `dlkit train-mnist` (or `train-cifar`) on the s
 images. Scores: the share of samples it labels with confidence >= the threshold
 ("recognisable"), the entropy of its label histogram relative to ln(classes) ("no mode
 collapse") and, for conditional generators, the share labelled as the class that was asked for.
+With `--recall`, the figures of `dlkit.gan.recall` (GAN-train accuracy, Frechet distance) too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dlkit.gan.sample import Generator, generate, load_generator, sample_labels
 
 
 @dataclass
-@dataclass
 class EvalResult:
     """evaluate-gan's scores."""
 
@@ -42,6 +42,7 @@ class EvalResult:
     label_histogram: dict[str, int]
     conditional_accuracy: float | None
     per_class_accuracy: dict[str, float] | None
+    recall: dict[str, Any] | None = None
 
     def report(self) -> Report:
         rows = {"recognisable": self.recognisable, "label entropy": self.label_entropy,
@@ -51,6 +52,14 @@ class EvalResult:
         if self.conditional_accuracy is not None:
             rows["label accuracy"] = self.conditional_accuracy
             line += f" conditional_accuracy={fmt(self.conditional_accuracy)}"
+        if self.recall is not None:
+            r = self.recall
+            rows["GAN-train accuracy (real test set)"] = r["gan_train_accuracy"]
+            rows["Frechet distance (real train vs test)"] = (
+                f"{r['frechet_distance']:.4g} ({r['frechet_reference']:.4g}; "
+                f"{r['frechet_ratio']:.2f}x)")
+            line += (f" gan_train_accuracy={fmt(r['gan_train_accuracy'])} "
+                     f"frechet_ratio={r['frechet_ratio']:.3g}")
         return Report(f"evaluate-gan {self.model} ({self.count} samples)", rows, line,
                       asdict(self))
 
@@ -62,11 +71,37 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
     gen = load_generator(config.model, Backend.tensorflow)  # TensorFlow runs the classifier
     cls_meta = load_metadata(config.classifier)
     _check_compatible(gen, cls_meta, config.classifier)
+    real = None
+    if config.recall:  # read before any work: a missing dataset is the first error
+        from dlkit.gan import recall
+
+        real = recall.load_real(gen.dataset, config.data_dir, gen.image_shape)
     classifier = load_keras_model(config.classifier)
     labels = sample_labels(gen, config.count, None)
     images = generate(gen, config.count, config.seed, labels, config.truncation)
-    probs = np.asarray(classifier.predict(images.astype(np.float32), batch_size=250, verbose=0))
-    return _score(config, gen, cls_meta, probs, labels).report()
+    probs = _predict(classifier, images)
+    result = _score(config, gen, cls_meta, probs, labels)
+    if real is not None:
+        result.recall = asdict(_recall(config, gen, classifier, cls_meta, real))
+    return result.report()
+
+
+def _predict(classifier: Any, images: np.ndarray) -> np.ndarray:
+    return np.asarray(classifier.predict(images.astype(np.float32), batch_size=250, verbose=0))
+
+
+def _recall(config: EvaluateGanConfig, gen: Generator, classifier: Any,
+            cls_meta: dict[str, Any], real: Any) -> Any:
+    """GAN-train and Frechet figures from --train-count new images (another seed than the
+    scored ones), labelled as asked (conditional) or as the classifier sees them."""
+    from dlkit.gan import recall
+
+    labels = sample_labels(gen, config.train_count, None)
+    images = generate(gen, config.train_count, config.seed + 1, labels, config.truncation)
+    if labels is None:
+        labels = _predict(classifier, images).argmax(axis=1)
+    return recall.measure(real, images, labels, classifier, len(cls_meta["class_names"]),
+                          config.seed)
 def _check_compatible(gen: Generator, cls_meta: dict[str, Any], folder: Path) -> None:
     shape = list(cls_meta.get("input_shape") or [])
     if "class_names" not in cls_meta or not shape or cls_meta.get("task") == "train-gan":

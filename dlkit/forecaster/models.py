@@ -34,6 +34,15 @@ def forward(kind: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
+def inverse(kind: str, values: np.ndarray) -> np.ndarray:
+    """What `SeriesTransform(kind, inverse=True)` computes, in NumPy."""
+    if kind == "sqrt":
+        return np.square(np.maximum(values, 0.0))
+    if kind == "log":
+        return np.expm1(np.maximum(values, 0.0))
+    return values
+
+
 @keras.saving.register_keras_serializable(package="dlkit")
 class SeriesTransform(keras.layers.Layer):
     """A fixed, element-wise transform of the series (`sqrt`, `log` = log1p, or `none`) or, with

@@ -3,7 +3,8 @@
 The series is split chronologically (train, validation, test: the last part is never seen in
 training); windows of `window` past values predict the next `horizon` values. The model is a
 frozen least-squares AR(p) part plus a recurrent network that corrects it (`models.build`); the
-transform (none, sqrt, log) and the order p are chosen on the validation part (`choose`). The
+transform (none, sqrt, log) and the order p are chosen by a rolling-origin evaluation that ends
+with the validation part (`choose`). The
 transform, mean and standard deviation (fitted on the training part only) live inside the saved
 model, which takes and returns raw values. The test part is scored with MAE/RMSE next to three
 baselines: the naive forecast (the last value, repeated), the seasonal-naive one (the value one
@@ -156,8 +157,6 @@ class Choice:
     source: str
 
 
-_UNTRANSFORM = {"none": lambda v: v, "sqrt": lambda v: np.square(np.maximum(v, 0)),
-                "log": lambda v: np.expm1(np.maximum(v, 0))}
 CV_FOLDS = 5  # rolling-origin folds that choose the transform and the AR order
 
 
@@ -177,27 +176,25 @@ def folds(parts: Parts, window: int, horizon: int) -> list[tuple[int, int]]:
 def _ar_cv(values: np.ndarray, parts: Parts, window: int, horizon: int, transform: str,
            order: int) -> float:
     """Rolling-origin RMSE, in raw units, of AR(order) fitted on the transformed series."""
-    from dlkit.forecaster.models import ar_fit, ar_predict
-
     t = models.forward(transform, values)
     squared = []
     for cut, stop in folds(parts, window, horizon):
-        kernel, bias = ar_fit(*windows(t, 0, cut, window, horizon), order)
+        kernel, bias = models.ar_fit(*windows(t, 0, cut, window, horizon), order)
         xs, ys = windows(values, cut, stop, window, horizon)
-        pred = _UNTRANSFORM[transform](ar_predict(models.forward(transform, xs), kernel, bias))
+        pred = models.inverse(transform, models.ar_predict(models.forward(transform, xs),
+                                                           kernel, bias))
         squared.append(((pred - ys) ** 2).ravel())
     return float(np.sqrt(np.concatenate(squared).mean())) if squared else math.inf
 
 
 def _bic_order(values: np.ndarray, parts: Parts, window: int, horizon: int) -> int:
     """The AR order with the lowest BIC on the training part (used without validation)."""
-    from dlkit.forecaster.models import ar_fit, ar_predict
-
     x, y = windows(values, 0, parts.val_start, window, horizon)
     n = len(x)
 
     def bic(order: int) -> float:
-        rss = float(((ar_predict(x, *ar_fit(x, y, order)) - y) ** 2).sum()) or 1e-12
+        rss = float(((models.ar_predict(x, *models.ar_fit(x, y, order)) - y) ** 2).sum()) \
+            or 1e-12
         return n * math.log(rss / n) + (order + 1) * math.log(n)
 
     return min(range(1, window + 1), key=bic)
@@ -221,8 +218,8 @@ def choose(values: np.ndarray, parts: Parts, config: SequenceConfig) -> Choice:
                       "AR order by BIC on the training part: no validation windows")
     if len(transforms) == 1 and len(orders) == 1:
         return Choice(transforms[0], config.ar_order or 0, "as the options say")
-    score, transform, order = min((_ar_cv(values, parts, w, h, t, p), t, p)
-                                  for t in transforms for p in orders)
+    _, transform, order = min((_ar_cv(values, parts, w, h, t, p), t, p)
+                              for t in transforms for p in orders)
     return Choice(transform, 0 if config.ar_order == 0 else order,
                   "chosen by rolling-origin evaluation up to the test part")
 
@@ -231,15 +228,13 @@ def ar_baseline(values: np.ndarray, parts: Parts, window: int,
                 horizon: int) -> tuple[int, np.ndarray]:
     """The classic baseline: AR(p) least squares on the raw values, p chosen as `choose` does
     (BIC without validation), refitted on training + validation. Returns (p, test forecasts)."""
-    from dlkit.forecaster.models import ar_fit, ar_predict
-
     order = min(range(1, window + 1),
                 key=lambda p: _ar_cv(values, parts, window, horizon, "none", p)) \
         if folds(parts, window, horizon) else _bic_order(values, parts, window, horizon)
     x, y = windows(values, 0, parts.test_start, window, horizon)
-    kernel, bias = ar_fit(x, y, order)
-    return order, ar_predict(windows(values, parts.test_start, len(values), window,
-                                     horizon)[0], kernel, bias)
+    kernel, bias = models.ar_fit(x, y, order)
+    return order, models.ar_predict(windows(values, parts.test_start, len(values), window,
+                                            horizon)[0], kernel, bias)
 
 
 def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -266,8 +261,8 @@ def train_sequence(config: SequenceConfig) -> Report:
         x_va, y_va = windows(transformed, parts.val_start, parts.test_start, w, h)
         x_te, y_te = windows(values, parts.test_start, len(values), w, h)
         period, period_source = ((config.period, "--period") if config.period else
-                                 (infer_period(train_part), "autocorrelation of the training "
-                                  "part"))
+                                 (infer_period(values[:parts.val_start]),
+                                  "autocorrelation of the training part"))
         steps = -(-len(x_tr) // config.batch_size)
         runtime = run.start(fingerprint(values, parts.val_start, parts.test_start),
                             mixed_precision=False)  # a small RNN: float32 everywhere

@@ -64,15 +64,6 @@ class SampleGanConfig(Config):
                        "images.")
     truncation: float | None = opt(None, "Redraw noise values beyond +-T (truncation trick: "
                                    "cleaner, less varied).", min=0.05, max=10)
-    recall: bool = opt(False, "Also measure variety against the real dataset: the GAN-train "
-                       "accuracy (a classifier trained only on --train-count generated images "
-                       "tested on the real test set) and the Frechet distance between real "
-                       "and generated images in the scoring classifier's feature space, next "
-                       "to the real-train-vs-real-test distance.", name="--recall")
-    train_count: int = opt(10_000, "With --recall: generated images the GAN-train classifier "
-                           "learns from.", min=100, max=COUNT_MAX)
-    data_dir: Path | None = common("data_dir", None, help="With --recall: read the real "
-                                   "dataset from this folder only.")
     backend: Backend = backend_option()
 
     def check(self) -> None:

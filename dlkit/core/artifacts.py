@@ -415,7 +415,8 @@ def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:
 
 def register_layers_of(path: Path) -> None:
     """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
-    backbone), so Keras can find their classes; it is not imported otherwise (seconds)."""
+    backbone), and dlkit's own modules whose registered layers it holds, so Keras can find
+    their classes; keras-hub is not imported otherwise (seconds)."""
     try:
         with zipfile.ZipFile(path) as archive:
             config = archive.read("config.json")
@@ -425,6 +426,8 @@ def register_layers_of(path: Path) -> None:
         from dlkit.pretrained.hub import import_keras_hub
 
         import_keras_hub()
+    if b'"dlkit>SeriesTransform"' in config:  # train-sequence's transform layers
+        import dlkit.forecaster.models  # noqa: F401 (registers the layer)
 
 
 def versions() -> dict[str, str]:

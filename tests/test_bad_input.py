@@ -703,16 +703,17 @@ def evaluate_gan_rows() -> list[Row]:
 def config_rows(command: str, base: tuple[str, ...], wrong: str) -> list[Row]:
     """--config FILE.toml, which every command takes: missing, not TOML, a folder, a key the
     command does not have, a value of the wrong type (`wrong`: a file setting one of the
-    command's keys to a bad type)."""
+    command's keys to a bad type); a FIFO and /dev/zero, which were read forever (issue 24).
+    Reading the file is the command's work: its failures are the command's `error:` line."""
     return [
-        row(command, "config file missing", *base, "--config", "{T}/nowhere.toml",
-            usage=True),
-        row(command, "config file not TOML", *base, "--config", "{A}/bad.toml", usage=True),
-        row(command, "config file is a folder", *base, "--config", "{A}/empty", usage=True),
+        row(command, "config file missing", *base, "--config", "{T}/nowhere.toml"),
+        row(command, "config file not TOML", *base, "--config", "{A}/bad.toml"),
+        row(command, "config file is a folder", *base, "--config", "{A}/empty"),
         row(command, "config file with an unknown key", *base, "--config",
-            "{A}/unknown_key.toml", usage=True),
-        row(command, "config file with a wrong type", *base, "--config", f"{{A}}/{wrong}",
-            usage=True),
+            "{A}/unknown_key.toml"),
+        row(command, "config file with a wrong type", *base, "--config", f"{{A}}/{wrong}"),
+        row(command, "config file is a FIFO", *base, "--config", "{A}/fifo"),
+        row(command, "config file is /dev/zero", *base, "--config", "/dev/zero"),
     ]
 
 
@@ -747,6 +748,16 @@ def tools_rows() -> list[Row]:
     for command, base in others.items():
         rows += config_rows(command, base, "wrong_model.toml")
     rows += config_rows("datasets", (), "wrong_data_dir.toml")
+    rows += [  # issue 24: bounded, and an empty path means nothing
+        row("datasets", "config file over 1 MiB", "--config", "{A}/big.toml"),
+        row("datasets", "config file nested too deeply", "--config", "{A}/deep.toml"),
+        row("datasets", "config file with an empty path", "--config", "{A}/empty_path.toml"),
+        row("datasets", "config file named by an empty path", "--config", "", usage=True),
+        row("datasets", "data-dir empty", "--data-dir", "", usage=True),
+        row("classify-image", "labels empty", "{A}/images/good.png", "--model",
+            "{A}/models/mnist", "--labels", "", usage=True),
+        row("export", "model folder named by an empty path", "", usage=True),
+    ]
     model = ("--model", "{A}/models/mnist")
     rows += [
         row("evaluate", "no data", *model, usage=True),
@@ -908,6 +919,9 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "wrong_model.toml").write_text("model = 3\n")
     (a / "wrong_data_dir.toml").write_text("data-dir = 3\n")
     (a / "wrong_kind.toml").write_text("kind = 3\n")
+    (a / "big.toml").write_text("# padding\n" * 110_000)
+    (a / "deep.toml").write_text("data-dir = " + "[" * 100_000 + "\n")
+    (a / "empty_path.toml").write_text('data-dir = ""\n')
     _write_csvs(a, rng)
     _write_text_folders(a)
     _write_bad_datasets(a, tiny_root, rng)
@@ -1114,7 +1128,7 @@ def _lite_variant(a: Path, kind: str, base: str) -> None:
         lite.write_bytes(np.random.default_rng(4).bytes(2000))
         meta["litert"][lite.name]["sha256"] = hashlib.sha256(lite.read_bytes()).hexdigest()
     elif kind == "moved_data":
-        meta["config"]["data_dir"] = str(a / "moved-away")
+        meta["config"]["data-dir"] = str(a / "moved-away")
     (folder / "metadata.json").write_text(json.dumps(meta))
     for path in [a / "lite", folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dlkit.core import artifacts, litert
-from dlkit.core.config import Quantize
+from dlkit.core.config import Quantize, recorded_settings
 from dlkit.core.console import Report, to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
 from dlkit.core.files import write_atomic
@@ -128,8 +128,8 @@ def _training_images(meta: dict[str, Any], count: int, rng: np.random.Generator)
     from dlkit.data.readers import load_cifar10, load_mnist_family
     from dlkit.image_classifier.train import is_image_folder
 
-    settings = meta.get("config") or {}
-    data_dir = Path(settings["data_dir"]) if settings.get("data_dir") else None
+    data_dir = recorded_settings(meta).get("data-dir")
+    data_dir = Path(data_dir) if isinstance(data_dir, str) and data_dir else None
     height, width, channels = (list(meta.get("input_shape") or []) + [0, 0, 0])[:3]
     if meta.get("task") == "train-mnist":
         images = load_mnist_family(str(meta.get("dataset")), data_dir).x_train

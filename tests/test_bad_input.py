@@ -867,9 +867,38 @@ def litert_rows() -> list[Row]:
         row("export", "calibration-samples 0", mnist, "--calibration-samples", "0", *out,
             usage=True),
         row("export", "config file with an unknown key", mnist, "--config",
-            "{A}/unknown_key.toml", usage=True),
+            "{A}/unknown_key.toml"),
     ]
     return rows
+
+
+def metadata_rows() -> list[Row]:
+    """Issue 24: metadata.json fields in a form dlkit never writes ({A}/meta/KIND_BASE, see
+    `_meta_variant`) are one line naming the field, exit 2, whichever command opens the
+    folder (`class_names: []` was an IndexError in sample-gan)."""
+    good = "{A}/images/good.png"
+    return [
+        row("sample-gan", "class_names empty", "--model", "{A}/meta/noclasses_gan", "--out",
+            "{T}/g.png"),
+        row("classify-image", "class_names empty", good, "--model", "{A}/meta/noclasses_mnist"),
+        row("classify-image", "class_names repeated", good, "--model",
+            "{A}/meta/dupclasses_mnist"),
+        row("classify-image", "class_names not strings", good, "--model",
+            "{A}/meta/numclasses_mnist"),
+        row("classify-image", "input_shape not sizes", good, "--model",
+            "{A}/meta/wordshape_mnist"),
+        row("classify-image", "preprocessing not an object", good, "--model",
+            "{A}/meta/listprep_mnist"),
+        row("evaluate", "class_names empty", "{A}/image_classes", "--model",
+            "{A}/meta/noclasses_mnist"),
+        row("evaluate-gan", "classifier's class_names empty", "--model", "{A}/models/gan",
+            "--classifier", "{A}/meta/noclasses_mnist"),
+        row("classify-text", "class_names empty", "hello", "--model",
+            "{A}/meta/noclasses_tcls"),
+        row("sample-vae", "class_names empty", "--model", "{A}/meta/noclasses_vae", "--out",
+            "{T}/g.png"),
+        row("export", "class_names empty", "{A}/meta/noclasses_gan", "-o", "{T}/m.tflite"),
+    ]
 
 
 ROWS: list[Row] = [
@@ -878,6 +907,7 @@ ROWS: list[Row] = [
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
+    *metadata_rows(),
 ]
 
 
@@ -1048,6 +1078,9 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for kind, base in set(re.findall(r"\{A\}/lite/([a-z]+(?:_data)?)_(\w+)", " ".join(args))):
         ensure_models(a, (f"{{A}}/models/{base}", "{A}/models/gan", "{A}/models/vae"))
         _lite_variant(a, kind, base)
+    for kind, base in set(re.findall(r"\{A\}/meta/([a-z]+)_(\w+)", " ".join(args))):
+        ensure_models(a, (f"{{A}}/models/{base}",))
+        _meta_variant(a, kind, base)
     for name in set(re.findall(r"\{A\}/presets/(\w+)", " ".join(args))):
         _preset(a, name)
     names = set(re.findall(r"\{A\}/(?:models|broken)/(\w+)", " ".join(args)))
@@ -1131,6 +1164,27 @@ def _lite_variant(a: Path, kind: str, base: str) -> None:
         meta["config"]["data-dir"] = str(a / "moved-away")
     (folder / "metadata.json").write_text(json.dumps(meta))
     for path in [a / "lite", folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _meta_variant(a: Path, kind: str, base: str) -> None:
+    """{A}/meta/KIND_BASE: a copy of models/BASE whose metadata.json has a field dlkit never
+    writes that way: no class names (noclasses), a name twice (dupclasses), numbers for names
+    (numclasses), words for the input shape (wordshape), a list for preprocessing
+    (listprep)."""
+    folder = a / "meta" / f"{kind}_{base}"
+    if folder.exists():
+        return
+    shutil.copytree(a / "models" / base, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    names = meta.get("class_names") or ["a", "b"]
+    meta.update({"noclasses": {"class_names": []},
+                 "dupclasses": {"class_names": [names[0], *names[:-1]]},
+                 "numclasses": {"class_names": list(range(len(names)))},
+                 "wordshape": {"input_shape": ["big", "tall"]},
+                 "listprep": {"preprocessing": ["scale"]}}[kind])
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    for path in [a / "meta", folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 

@@ -268,3 +268,25 @@ def test_class_weight_balanced_is_recorded_and_resumable(cli, image_folder: Path
     assert meta["config"]["class_weight"] == "balanced"
     weights = meta["training"]["class_weights"]
     assert len(weights) == 2 and all(w > 0 for w in weights)
+
+
+def test_names_and_paths_are_shown_as_typed_never_as_markup(cli, image_model: Path,
+                                                            holdout: Path,
+                                                            tmp_path: Path) -> None:
+    """Issue 24: a class named `[/]` crashed `evaluate` (rich's MarkupError) and `[red]x`
+    showed as `x`. Nothing dlkit prints through rich is read as markup."""
+    import shutil
+
+    model = tmp_path / "model [bold]v2[/bold]"
+    shutil.copytree(image_model, model)
+    meta = json.loads((model / "metadata.json").read_text())
+    names = ["[/]", "[red]x", *meta["class_names"][2:]]
+    (model / "metadata.json").write_text(json.dumps({**meta, "class_names": names}))
+    rows = [f"{path},{names[int(path.parent.name)]}"
+            for path in sorted(holdout.glob("*/*.png")) if path.parent.name in ("0", "1")]
+    labelled = tmp_path / "labels.csv"
+    labelled.write_text("path,label\n" + "\n".join(rows) + "\n")
+    result = cli("evaluate", labelled, "--model", model)
+    assert result.exit_code == 0, result.stderr
+    assert "[/]" in result.stderr and "[red]x" in result.stderr  # the per-class table
+    assert "[bold]v2[/bold]" in result.stderr  # the summary's title names the model

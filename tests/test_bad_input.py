@@ -210,6 +210,11 @@ def train_cifar_rows() -> list[Row]:
             "{A}/one_class_images", *out),
         row("train-cifar", "image folder with empty classes", *base, "--data-dir",
             "{A}/empty_classes", *out),
+        # issue 24: a class folder without a usable image is refused, not a class
+        row("train-cifar", "image folder with one empty class", *base, "--data-dir",
+            "{A}/one_empty_class", *out),
+        row("train-cifar", "image folder with one unreadable class", *base, "--data-dir",
+            "{A}/one_unreadable_class", *out),
         row("train-cifar", "output is the data-dir", *base, "--data-dir", "{A}/empty_classes",
             "-o", "{A}/empty_classes"),
         row("train-cifar", "output inside the data-dir", *base, "--data-dir",
@@ -378,6 +383,8 @@ def pretrained_image_rows() -> list[Row]:
             "2"),
         row("train-cifar", "head-epochs negative", *tune, *resnet, "--head-epochs", "-1",
             usage=True),
+        row("train-cifar", "backbone with an empty class folder", "--data-dir",
+            "{A}/one_empty_class", "--epochs", "2", "-o", "{OUT}", *resnet),
         row("train-cifar", "backbone with a one-class folder", "--data-dir",
             "{A}/one_class_images", "--epochs", "2", "-o", "{OUT}", *resnet),
         row("train-cifar", "images too small for the backbone", *tune, "--backbone",
@@ -765,6 +772,7 @@ def tools_rows() -> list[Row]:
         row("evaluate", "data folder empty", "{A}/empty", *model),
         row("evaluate", "data folder without images", "{A}/empty_classes", *model),
         row("evaluate", "classes the model does not know", "{A}/one_class_images", *model),
+        row("evaluate", "data folder with one empty class", "{A}/one_empty_class", *model),
         row("evaluate", "csv without the path column", "{A}/labelled.csv", *model),
         row("evaluate", "csv not UTF-8", "{A}/latin1.csv", *model),
         row("evaluate", "csv is a FIFO", "{A}/fifo", *model),
@@ -1040,6 +1048,13 @@ def _write_images(a: Path, rng: np.random.Generator) -> None:
     for k in ("0", "1"):  # two classes the digit model knows, for evaluate's rows
         (a / "image_classes" / k).mkdir(parents=True)
         assert cv2.imwrite(str(a / "image_classes" / k / "x.png"), images[int(k)])
+    for k in ("cats", "dogs"):  # two good classes, and a third that has no usable image
+        for name in ("one_empty_class", "one_unreadable_class"):
+            (a / name / k).mkdir(parents=True)
+            assert cv2.imwrite(str(a / name / k / "x.png"), images[0 if k == "cats" else 1])
+    (a / "one_empty_class" / "zebras").mkdir()
+    (a / "one_unreadable_class" / "zebras").mkdir()
+    (a / "one_unreadable_class" / "zebras" / "z.png").write_bytes(rng.bytes(300))
     (a / "one_class_images" / "cats").mkdir(parents=True)
     for i, image in enumerate(images):
         assert cv2.imwrite(str(a / "one_class_images" / "cats" / f"{i}.png"), image)

@@ -53,6 +53,10 @@ def export(config: ExportConfig) -> Report:
 def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
              ) -> tuple[str, bytes, dict[str, Any]]:
     """(the folder's file name for it, the flatbuffer, its metadata record)."""
+    reason = litert.unavailable_reason(meta)
+    if reason is not None:
+        raise UsageError(f"dlkit export cannot convert {folder} to LiteRT: {reason}; it "
+                         f"converts {EXPORTABLE}. {_instead(folder, meta)}")
     if meta.get("task") == "train-text":
         from dlkit.char_lm.decoding import DECODER_FILE
         from dlkit.char_lm.generate import load_text_model
@@ -78,6 +82,26 @@ def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
     content = _run_converter(lambda: litert.convert_saved_model(
         folder / artifacts.SAVED_MODEL, config.quantize, calibration))
     return litert.TFLITE_FILE, content, litert.describe(content, names)
+
+
+# What `dlkit export` converts: the models dlkit builds itself, with fixed-shape numeric inputs.
+EXPORTABLE = ("models dlkit trains from scratch (train-mnist, train-cifar without --backbone, "
+              "train-text without --from-preset, train-gan, train-vae, train-sequence)")
+
+
+def _instead(folder: Path, meta: dict[str, Any]) -> str:
+    """What to do with a folder export cannot convert: the command that serves it, and its
+    portable files."""
+    preset = folder / ((meta.get("pretrained") or {}).get("preset_dir") or "preset")
+    serve = {"train-text": f"dlkit generate-text --model {folder}",
+             "train-cifar": f"dlkit classify-image IMAGE --model {folder}",
+             "train-text-classifier": f"dlkit classify-text TEXT --model {folder}"}
+    steps = [f"`{serve[meta['task']]}` serves it with TensorFlow"] if meta.get(
+        "task") in serve else []
+    steps.append(f"TensorFlow tools load {folder / artifacts.SAVED_MODEL}")
+    if preset.is_dir():
+        steps.append(f"keras-hub loads the preset {preset}")
+    return "Instead: " + "; ".join(steps)
 
 
 def _run_converter(convert: Callable[[], bytes]) -> bytes:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_one_error_line, interrupt_after, pattern_images
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -290,3 +292,20 @@ def test_names_and_paths_are_shown_as_typed_never_as_markup(cli, image_model: Pa
     assert result.exit_code == 0, result.stderr
     assert "[/]" in result.stderr and "[red]x" in result.stderr  # the per-class table
     assert "[bold]v2[/bold]" in result.stderr  # the summary's title names the model
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(min_size=1, max_size=64).filter(lambda b: b"\0" not in b))
+def test_any_path_the_shell_can_give_round_trips(tmp_path: Path, raw: bytes) -> None:
+    """Property: a path of any bytes but NUL, as `--print-config` writes it (to_toml, then the
+    surrogateescape stdout), reads back with --config as the same bytes."""
+    import os
+
+    from dlkit.core.config import read_config_file, to_toml
+    from dlkit.image_classifier.config import MnistConfig
+
+    written = to_toml(MnistConfig(data_dir=Path(os.fsdecode(raw))))
+    (tmp_path / "f.toml").write_bytes(written.encode("utf-8", "surrogateescape"))
+    settings_read = read_config_file(tmp_path / "f.toml", MnistConfig)
+    assert os.fsencode(settings_read["data_dir"]) == os.fsencode(Path(os.fsdecode(raw)))

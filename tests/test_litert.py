@@ -270,9 +270,9 @@ def test_int8_export_finds_a_relative_data_dir_from_anywhere(cli, tiny_root: Pat
                                                              tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:
-    """Issue 24: metadata.json records --data-dir resolved, so `export --quantize int8` finds
-    the training data from another working directory; a folder whose metadata records its
-    settings in the old spelling (`data_dir`) still exports."""
+    """Issue 24: metadata.json records --data-dir (and train-sequence's --csv) resolved, so
+    `export --quantize int8` finds the training data from another working directory; a folder
+    whose metadata records its settings in the old spelling (`data_dir`) still exports."""
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
     elsewhere.mkdir()
@@ -296,3 +296,15 @@ def test_int8_export_finds_a_relative_data_dir_from_anywhere(cli, tiny_root: Pat
                      "--calibration-samples", "16")
         assert result.exit_code == 0, (spelling, result.stderr)
         assert out.stat().st_size > 0
+
+    # the forecaster calibrates on its --csv, recorded resolved too
+    monkeypatch.chdir(work)
+    (work / "series.csv").write_text("t,value\n" + "".join(
+        f"{i},{10 + np.sin(i / 3):.3f}\n" for i in range(80)))
+    trained = cli("train-sequence", "--csv", "series.csv", "--column", "value", "--window",
+                  "4", "--units", "4", "--epochs", "1", "-o", "seq", "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    monkeypatch.chdir(elsewhere)
+    result = cli("export", work / "seq", "--quantize", "int8", "-o", elsewhere / "seq.tflite",
+                 "--calibration-samples", "16")
+    assert result.exit_code == 0, result.stderr

@@ -267,7 +267,7 @@ def test_class_weight_balanced_is_recorded_and_resumable(cli, image_folder: Path
                  "--batch-size", "8", "--class-weight", "balanced", "-o", out, "--quiet")
     assert result.exit_code == 0, result.stderr
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["config"]["class_weight"] == "balanced"
+    assert meta["config"]["class-weight"] == "balanced"
     weights = meta["training"]["class_weights"]
     assert len(weights) == 2 and all(w > 0 for w in weights)
 

@@ -438,10 +438,8 @@ def to_toml(config: Config) -> str:
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, (int, float)):
-        return repr(value)
+        return repr(value)  # Python's float spellings (1e-05, inf, nan) are TOML's too
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return toml_string(str(value))

@@ -25,6 +25,7 @@ from dlkit.core.console import Report, to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
 from dlkit.core.files import write_atomic
 from dlkit.export.config import ExportConfig
+from dlkit.pretrained.hub import PRESET_DIR
 
 
 def export(config: ExportConfig) -> Report:
@@ -92,15 +93,14 @@ EXPORTABLE = ("models dlkit trains from scratch (train-mnist, train-cifar withou
 def _instead(folder: Path, meta: dict[str, Any]) -> str:
     """What to do with a folder export cannot convert: the command that serves it, and its
     portable files."""
-    preset = folder / ((meta.get("pretrained") or {}).get("preset_dir") or "preset")
-    serve = {"train-text": f"dlkit generate-text --model {folder}",
-             "train-cifar": f"dlkit classify-image IMAGE --model {folder}",
-             "train-text-classifier": f"dlkit classify-text TEXT --model {folder}"}
-    steps = [f"`{serve[meta['task']]}` serves it with TensorFlow"] if meta.get(
-        "task") in serve else []
+    command = {"train-text": f"dlkit generate-text --model {folder}",
+               "train-cifar": f"dlkit classify-image IMAGE --model {folder}",
+               "train-text-classifier": f"dlkit classify-text TEXT --model {folder}",
+               }.get(str(meta.get("task")))
+    steps = [f"`{command}` serves it with TensorFlow"] if command else []
     steps.append(f"TensorFlow tools load {folder / artifacts.SAVED_MODEL}")
-    if preset.is_dir():
-        steps.append(f"keras-hub loads the preset {preset}")
+    if (folder / PRESET_DIR).is_dir():
+        steps.append(f"keras-hub loads the preset {folder / PRESET_DIR}")
     return "Instead: " + "; ".join(steps)
 
 

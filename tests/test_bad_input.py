@@ -210,6 +210,11 @@ def train_cifar_rows() -> list[Row]:
             "{A}/one_class_images", *out),
         row("train-cifar", "image folder with empty classes", *base, "--data-dir",
             "{A}/empty_classes", *out),
+        # issue 24: a class folder without a usable image is refused, not a class
+        row("train-cifar", "image folder with one empty class", *base, "--data-dir",
+            "{A}/one_empty_class", *out),
+        row("train-cifar", "image folder with one unreadable class", *base, "--data-dir",
+            "{A}/one_unreadable_class", *out),
         row("train-cifar", "output is the data-dir", *base, "--data-dir", "{A}/empty_classes",
             "-o", "{A}/empty_classes"),
         row("train-cifar", "output inside the data-dir", *base, "--data-dir",
@@ -378,6 +383,8 @@ def pretrained_image_rows() -> list[Row]:
             "2"),
         row("train-cifar", "head-epochs negative", *tune, *resnet, "--head-epochs", "-1",
             usage=True),
+        row("train-cifar", "backbone with an empty class folder", "--data-dir",
+            "{A}/one_empty_class", "--epochs", "2", "-o", "{OUT}", *resnet),
         row("train-cifar", "backbone with a one-class folder", "--data-dir",
             "{A}/one_class_images", "--epochs", "2", "-o", "{OUT}", *resnet),
         row("train-cifar", "images too small for the backbone", *tune, "--backbone",
@@ -703,16 +710,17 @@ def evaluate_gan_rows() -> list[Row]:
 def config_rows(command: str, base: tuple[str, ...], wrong: str) -> list[Row]:
     """--config FILE.toml, which every command takes: missing, not TOML, a folder, a key the
     command does not have, a value of the wrong type (`wrong`: a file setting one of the
-    command's keys to a bad type)."""
+    command's keys to a bad type); a FIFO and /dev/zero, which were read forever (issue 24).
+    Reading the file is the command's work: its failures are the command's `error:` line."""
     return [
-        row(command, "config file missing", *base, "--config", "{T}/nowhere.toml",
-            usage=True),
-        row(command, "config file not TOML", *base, "--config", "{A}/bad.toml", usage=True),
-        row(command, "config file is a folder", *base, "--config", "{A}/empty", usage=True),
+        row(command, "config file missing", *base, "--config", "{T}/nowhere.toml"),
+        row(command, "config file not TOML", *base, "--config", "{A}/bad.toml"),
+        row(command, "config file is a folder", *base, "--config", "{A}/empty"),
         row(command, "config file with an unknown key", *base, "--config",
-            "{A}/unknown_key.toml", usage=True),
-        row(command, "config file with a wrong type", *base, "--config", f"{{A}}/{wrong}",
-            usage=True),
+            "{A}/unknown_key.toml"),
+        row(command, "config file with a wrong type", *base, "--config", f"{{A}}/{wrong}"),
+        row(command, "config file is a FIFO", *base, "--config", "{A}/fifo"),
+        row(command, "config file is /dev/zero", *base, "--config", "/dev/zero"),
     ]
 
 
@@ -747,6 +755,16 @@ def tools_rows() -> list[Row]:
     for command, base in others.items():
         rows += config_rows(command, base, "wrong_model.toml")
     rows += config_rows("datasets", (), "wrong_data_dir.toml")
+    rows += [  # issue 24: bounded, and an empty path means nothing
+        row("datasets", "config file over 1 MiB", "--config", "{A}/big.toml"),
+        row("datasets", "config file nested too deeply", "--config", "{A}/deep.toml"),
+        row("datasets", "config file with an empty path", "--config", "{A}/empty_path.toml"),
+        row("datasets", "config file named by an empty path", "--config", "", usage=True),
+        row("datasets", "data-dir empty", "--data-dir", "", usage=True),
+        row("classify-image", "labels empty", "{A}/images/good.png", "--model",
+            "{A}/models/mnist", "--labels", "", usage=True),
+        row("export", "model folder named by an empty path", "", usage=True),
+    ]
     model = ("--model", "{A}/models/mnist")
     rows += [
         row("evaluate", "no data", *model, usage=True),
@@ -754,6 +772,7 @@ def tools_rows() -> list[Row]:
         row("evaluate", "data folder empty", "{A}/empty", *model),
         row("evaluate", "data folder without images", "{A}/empty_classes", *model),
         row("evaluate", "classes the model does not know", "{A}/one_class_images", *model),
+        row("evaluate", "data folder with one empty class", "{A}/one_empty_class", *model),
         row("evaluate", "csv without the path column", "{A}/labelled.csv", *model),
         row("evaluate", "csv not UTF-8", "{A}/latin1.csv", *model),
         row("evaluate", "csv is a FIFO", "{A}/fifo", *model),
@@ -856,9 +875,38 @@ def litert_rows() -> list[Row]:
         row("export", "calibration-samples 0", mnist, "--calibration-samples", "0", *out,
             usage=True),
         row("export", "config file with an unknown key", mnist, "--config",
-            "{A}/unknown_key.toml", usage=True),
+            "{A}/unknown_key.toml"),
     ]
     return rows
+
+
+def metadata_rows() -> list[Row]:
+    """Issue 24: metadata.json fields in a form dlkit never writes ({A}/meta/KIND_BASE, see
+    `_meta_variant`) are one line naming the field, exit 2, whichever command opens the
+    folder (`class_names: []` was an IndexError in sample-gan)."""
+    good = "{A}/images/good.png"
+    return [
+        row("sample-gan", "class_names empty", "--model", "{A}/meta/noclasses_gan", "--out",
+            "{T}/g.png"),
+        row("classify-image", "class_names empty", good, "--model", "{A}/meta/noclasses_mnist"),
+        row("classify-image", "class_names repeated", good, "--model",
+            "{A}/meta/dupclasses_mnist"),
+        row("classify-image", "class_names not strings", good, "--model",
+            "{A}/meta/numclasses_mnist"),
+        row("classify-image", "input_shape not sizes", good, "--model",
+            "{A}/meta/wordshape_mnist"),
+        row("classify-image", "preprocessing not an object", good, "--model",
+            "{A}/meta/listprep_mnist"),
+        row("evaluate", "class_names empty", "{A}/image_classes", "--model",
+            "{A}/meta/noclasses_mnist"),
+        row("evaluate-gan", "classifier's class_names empty", "--model", "{A}/models/gan",
+            "--classifier", "{A}/meta/noclasses_mnist"),
+        row("classify-text", "class_names empty", "hello", "--model",
+            "{A}/meta/noclasses_tcls"),
+        row("sample-vae", "class_names empty", "--model", "{A}/meta/noclasses_vae", "--out",
+            "{T}/g.png"),
+        row("export", "class_names empty", "{A}/meta/noclasses_gan", "-o", "{T}/m.tflite"),
+    ]
 
 
 ROWS: list[Row] = [
@@ -867,6 +915,7 @@ ROWS: list[Row] = [
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
+    *metadata_rows(),
 ]
 
 
@@ -908,6 +957,9 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "wrong_model.toml").write_text("model = 3\n")
     (a / "wrong_data_dir.toml").write_text("data-dir = 3\n")
     (a / "wrong_kind.toml").write_text("kind = 3\n")
+    (a / "big.toml").write_text("# padding\n" * 110_000)
+    (a / "deep.toml").write_text("data-dir = " + "[" * 100_000 + "\n")
+    (a / "empty_path.toml").write_text('data-dir = ""\n')
     _write_csvs(a, rng)
     _write_text_folders(a)
     _write_bad_datasets(a, tiny_root, rng)
@@ -996,6 +1048,13 @@ def _write_images(a: Path, rng: np.random.Generator) -> None:
     for k in ("0", "1"):  # two classes the digit model knows, for evaluate's rows
         (a / "image_classes" / k).mkdir(parents=True)
         assert cv2.imwrite(str(a / "image_classes" / k / "x.png"), images[int(k)])
+    for k in ("cats", "dogs"):  # two good classes, and a third that has no usable image
+        for name in ("one_empty_class", "one_unreadable_class"):
+            (a / name / k).mkdir(parents=True)
+            assert cv2.imwrite(str(a / name / k / "x.png"), images[0 if k == "cats" else 1])
+    (a / "one_empty_class" / "zebras").mkdir()
+    (a / "one_unreadable_class" / "zebras").mkdir()
+    (a / "one_unreadable_class" / "zebras" / "z.png").write_bytes(rng.bytes(300))
     (a / "one_class_images" / "cats").mkdir(parents=True)
     for i, image in enumerate(images):
         assert cv2.imwrite(str(a / "one_class_images" / "cats" / f"{i}.png"), image)
@@ -1034,6 +1093,9 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for kind, base in set(re.findall(r"\{A\}/lite/([a-z]+(?:_data)?)_(\w+)", " ".join(args))):
         ensure_models(a, (f"{{A}}/models/{base}", "{A}/models/gan", "{A}/models/vae"))
         _lite_variant(a, kind, base)
+    for kind, base in set(re.findall(r"\{A\}/meta/([a-z]+)_(\w+)", " ".join(args))):
+        ensure_models(a, (f"{{A}}/models/{base}",))
+        _meta_variant(a, kind, base)
     for name in set(re.findall(r"\{A\}/presets/(\w+)", " ".join(args))):
         _preset(a, name)
     names = set(re.findall(r"\{A\}/(?:models|broken)/(\w+)", " ".join(args)))
@@ -1114,9 +1176,30 @@ def _lite_variant(a: Path, kind: str, base: str) -> None:
         lite.write_bytes(np.random.default_rng(4).bytes(2000))
         meta["litert"][lite.name]["sha256"] = hashlib.sha256(lite.read_bytes()).hexdigest()
     elif kind == "moved_data":
-        meta["config"]["data_dir"] = str(a / "moved-away")
+        meta["config"]["data-dir"] = str(a / "moved-away")
     (folder / "metadata.json").write_text(json.dumps(meta))
     for path in [a / "lite", folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _meta_variant(a: Path, kind: str, base: str) -> None:
+    """{A}/meta/KIND_BASE: a copy of models/BASE whose metadata.json has a field dlkit never
+    writes that way: no class names (noclasses), a name twice (dupclasses), numbers for names
+    (numclasses), words for the input shape (wordshape), a list for preprocessing
+    (listprep)."""
+    folder = a / "meta" / f"{kind}_{base}"
+    if folder.exists():
+        return
+    shutil.copytree(a / "models" / base, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    names = meta.get("class_names") or ["a", "b"]
+    meta.update({"noclasses": {"class_names": []},
+                 "dupclasses": {"class_names": [names[0], *names[:-1]]},
+                 "numclasses": {"class_names": list(range(len(names)))},
+                 "wordshape": {"input_shape": ["big", "tall"]},
+                 "listprep": {"preprocessing": ["scale"]}}[kind])
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    for path in [a / "meta", folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 

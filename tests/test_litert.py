@@ -264,3 +264,47 @@ def test_int8_export_calibrates_every_numeric_family(models: dict[str, Path], tm
         outputs.append(model("serving_default", **feed)[output])
     spread = float(np.ptp(outputs[0])) or 1.0
     assert np.abs(outputs[0] - outputs[1]).max() < 0.25 * spread, name
+
+
+def test_int8_export_finds_a_relative_data_dir_from_anywhere(cli, tiny_root: Path,
+                                                             tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """Issue 24: metadata.json records --data-dir (and train-sequence's --csv) resolved, so
+    `export --quantize int8` finds the training data from another working directory; a folder
+    whose metadata records its settings in the old spelling (`data_dir`) still exports."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(tiny_root, work / "data")
+    monkeypatch.setenv("DLKIT_DATA", "")
+    monkeypatch.chdir(work)
+    trained = cli("train-mnist", "--dataset", "mnist", "--data-dir", "data", "--arch", "mlp",
+                  "--limit", "48", "--epochs", "1", "-o", "model", "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    meta_path = work / "model" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["config"]["data-dir"] == str(work / "data")
+    monkeypatch.chdir(elsewhere)
+    for spelling in ("current", "old"):
+        if spelling == "old":  # as folders written before issue 24 record their settings
+            meta["config"] = {key.replace("-", "_"): value
+                              for key, value in meta["config"].items()}
+            meta_path.write_text(json.dumps(meta))
+        out = elsewhere / f"{spelling}.tflite"
+        result = cli("export", work / "model", "--quantize", "int8", "-o", out,
+                     "--calibration-samples", "16")
+        assert result.exit_code == 0, (spelling, result.stderr)
+        assert out.stat().st_size > 0
+
+    # the forecaster calibrates on its --csv, recorded resolved too
+    monkeypatch.chdir(work)
+    (work / "series.csv").write_text("t,value\n" + "".join(
+        f"{i},{10 + np.sin(i / 3):.3f}\n" for i in range(80)))
+    trained = cli("train-sequence", "--csv", "series.csv", "--column", "value", "--window",
+                  "4", "--units", "4", "--epochs", "1", "-o", "seq", "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    monkeypatch.chdir(elsewhere)
+    result = cli("export", work / "seq", "--quantize", "int8", "-o", elsewhere / "seq.tflite",
+                 "--calibration-samples", "16")
+    assert result.exit_code == 0, result.stderr

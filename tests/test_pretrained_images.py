@@ -164,3 +164,15 @@ def test_transfer_learning_folder_is_served_by_classify_image(cli, presets: dict
         assert [r["label"] for r in rows] == [names[i] for i in expected.argmax(axis=1)]
         np.testing.assert_allclose([r["confidence"] for r in rows], expected.max(axis=1),
                                    atol=1e-4)
+
+    # issue 24: no LiteRT file, and the messages say why instead of suggesting `dlkit export`
+    # (which refuses this folder)
+    litert = cli("classify-image", str(files[0]), "--model", str(out), "--backend", "litert")
+    assert litert.exit_code == 2 and litert.stdout == ""
+    assert_one_error_line(litert.stderr)
+    assert "dlkit export" not in litert.stderr and "fixed input shape" in litert.stderr
+    exported = cli("export", str(out))
+    assert exported.exit_code == 2
+    assert_one_error_line(exported.stderr)
+    assert "fixed input shape" in exported.stderr and "without --backbone" in exported.stderr
+    assert f"dlkit classify-image IMAGE --model {out}" in exported.stderr

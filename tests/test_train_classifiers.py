@@ -144,7 +144,7 @@ def test_empty_image_folder(cli, tmp_path: Path) -> None:
     result = cli("train-cifar", "--data-dir", folder, "-o", tmp_path / "m")
     assert result.exit_code == 2
     assert_one_error_line(result.stderr)
-    assert "no readable images" in result.stderr
+    assert f"class folder {folder / 'cats'} holds no images" in result.stderr  # issue 24
 
 
 def test_seed_and_deterministic_repeat_exactly(cli, tmp_path: Path) -> None:

@@ -391,10 +391,43 @@ def load_metadata(folder: Path, task: str | None = None, train_hint: str | None 
     if not isinstance(meta, dict):
         raise UsageError(f"{path} is not a JSON object; it is not a dlkit model's metadata "
                          "(retrain the model)")
+    check_metadata_fields(meta, path)
     if task is not None and meta.get("task") != task:
         raise UsageError(f"{folder} was not written by {task} (task {meta.get('task')!r}); "
                          f"pass a {task} model folder or train one (`{train}`)")
     return meta
+
+
+def _class_names_ok(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) > 0 and all(isinstance(v, str) for v in value)
+            and len(set(value)) == len(value))
+
+
+def _shape_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in value)
+
+
+# The metadata.json fields commands read, each with what it must be when present.
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "class_names": (_class_names_ok, "a non-empty list of distinct class names (strings)"),
+    "input_shape": (_shape_ok, "a list of sizes (positive integers, or null for any size)"),
+    **{key: (lambda v: isinstance(v, dict), "an object")
+       for key in ("preprocessing", "config", "text", "pretrained", "metrics")},
+}
+
+
+def check_metadata_fields(meta: dict[str, Any], path: Path) -> None:
+    """Exit 2 naming the field when metadata.json holds one of the fields commands read in a
+    form dlkit never writes (`class_names: []`, an `input_shape` of words, ...): a hand-edited
+    or foreign file is one line here, not an IndexError deep inside a command."""
+    for key, (valid, what) in _FIELDS.items():
+        if key in meta and not valid(meta[key]):
+            shown = json.dumps(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise UsageError(f"{path}: {key!r} must be {what} (got {shown}); retrain the "
+                             "model, or restore its metadata.json")
 
 
 def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:

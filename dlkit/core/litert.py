@@ -45,6 +45,24 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
+def unavailable_reason(meta: dict[str, Any]) -> str | None:
+    """Why a model folder has no LiteRT file and `dlkit export` cannot write one, told from its
+    metadata.json (no model is loaded); None when export can write one."""
+    pretrained = meta.get("pretrained")
+    task = meta.get("task")
+    if isinstance(pretrained, dict) and task == "train-text":
+        return (f"it is a keras-hub {pretrained.get('class') or 'language model'} fine-tuned "
+                f"from {pretrained.get('from') or 'a preset'}, whose token inputs have no fixed "
+                "length, which a LiteRT file needs (dlkit serves keras-hub models with "
+                "TensorFlow only)")
+    if isinstance(pretrained, dict):
+        return (f"its keras-hub backbone ({pretrained.get('backbone') or 'a preset'}) takes "
+                "images of any size, and a LiteRT file needs a fixed input shape")
+    if task == "train-text-classifier":
+        return "it reads text (strings), which LiteRT's built-in operations cannot take"
+    return None
+
+
 def convert_saved_model(folder: Path, quantize: Quantize = Quantize.none,
                         calibration: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None,
                         signature_keys: list[str] | None = None) -> bytes:
@@ -217,6 +235,10 @@ def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
     hint = f"rewrite it with `dlkit export {folder}` or use --backend tensorflow"
     if not path.is_file():
         if backend == Backend.litert:
+            reason = unavailable_reason(meta)
+            if reason is not None:
+                raise UsageError(f"--backend litert cannot serve {folder}: {reason}; use "
+                                 "--backend tensorflow (or auto)")
             raise UsageError(f"{folder} has no {name} for --backend litert; write one with "
                              f"`dlkit export {folder}` or use --backend tensorflow")
         return None

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from dlkit.core import artifacts, litert
-from dlkit.core.config import Quantize
+from dlkit.core.config import Quantize, recorded_settings
 from dlkit.core.console import Report, to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
 from dlkit.core.files import write_atomic
 from dlkit.export.config import ExportConfig
+from dlkit.pretrained.hub import PRESET_DIR
 
 
 def export(config: ExportConfig) -> Report:
@@ -53,6 +54,10 @@ def export(config: ExportConfig) -> Report:
 def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
              ) -> tuple[str, bytes, dict[str, Any]]:
     """(the folder's file name for it, the flatbuffer, its metadata record)."""
+    reason = litert.unavailable_reason(meta)
+    if reason is not None:
+        raise UsageError(f"dlkit export cannot convert {folder} to LiteRT: {reason}; it "
+                         f"converts {EXPORTABLE}. {_instead(folder, meta)}")
     if meta.get("task") == "train-text":
         from dlkit.char_lm.decoding import DECODER_FILE
         from dlkit.char_lm.generate import load_text_model
@@ -78,6 +83,25 @@ def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
     content = _run_converter(lambda: litert.convert_saved_model(
         folder / artifacts.SAVED_MODEL, config.quantize, calibration))
     return litert.TFLITE_FILE, content, litert.describe(content, names)
+
+
+# What `dlkit export` converts: the models dlkit builds itself, with fixed-shape numeric inputs.
+EXPORTABLE = ("models dlkit trains from scratch (train-mnist, train-cifar without --backbone, "
+              "train-text without --from-preset, train-gan, train-vae, train-sequence)")
+
+
+def _instead(folder: Path, meta: dict[str, Any]) -> str:
+    """What to do with a folder export cannot convert: the command that serves it, and its
+    portable files."""
+    command = {"train-text": f"dlkit generate-text --model {folder}",
+               "train-cifar": f"dlkit classify-image IMAGE --model {folder}",
+               "train-text-classifier": f"dlkit classify-text TEXT --model {folder}",
+               }.get(str(meta.get("task")))
+    steps = [f"`{command}` serves it with TensorFlow"] if command else []
+    steps.append(f"TensorFlow tools load {folder / artifacts.SAVED_MODEL}")
+    if (folder / PRESET_DIR).is_dir():
+        steps.append(f"keras-hub loads the preset {folder / PRESET_DIR}")
+    return "Instead: " + "; ".join(steps)
 
 
 def _run_converter(convert: Callable[[], bytes]) -> bytes:
@@ -128,8 +152,8 @@ def _training_images(meta: dict[str, Any], count: int, rng: np.random.Generator)
     from dlkit.data.readers import load_cifar10, load_mnist_family
     from dlkit.image_classifier.train import is_image_folder
 
-    settings = meta.get("config") or {}
-    data_dir = Path(settings["data_dir"]) if settings.get("data_dir") else None
+    data_dir = recorded_settings(meta).get("data-dir")
+    data_dir = Path(data_dir) if isinstance(data_dir, str) and data_dir else None
     height, width, channels = (list(meta.get("input_shape") or []) + [0, 0, 0])[:3]
     if meta.get("task") == "train-mnist":
         images = load_mnist_family(str(meta.get("dataset")), data_dir).x_train

@@ -37,6 +37,8 @@ from dlkit.core.artifacts import (
     register_layers_of,
 )
 from dlkit.core.config import Backend
+from dlkit.core.console import has_surrogates as _has_surrogates
+from dlkit.core.console import tsv_field as escape_path
 from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
 from dlkit.core.files import atomic_file, read_bytes
 from dlkit.data.image_batches import (
@@ -100,20 +102,6 @@ class _Lines:
 
 class _ReaderGone(Exception):
     """stdout's reader closed the pipe and nothing else is left to write."""
-
-
-def escape_path(path: str) -> str:
-    """A path as one field of a tab-separated line: backslash, tab, newline and carriage return
-    as `\\\\`, `\\t`, `\\n`, `\\r`; bytes that are not UTF-8 (a file name in another encoding)
-    as `\\xNN`. Ordinary names are unchanged."""
-    out = path.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-    out = out.replace("\r", "\\r")
-    return out.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
-        if _has_surrogates(out) else out
-
-
-def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 @dataclass

@@ -11,6 +11,8 @@ leaves half a model and never touches the previous one.
 folder is replaced only when it is a model folder that dlkit wrote (nothing else in it); the
 working directory, the home folder, a folder inside a model folder, and a folder that is, holds or
 lies inside one of the command's inputs are refused with one line (exit 2), untouched.
+`check_inputs` is that last rule for every output of every command (`check_output_file` and
+`check_log_folder` apply it with the other checks an output file or a log folder needs).
 """
 
 from __future__ import annotations
@@ -101,28 +103,56 @@ def _refuse_special(output: Path) -> None:
                          "of its own, such as -o models/NAME")
 
 
-def check_inputs(output: Path, inputs: Iterable[Path | str | None]) -> None:
-    """Exit 2 when the output is one of the inputs, holds one, or lies inside an input folder
-    (training into its own data would destroy or pollute it)."""
-    output = Path(output).resolve()
+def check_inputs(output: Path, inputs: Iterable[Path | str | None], option: str = "output",
+                 holds: bool = True) -> None:
+    """Exit 2 when `output` is one of the inputs, lies inside an input folder, or (`holds`, for
+    an output folder that is replaced or filled with folders of its own) holds an input:
+    writing it would destroy an input or add to the data the next run reads. `option` names
+    the output in the message. Symbolic links are followed on both sides; None, "" and `-`
+    (stdin) are skipped; thousands of inputs in a few folders cost one `lstat` each."""
+    output = Path(os.path.realpath(Path(output).expanduser()))
+    real = _RealPaths()
     for given in inputs:
-        if given is None or str(given) == "-":
+        if given is None or str(given) in ("", "-"):
             continue
-        path = Path(given).expanduser().resolve()
-        if path == output or path.is_relative_to(output):
-            raise UsageError(f"output {output} is or holds the input {path}; choose an output "
-                             "folder away from the data")
-        if path.is_dir() and output.is_relative_to(path):
-            raise UsageError(f"output {output} is inside the input folder {path}; choose an "
-                             "output folder away from the data")
+        path = real(given)
+        if path == output:
+            raise UsageError(f"{option} {output} is one of the inputs; choose another {option} "
+                             "(dlkit never writes over what it reads)")
+        if holds and path.is_relative_to(output):
+            raise UsageError(f"{option} {output} holds the input {path}; choose {option} away "
+                             "from the inputs")
+        if output.is_relative_to(path) and path.is_dir():
+            raise UsageError(f"{option} {output} is inside the input folder {path}; choose "
+                             f"{option} outside the inputs")
+
+
+class _RealPaths:
+    """The real paths (absolute, no symbolic links) of many paths, each folder resolved once
+    (the inputs of a run are thousands of files in a few folders)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, given: Path | str) -> Path:
+        text = os.path.expanduser(os.fspath(given))
+        if ".." in Path(text).parts:  # ".." after a link is not what abspath makes of it
+            return Path(os.path.realpath(text))
+        folder, name = os.path.split(os.path.abspath(text))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        path = os.path.join(real, name)
+        return Path(os.path.realpath(path) if os.path.islink(path) else path)
 
 
 def check_output_file(option: str, path: Path, folder: bool = False,
-                      protect: Iterable[Path] = ()) -> Path:
+                      inputs: Iterable[Path | str | None] = ()) -> Path:
     """Exit 2 before any work when an inference command cannot write `path` (a file, or with
     `folder` a folder it may create): the wrong kind of thing is there, its parent folder is
-    missing or not writable, or it lies inside a dlkit model folder or one of `protect` (the
-    model being used). Returns the resolved path."""
+    missing or not writable, it lies inside a dlkit model folder, or it is one of `inputs` (the
+    files and folders the command reads: the model, the images) or lies inside an input
+    folder (`check_inputs`). Returns the resolved path."""
     path = Path(path).expanduser().resolve()
     if path.exists() and path.is_dir() != folder:
         raise UsageError(f"{option} {path} is {'a file' if folder else 'a folder'}; choose "
@@ -133,18 +163,20 @@ def check_output_file(option: str, path: Path, folder: bool = False,
     if not os.access(parent, os.W_OK) or (path.is_dir() and not os.access(path, os.W_OK)):
         raise UsageError(f"{option} {path}: {parent} is not a writable folder; choose another "
                          f"{option}")
-    guarded = [Path(p).expanduser().resolve() for p in protect]
-    for above in [path, *path.parents]:
-        if above in guarded or (above != path and is_model_folder(above)):
+    for above in path.parents:
+        if is_model_folder(above):
             raise UsageError(f"{option} {path} is inside the model folder {above}; write it "
                              "elsewhere (dlkit never writes into a model folder it reads)")
+    check_inputs(path, inputs, option, holds=False)
     return path
 
 
-def check_log_folder(option: str, folder: Path, output: Path) -> Path:
+def check_log_folder(option: str, folder: Path, output: Path,
+                     inputs: Iterable[Path | str | None] = ()) -> Path:
     """A folder a run will create and keep writing (TensorBoard logs): exit 2 before any work
-    when it is a file, when the nearest existing folder above it is not writable, or when it
-    lies inside a model folder (replacing the model would delete the logs)."""
+    when it is a file, when the nearest existing folder above it is not writable, when it lies
+    inside a model folder (replacing the model would delete the logs), or when it is, holds or
+    lies inside one of `inputs` (the next run would read the logs as data)."""
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{option} {folder} is a file; give a folder")
@@ -157,6 +189,7 @@ def check_log_folder(option: str, folder: Path, output: Path) -> Path:
         if above == output or is_model_folder(above):
             raise UsageError(f"{option} {folder} is inside the model folder {above}, which a "
                              "new model replaces; keep the logs beside it")
+    check_inputs(folder, inputs, option)
     return folder
 
 

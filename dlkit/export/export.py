@@ -33,7 +33,8 @@ def export(config: ExportConfig) -> Report:
     meta = artifacts.load_metadata(folder)
     output = None
     if config.output is not None:  # checked before the conversion: a bad path costs nothing
-        output = artifacts.check_output_file("--output", config.output, protect=[folder])
+        output = artifacts.check_output_file("--output", config.output,
+                                             inputs=_reads(folder, meta, config))
     name, content, record = _convert(folder, meta, config)
     if output is None:
         output = _add_to_folder(folder, meta, name, content, record)
@@ -78,6 +79,17 @@ def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
     content = _run_converter(lambda: litert.convert_saved_model(
         folder / artifacts.SAVED_MODEL, config.quantize, calibration))
     return litert.TFLITE_FILE, content, litert.describe(content, names)
+
+
+def _reads(folder: Path, meta: dict[str, Any], config: ExportConfig) -> list[Any]:
+    """What the export reads: the model folder and, for int8, the training data it calibrates
+    on (as its metadata names it)."""
+    reads: list[Any] = [folder]
+    if config.quantize == Quantize.int8:
+        settings = meta.get("config")
+        data_dir = settings.get("data_dir") if isinstance(settings, dict) else None
+        reads += [p for p in (data_dir, meta.get("csv")) if isinstance(p, str)]
+    return reads
 
 
 def _run_converter(convert: Callable[[], bytes]) -> bytes:

@@ -380,3 +380,45 @@ def test_tsv_is_one_line_per_image_whatever_the_name(photos: tuple[Path, Path]) 
     paths = sorted(line.split("\t")[0].rsplit("/", 1)[1] for line in lines)
     assert paths == sorted(["plain.png", "tab\\there.png", "new\\nline.png", "caf\\xe9.png",
                             "back\\\\.png"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24: outputs never overwrite inputs or user files; one writer per model folder (the
+# exit codes of the refusals are rows of tests/test_bad_input.py)
+
+def _without_manifest(folder: Path) -> None:
+    """Make `folder` look saved before dlkit kept a manifest in metadata.json."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta.pop("manifest", None)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_retraining_keeps_what_a_user_added_anywhere_in_the_model_folder(
+        cli, tiny_root: Path, tmp_path: Path) -> None:
+    """A model folder is replaced only when it holds nothing but what dlkit wrote, at any
+    depth: its manifest (or, for a folder saved before there was one, the known layout of
+    saved_model/ and plots/) is compared with the whole tree."""
+    out = tmp_path / "m"
+    train = mnist(tiny_root, out, "--epochs", "1")
+    assert cli(*train).exit_code == 0
+    manifest = json.loads((out / "metadata.json").read_text())["manifest"]
+    assert {"plots/", "plots/training_curves.png", "saved_model/", "saved_model/saved_model.pb",
+            "saved_model/variables/variables.index", "model.keras"} <= set(manifest)
+    assert cli(*train).exit_code == 0  # only its own files: replaced
+    added = {"plots/NOTES.txt": "plots/NOTES.txt", "saved_model/mine/": "saved_model/mine/",
+             "saved_model/variables/mine.bin": "saved_model/variables/mine.bin"}
+    for name, shown in added.items():
+        for legacy in (False, True):
+            if legacy:
+                _without_manifest(out)
+            path = out / name
+            path.mkdir() if name.endswith("/") else path.write_text("the user's\n")
+            before = fingerprint(out)
+            result = cli(*train)
+            assert result.exit_code == 2, (name, legacy, result.stderr)
+            assert_one_error_line(result.stderr)
+            assert f"holds files dlkit did not write ({shown})" in result.stderr
+            assert fingerprint(out) == before and path.exists()
+            path.rmdir() if name.endswith("/") else path.unlink()
+    assert cli(*train).exit_code == 0  # the user's files gone, a folder without manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

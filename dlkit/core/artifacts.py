@@ -8,11 +8,12 @@ sibling folder and swapped into place at the end, so a run that fails or is inte
 leaves half a model and never touches the previous one.
 
 `claim_output` decides, before any work, whether a run may write its `--output`: an existing
-folder is replaced only when it is a model folder that dlkit wrote (nothing else in it); the
-working directory, the home folder, a folder inside a model folder, and a folder that is, holds or
-lies inside one of the command's inputs are refused with one line (exit 2), untouched.
-`check_inputs` is that last rule for every output of every command (`check_output_file` and
-`check_log_folder` apply it with the other checks an output file or a log folder needs).
+folder is replaced only when it is a model folder that dlkit wrote with nothing else anywhere in
+it (its metadata.json keeps the manifest of every path the save wrote); the working directory,
+the home folder, a folder inside a model folder, and a folder that is, holds or lies inside one
+of the command's inputs are refused with one line (exit 2), untouched. `check_inputs` is that
+last rule for every output of every command (`check_output_file` and `check_log_folder` apply
+it with the other checks an output file or a log folder needs).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,16 @@ METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
 PLOTS = "plots"
+MANIFEST = "manifest"  # metadata.json's list of every path the save wrote in the folder
 # What folders written before metadata.json listed its files may hold.
 _KNOWN_FILES = {METADATA, SAVED_MODEL, KERAS_FILE, PLOTS, "encoder.keras"}
+# What the subfolders of a folder written before metadata.json kept a manifest may hold.
+_KNOWN_LAYOUT = {
+    SAVED_MODEL: ("saved_model.pb", "fingerprint.pb", "keras_metadata.pb", "variables/",
+                  "variables/variables.index", "variables/variables.data-*-of-*", "assets/",
+                  "assets/*"),
+    PLOTS: ("*.png", "*.gif"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,32 +204,85 @@ def check_log_folder(option: str, folder: Path, output: Path,
 
 
 def _refuse_foreign(output: Path) -> None:
-    """An existing output must be empty or a model folder dlkit wrote (checked under the lock)."""
+    """An existing output must be empty or a model folder dlkit wrote with nothing else in it,
+    at any depth (checked under the lock)."""
     if not output.is_dir():
         return
-    entries = sorted(p.name for p in output.iterdir())
-    if not entries or is_model_folder(output):
+    try:
+        entries = sorted(p.name for p in output.iterdir())
+    except OSError as exc:
+        raise UsageError(f"cannot read output {output} ({exc.strerror}); choose another "
+                         "--output") from None
+    if not entries:
         return
-    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    meta = model_metadata(output)
+    foreign = entries if meta is None else foreign_entries(output, meta)
+    if not foreign:
+        return
+    shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
     raise UsageError(f"output {output} holds files dlkit did not write ({shown}); to replace "
                      "it, delete it first, or choose another --output")
 
 
 def is_model_folder(folder: Path) -> bool:
-    """A folder dlkit wrote: its metadata.json names the task and dlkit's version, and it holds
-    nothing but the files that metadata lists."""
+    """A folder dlkit wrote: its metadata.json names the task and dlkit's version."""
+    return model_metadata(folder) is not None
+
+
+def model_metadata(folder: Path) -> dict[str, Any] | None:
+    """The metadata.json of a folder dlkit wrote, or None when it is not one."""
     try:
         meta = json.loads((folder / METADATA).read_text())
-        entries = {p.name for p in folder.iterdir()}
     except (OSError, ValueError):
-        return False
+        return None
     if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
-        return False
+        return None
     if not isinstance(meta.get("versions"), dict) or "dlkit" not in meta["versions"]:
+        return None
+    return meta
+
+
+def foreign_entries(folder: Path, meta: dict[str, Any]) -> list[str]:
+    """What a model folder holds that dlkit did not write there (paths relative to it, folders
+    with a trailing /, sorted): whatever its manifest does not list, or, for a folder saved
+    before dlkit kept one, what is neither a top-level name metadata.json lists nor in the
+    known layout of saved_model/ and plots/."""
+    found = tree(folder)
+    listed = meta.get(MANIFEST)
+    if isinstance(listed, list):
+        allowed = {str(p) for p in listed} | {METADATA}
+        return sorted(p for p in found if p not in allowed)
+    names = meta.get("files")
+    top_level = (set(map(str, names)) if isinstance(names, list) else _KNOWN_FILES) | {METADATA}
+    return sorted(p for p in found if not _in_layout(p, top_level))
+
+
+def _in_layout(entry: str, top_level: set[str]) -> bool:
+    top, _, rest = entry.partition("/")
+    if top not in top_level:
         return False
-    listed = meta.get("files")
-    allowed = set(listed) if isinstance(listed, list) else _KNOWN_FILES
-    return entries <= allowed | {METADATA}
+    if not rest or top not in _KNOWN_LAYOUT:
+        return True
+    return any(fnmatchcase(rest, pattern) and rest.count("/") == pattern.count("/")
+               for pattern in _KNOWN_LAYOUT[top])
+
+
+def tree(folder: Path) -> list[str]:
+    """Every path under `folder`, relative to it, folders with a trailing / (a symbolic link is
+    listed as what it is, never followed); a folder that cannot be read is `NAME/ (unreadable)`."""
+    found: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        name = Path(exc.filename or folder).relative_to(folder).as_posix()
+        found.append(f"{name}/ (unreadable)")
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
+        here = Path(root).relative_to(folder)
+        for name in dirs:
+            link = os.path.islink(os.path.join(root, name))
+            found.append((here / name).as_posix() + ("" if link else "/"))
+        found.extend((here / name).as_posix() for name in files)
+    return found
 
 
 _held_locks: dict[Path, int] = {}
@@ -360,7 +423,9 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
         if write_extras is not None:
             write_extras(staging.path)
         files = sorted({p.name for p in staging.path.iterdir()} | {METADATA})
-        meta = {**metadata, "files": files, "versions": versions(), "created": _now()}
+        manifest = sorted({*tree(staging.path), METADATA})
+        meta = {**metadata, "files": files, MANIFEST: manifest, "versions": versions(),
+                "created": _now()}
         if lite:
             meta[litert.META_KEY] = lite
         write_atomic(staging.path / METADATA, to_json(meta) + "\n")

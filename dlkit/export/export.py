@@ -182,6 +182,8 @@ def _add_to_folder(folder: Path, meta: dict[str, Any], name: str, content: bytes
         write_atomic(staging.path / name, content)
         updated = {**meta, "files": sorted(set(meta.get("files") or []) | {name}),
                    litert.META_KEY: {**(meta.get(litert.META_KEY) or {}), name: record}}
+        if isinstance(meta.get(artifacts.MANIFEST), list):
+            updated[artifacts.MANIFEST] = sorted(set(meta[artifacts.MANIFEST]) | {name})
         write_atomic(staging.path / artifacts.METADATA, to_json(updated) + "\n")
         staging.commit()
     except OSError as exc:

@@ -422,3 +422,34 @@ def test_retraining_keeps_what_a_user_added_anywhere_in_the_model_folder(
             path.rmdir() if name.endswith("/") else path.unlink()
     assert cli(*train).exit_code == 0  # the user's files gone, a folder without manifest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_lock_or_checkpoint_name_that_is_a_link_is_never_written_through(
+        cli, tiny_root: Path, tmp_path: Path) -> None:
+    """The names dlkit picks beside an output (`.NAME.lock`, `.NAME.resume`) are refused when
+    they are links (or a hard link to another file, or a file that is not a lock): the file
+    or folder they point at is untouched."""
+    out = tmp_path / "m"
+    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    precious, elsewhere = tmp_path / "precious.txt", tmp_path / "elsewhere"
+    precious.write_text("the user's file\n")
+    elsewhere.mkdir()
+    (elsewhere / ".tmp-keep").mkdir()
+    lock, resume = tmp_path / ".m.lock", tmp_path / ".m.resume"
+    cases = [(lock, lambda: lock.symlink_to(precious), "symbolic link"),
+             (lock, lambda: lock.symlink_to(tmp_path / "nowhere.txt"), "symbolic link"),
+             (lock, lambda: os.link(precious, lock), "hard links"),
+             (lock, lambda: lock.write_text("not a process id\n"), "not a dlkit lock file"),
+             (resume, lambda: resume.symlink_to(elsewhere), "symbolic link")]
+    model_before = fingerprint(out)
+    for name, make, why in cases:
+        make()
+        result = cli(*mnist(tiny_root, out, "--epochs", "1"))
+        assert result.exit_code == 2 and why in result.stderr, result.stderr
+        assert_one_error_line(result.stderr)
+        name.unlink()
+    assert precious.read_text() == "the user's file\n" and precious.stat().st_nlink == 1
+    assert not (tmp_path / "nowhere.txt").exists()
+    assert [p.name for p in elsewhere.iterdir()] == [".tmp-keep"]
+    assert fingerprint(out) == model_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "m", "precious.txt"]

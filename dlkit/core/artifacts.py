@@ -14,11 +14,16 @@ the home folder, a folder inside a model folder, and a folder that is, holds or 
 of the command's inputs are refused with one line (exit 2), untouched. `check_inputs` is that
 last rule for every output of every command (`check_output_file` and `check_log_folder` apply
 it with the other checks an output file or a log folder needs).
+
+One writer per folder: every command that writes into a model folder (a training)
+first takes the folder's lock (`lock_folder`: a `.NAME.lock` file beside it, never opened
+through a symbolic link); a second one fails at start (exit 1) naming the first one's PID.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import datetime as _dt
@@ -38,7 +43,7 @@ from dlkit import __version__
 from dlkit.core import litert
 from dlkit.core.console import to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
-from dlkit.core.files import fsync_dir, fsync_tree, umask, write_atomic
+from dlkit.core.files import fsync_dir, fsync_tree, open_lock_file, umask, write_atomic
 
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
@@ -95,7 +100,7 @@ def claim_output(output: Path, inputs: Iterable[Path | str | None] = (),
     except OSError as exc:
         raise UsageError(f"cannot write to {parent} ({exc.strerror}); choose a writable "
                          "--output") from None
-    _lock_output(output)
+    lock_folder(output)
     _refuse_foreign(output)
     return output
 
@@ -288,35 +293,54 @@ def tree(folder: Path) -> list[str]:
 _held_locks: dict[Path, int] = {}
 
 
-def _lock_output(output: Path) -> None:
-    """Hold an exclusive lock on `output` for the rest of this process, so two runs never write
-    the same model folder at once: the second fails at start with a clear message."""
-    if output in _held_locks:
-        return
-    lock_path = output.with_name(f".{output.name}.lock")
+def lock_folder(folder: Path, hint: str = "wait for it to finish or choose another --output",
+                ) -> Path:
+    """Hold an exclusive lock on the model folder `folder` (resolved) for the rest of this
+    process, so two commands never write it at once: the second fails at start (exit 1, with
+    `hint`). The lock is the file `.NAME.lock` beside it, holding the PID; it is never opened
+    through a symbolic link, and a file there that is not a dlkit lock is refused (exit 2).
+    Returns `folder`."""
+    if folder in _held_locks:
+        return folder
+    lock_path = _lock_path(folder)
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(lock_path, "the lock file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise DlkitError(f"another dlkit run (pid {holder}) is writing {output}; wait for "
-                             "it to finish or choose another --output") from None
-        try:  # the previous holder may have removed the file after we opened it: retry then
-            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
+            raise DlkitError(f"another dlkit run (pid {holder}) is writing {folder}; "
+                             f"{hint}") from None
+        if _same_file(fd, lock_path):  # the previous holder may have removed it: retry then
             break
         os.close(fd)
-    _held_locks[output] = fd
+    held = os.pread(fd, 64, 0).strip()
+    if len(held) > 32 or not (held.isdigit() or not held):
+        os.close(fd)
+        raise UsageError(f"{lock_path} is not a dlkit lock file (it holds something else than "
+                         "a process id); move it away, then run the command again")
+    _held_locks[folder] = fd
     try:  # who holds it, for the other run's message (a full disk may refuse even this)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
     except OSError:
         pass
-    _remove_stale_staging(output)
+    _remove_stale_staging(folder)
+    return folder
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.lock")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` (not followed) is still the file open as `fd`."""
+    try:
+        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _remove_stale_staging(output: Path) -> None:
@@ -333,7 +357,10 @@ def release_output_locks() -> None:
     """Drop the output locks this process holds (the CLI calls it when a command ends)."""
     while _held_locks:
         output, fd = _held_locks.popitem()
-        output.with_name(f".{output.name}.lock").unlink(missing_ok=True)
+        lock_path = _lock_path(output)
+        if _same_file(fd, lock_path):  # never another's file, or a link put in its place
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
         os.close(fd)
 
 

@@ -890,7 +890,9 @@ def litert_rows() -> list[Row]:
             usage=True),
         row("export", "config file with an unknown key", mnist, "--config",
             "{A}/unknown_key.toml", usage=True),
-        # issue 24: never into what it reads
+        # issue 24: one writer per model folder; never into what it reads
+        row("export", "model folder locked by another run", "{OUT}", code=1, existing="{OUT}",
+            locked=True),
         row("export", "int8 output inside the calibration data", mnist, "--quantize", "int8",
             "-o", "{A}/data/m.tflite"),
     ]

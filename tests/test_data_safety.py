@@ -428,7 +428,7 @@ def test_a_lock_or_checkpoint_name_that_is_a_link_is_never_written_through(
         cli, tiny_root: Path, tmp_path: Path) -> None:
     """The names dlkit picks beside an output (`.NAME.lock`, `.NAME.resume`) are refused when
     they are links (or a hard link to another file, or a file that is not a lock): the file
-    or folder they point at is untouched."""
+    or folder they point at is untouched, for a training and for `export`."""
     out = tmp_path / "m"
     assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
     precious, elsewhere = tmp_path / "precious.txt", tmp_path / "elsewhere"
@@ -444,12 +444,62 @@ def test_a_lock_or_checkpoint_name_that_is_a_link_is_never_written_through(
     model_before = fingerprint(out)
     for name, make, why in cases:
         make()
-        result = cli(*mnist(tiny_root, out, "--epochs", "1"))
-        assert result.exit_code == 2 and why in result.stderr, result.stderr
-        assert_one_error_line(result.stderr)
+        for args in (mnist(tiny_root, out, "--epochs", "1"), ["export", str(out)]):
+            if args[0] == "export" and name == resume:
+                continue  # export writes no checkpoint
+            result = cli(*args)
+            assert result.exit_code == 2 and why in result.stderr, (args, result.stderr)
+            assert_one_error_line(result.stderr)
         name.unlink()
     assert precious.read_text() == "the user's file\n" and precious.stat().st_nlink == 1
     assert not (tmp_path / "nowhere.txt").exists()
     assert [p.name for p in elsewhere.iterdir()] == [".tmp-keep"]
     assert fingerprint(out) == model_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "m", "precious.txt"]
+
+
+def test_export_into_a_linked_model_folder_writes_the_real_one(cli, tiny_root: Path,
+                                                              tmp_path: Path) -> None:
+    """`export LINK` rewrites the folder the link points at (the link stays a link, nothing is
+    left beside either), keeps what else is in it as it is (a link inside stays a link) and
+    keeps that out of the manifest, so a later training still refuses to delete it."""
+    real = tmp_path / "real" / "m"
+    assert cli(*mnist(tiny_root, real, "--epochs", "1")).exit_code == 0
+    link = tmp_path / "m"
+    link.symlink_to(real, target_is_directory=True)
+    (real / "plots" / "NOTES.txt").write_text("the user's notes\n")
+    (real / "plots" / "data").symlink_to(tiny_root, target_is_directory=True)
+    old_lite = (real / "model.tflite").stat().st_ino
+    result = cli("export", link, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["file"] == str(link / "model.tflite")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert (real / "model.tflite").stat().st_ino != old_lite  # the real folder was rewritten
+    assert (real / "plots" / "NOTES.txt").read_text() == "the user's notes\n"
+    assert (real / "plots" / "data").is_symlink()
+    meta = json.loads((real / "metadata.json").read_text())
+    assert "model.tflite" in meta["files"] and "model.tflite" in meta["manifest"]
+    assert "plots/NOTES.txt" not in meta["manifest"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "real"]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["m"]  # no lock, no staging left
+    retrain = cli(*mnist(tiny_root, link, "--epochs", "1"))
+    assert retrain.exit_code == 2 and "plots/NOTES.txt" in retrain.stderr, retrain.stderr
+
+
+def test_export_into_a_model_folder_takes_its_lock(cli, tiny_root: Path, tmp_path: Path) -> None:
+    """One writer per model folder: `export FOLDER` while another run holds the folder's lock
+    (a training writing it) is one line naming that run, exit 1, and the folder unchanged;
+    `export -o FILE` writes no folder and needs no lock."""
+    from test_bad_input import held_lock
+
+    out = tmp_path / "m"
+    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    before = fingerprint(out)
+    with held_lock(out):
+        refused = cli("export", out)
+        to_file = cli("export", out, "--quantize", "dynamic", "-o", tmp_path / "q.tflite")
+    assert refused.exit_code == 1, refused.stderr
+    assert_one_error_line(refused.stderr)
+    assert "another dlkit run (pid 4242) is writing" in refused.stderr
+    assert fingerprint(out) == before
+    assert to_file.exit_code == 0 and (tmp_path / "q.tflite").is_file(), to_file.stderr

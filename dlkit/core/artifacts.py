@@ -15,7 +15,7 @@ of the command's inputs are refused with one line (exit 2), untouched. `check_in
 last rule for every output of every command (`check_output_file` and `check_log_folder` apply
 it with the other checks an output file or a log folder needs).
 
-One writer per folder: every command that writes into a model folder (a training)
+One writer per folder: every command that writes into a model folder (a training, `export`)
 first takes the folder's lock (`lock_folder`: a `.NAME.lock` file beside it, never opened
 through a symbolic link); a second one fails at start (exit 1) naming the first one's PID.
 """

@@ -316,7 +316,7 @@ def lock_folder(folder: Path, hint: str = "wait for it to finish or choose anoth
             break
         os.close(fd)
     held = os.pread(fd, 64, 0).strip()
-    if len(held) > 32 or not (held.isdigit() or not held):
+    if len(held) > 32 or (held and not held.isdigit()):  # a stale lock holds a PID
         os.close(fd)
         raise UsageError(f"{lock_path} is not a dlkit lock file (it holds something else than "
                          "a process id); move it away, then run the command again")

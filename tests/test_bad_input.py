@@ -59,7 +59,7 @@ class Row:
     args: tuple[str, ...]
     code: int = 2
     usage: bool = False  # rejected by Typer's option parser (still one `error:` line)
-    stdin: str | bytes | None = None
+    stdin: str | bytes | None = None  # text may hold placeholders
     existing: str | None = None  # an output that exists before the run and must not change
     as_user: bool = False  # needs folder permissions to count (runs unprivileged as root)
     errors: int = 1  # `error:` lines: classify-image reports each unreadable file on its own
@@ -346,6 +346,8 @@ def pretrained_text_rows() -> list[Row]:
         row("train-text", "lora 0", "--from-preset", "{A}/presets/gpt2", *tune, "--lora", "0",
             usage=True),
         row("train-text", "lora without from-preset", *TEXT, "--lora", "4", "-o", "{OUT}"),
+        row("train-text", "tensorboard inside the from-preset folder", "--from-preset",
+            "{A}/presets/gpt2", *tune, "--tensorboard", "{A}/presets/gpt2/logs"),
         row("train-text", "from-preset with --strategy multi-worker, no TF_CONFIG", "--from-preset",
             "{A}/presets/gpt2", *tune, "--strategy", "multi-worker"),
         row("models", "kind unknown", "--kind", "audio", usage=True),
@@ -393,6 +395,8 @@ def pretrained_image_rows() -> list[Row]:
             "--strategy", "multi-worker"),
         row("train-cifar", "backbone not cached, offline", *tune, "--backbone",
             "resnet_18_imagenet", code=1, env=offline),
+        row("train-cifar", "tensorboard inside the backbone folder", *tune, *resnet,
+            "--tensorboard", "{A}/presets/resnet/logs"),
     ]
 
 
@@ -454,6 +458,19 @@ def classify_image_rows() -> list[Row]:
             "{A}/models/text/p.csv"),
         row("classify-image", "metadata.json not an object", good, "--model", "{A}/listmeta"),
         row("classify-image", "top-k 10**6", good, *model, "--top-k", "1000000", usage=True),
+        # issue 24: an output is never one of the inputs nor inside an input folder
+        row("classify-image", "show is the input image", good, *model, "--show", good),
+        row("classify-image", "csv is the input image", good, *model, "--csv", good),
+        row("classify-image", "csv is an input through a link", good, *model, "--csv",
+            "{A}/images/../images/good.png"),
+        row("classify-image", "show inside the input folder", "{A}/image_classes", *model,
+            "--show", "{A}/image_classes/grid.png"),
+        row("classify-image", "csv is an image listed on stdin", "-", *model, "--csv", good,
+            stdin="{A}/images/good.png\n"),
+        row("classify-image", "show inside a folder listed on stdin", "-", *model, "--show",
+            "{A}/image_classes/0/grid.png", stdin="\n{A}/image_classes\n"),
+        row("classify-image", "csv is the labels file", good, *model, "--labels",
+            "{A}/labels10.txt", "--csv", "{A}/labels10.txt"),
     ]
 
 
@@ -671,6 +688,7 @@ def sample_gan_rows() -> list[Row]:
         row("sample-gan", "seed negative", *model, "--seed", "-1", *out, usage=True),
         row("sample-gan", "out inside the model folder", *model, "--out",
             "{A}/models/gan/grid.png"),
+        row("sample-gan", "out-dir is the model folder", *model, "--out-dir", "{A}/models/gan"),
         row("sample-gan", "metadata.json not an object", "--model", "{A}/listmeta", *out),
     ]
 
@@ -740,7 +758,18 @@ def tools_rows() -> list[Row]:
                 "--tensorboard", "{OUT}/logs"),
             row(command, "tensorboard inside a model folder", *base, "-o", "{OUT}",
                 "--tensorboard", "{A}/models/mnist/logs"),
+            # issue 24: the logs never go into, onto or around the training data
+            row(command, "tensorboard holds the inputs", *base, "-o", "{OUT}",
+                "--tensorboard", "{A}"),
         ]
+        data_dir = base[base.index("--data-dir") + 1] if "--data-dir" in base else None
+        if data_dir is not None:
+            rows += [
+                row(command, "tensorboard is the data-dir", *base, "-o", "{OUT}",
+                    "--tensorboard", data_dir),
+                row(command, "tensorboard inside the data-dir", *base, "-o", "{OUT}",
+                    "--tensorboard", f"{data_dir}/logs"),
+            ]
     for command in ("train-cifar", "train-text-classifier"):
         rows.append(row(command, "class-weight unknown", *train[command], "--class-weight",
                         "heavy", "-o", "{OUT}", usage=True))
@@ -790,6 +819,10 @@ def tools_rows() -> list[Row]:
         row("evaluate", "plots is a file", "{A}/image_classes", *model, "--plots", "{F}"),
         row("evaluate", "plots inside the model folder", "{A}/image_classes", *model,
             "--plots", "{A}/models/mnist/report"),
+        row("evaluate", "plots is the data folder", "{A}/image_classes", *model, "--plots",
+            "{A}/image_classes"),
+        row("evaluate", "plots inside a class folder of the data", "{A}/image_classes", *model,
+            "--plots", "{A}/image_classes/0"),
         row("evaluate", "texts of unknown classes", "{A}/texts_other", "--model",
             "{A}/models/tcls"),
         row("evaluate", "text csv without the text column", "{A}/labelled.csv", "--model",
@@ -876,6 +909,11 @@ def litert_rows() -> list[Row]:
             usage=True),
         row("export", "config file with an unknown key", mnist, "--config",
             "{A}/unknown_key.toml"),
+        # issue 24: one writer per model folder; never into what it reads
+        row("export", "model folder locked by another run", "{OUT}", code=1, existing="{OUT}",
+            locked=True),
+        row("export", "int8 output inside the calibration data", mnist, "--quantize", "int8",
+            "-o", "{A}/data/m.tflite"),
     ]
     return rows
 
@@ -951,6 +989,7 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "onechar.txt").write_text("a" * 500)
     (a / "latin1.txt").write_bytes("Crème brûlée, déjà vu, façade. ".encode("latin-1") * 20)
     (a / "labels3.txt").write_text("one\ntwo\nthree\n")
+    (a / "labels10.txt").write_text("".join(f"digit {i}\n" for i in range(10)))
     (a / "bad.toml").write_text("epochs = [\n")
     (a / "unknown_key.toml").write_text("json = true\n")
     (a / "wrong_epochs.toml").write_text('epochs = "many"\n')
@@ -1307,10 +1346,11 @@ def test_bad_input(case: Row, cli, assets: Path, tmp_path: Path,
     env = {"DLKIT_DATA": "", "KERAS_HOME": str(tmp_path_factory.getbasetemp() / "keras-home"),
            **{key: value.format_map(places) for key, value in case.env}}
 
+    stdin = case.stdin.format_map(places) if isinstance(case.stdin, str) else case.stdin
     with lock:
         before = (snapshot(tmp_path), snapshot(assets))
         with unprivileged() if case.as_user else contextlib.nullcontext():
-            result = cli(*args, input=case.stdin, env=env)
+            result = cli(*args, input=stdin, env=env)
         after = (snapshot(tmp_path), snapshot(assets))
 
     assert result.exit_code == case.code, (args, result.stderr)

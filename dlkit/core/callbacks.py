@@ -352,6 +352,7 @@ class KeepBest(keras.callbacks.Callback):
             tmp = self.checkpoint.folder / ".tmp-best.weights.h5"
             try:
                 self.checkpoint.folder.mkdir(parents=True, exist_ok=True)
+                tmp.unlink(missing_ok=True)  # HDF5 opens a name it truncates through a link
                 self.model.save_weights(tmp)
                 os.replace(tmp, self._path(epoch))
             except OSError as exc:

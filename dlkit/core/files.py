@@ -8,11 +8,16 @@ full or read-only is one `DlkitError` line (exit 1), never a traceback.
 
 `regular_file(path, what)` refuses what is not a regular file (a FIFO or a device would be read
 forever, a folder is the wrong thing) with one line (exit 2).
+
+dlkit never writes through a symbolic link it did not make: a name it picks itself (a lock file,
+a checkpoint folder) that is a link is refused (`refuse_link`, `open_lock_file`), and the atomic
+writers replace a name rather than write into what it points at.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -20,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from dlkit.core.errors import UsageError, disk_error
+from dlkit.core.errors import DISK_ERRNOS, UsageError, disk_error
 
 
 def write_atomic(path: Path, data: bytes | str, what: str | None = None) -> Path:
@@ -114,3 +119,39 @@ def read_bytes(path: Path | str, what: str, hint: str = "") -> bytes:
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path} ({exc.strerror}); check its "
                          "permissions") from None
+
+
+def refuse_link(path: Path, what: str) -> None:
+    """Exit 2 when `path` (a name dlkit picks itself) is a symbolic link: writing there would
+    write wherever the link points."""
+    if Path(path).is_symlink():
+        raise _link_error(path, what)
+
+
+def _link_error(path: Path, what: str) -> UsageError:
+    return UsageError(f"{what} {path} is a symbolic link, which dlkit did not make; remove it "
+                      "(dlkit never writes through a link)")
+
+
+def open_lock_file(path: Path, what: str) -> int:
+    """A read-write descriptor of the regular file `path`, created (0644) when missing. Never
+    opened through a symbolic link (O_NOFOLLOW), and refused when it is not a regular file or
+    has other names (a hard link to someone's file): exit 2 then, with `path` untouched. A disk
+    that cannot take the file is exit 1."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_error(path, what) from None
+        if exc.errno in DISK_ERRNOS:
+            raise disk_error(f"{what} {path}", exc) from None
+        raise UsageError(f"cannot create {what} {path} ({exc.strerror}); choose a folder you "
+                         "can write to") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        kind = "not a regular file" if not stat.S_ISREG(info.st_mode) else \
+            "a file with other names (hard links)"
+        raise UsageError(f"{what} {path} is {kind}, which dlkit did not make; remove it")
+    return fd

@@ -89,7 +89,8 @@ def evaluate(config: EvaluateConfig) -> Report:
 
     meta = load_metadata(config.model, train_hint=f"dlkit train-cifar --output {config.model}")
     if config.plots is not None:
-        check_output_file("--plots", config.plots, folder=True, protect=[config.model])
+        check_output_file("--plots", config.plots, folder=True,
+                          inputs=[config.data, config.model])
     task = meta.get("task")
     if task in ("train-mnist", "train-cifar"):
         return _images(config, meta).report()

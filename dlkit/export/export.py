@@ -7,6 +7,11 @@ training images (found the way training found them), its latent noise (GAN, VAE)
 its training series. Models that LiteRT cannot take (the text classifier reads strings) are one
 line naming the reason.
 
+Without `-o` the file is added to the model folder, which is then rewritten like a training
+writes it: under the folder's lock (one writer at a time), as one atomic swap, and in the real
+folder when the one named is a symbolic link (the link stays a link). With `-o FILE`, FILE must
+not be one of what the export reads (the folder, the calibration data) nor lie inside it.
+
 Imports TensorFlow and Keras: import this module inside command bodies only.
 """
 
@@ -32,13 +37,13 @@ def export(config: ExportConfig) -> Report:
     """Convert, then write the file (or rewrite the model folder with it); report it."""
     folder = config.model.expanduser()
     meta = artifacts.load_metadata(folder)
-    output = None
-    if config.output is not None:  # checked before the conversion: a bad path costs nothing
-        output = artifacts.check_output_file("--output", config.output, protect=[folder])
-    name, content, record = _convert(folder, meta, config)
-    if output is None:
-        output = _add_to_folder(folder, meta, name, content, record)
-    else:
+    if config.output is None:
+        name, content, record = _export_into(folder, config)
+        output = folder / name
+    else:  # checked before the conversion: a bad path costs nothing
+        output = artifacts.check_output_file("--output", config.output,
+                                             inputs=_reads(folder, meta, config))
+        name, content, record = _convert(folder, meta, config)
         write_atomic(output, content)
     signatures = record["signatures"]
     data = {"model": str(folder), "file": str(output), "bytes": len(content),
@@ -102,6 +107,27 @@ def _instead(folder: Path, meta: dict[str, Any]) -> str:
     if (folder / PRESET_DIR).is_dir():
         steps.append(f"keras-hub loads the preset {folder / PRESET_DIR}")
     return "Instead: " + "; ".join(steps)
+
+
+def _export_into(folder: Path, config: ExportConfig) -> tuple[str, bytes, dict[str, Any]]:
+    """Convert the model of `folder` and add the file to it, in the real folder (a symbolic
+    link to it stays a link) and under its lock, from its metadata as it is under the lock."""
+    real = artifacts.lock_folder(folder.resolve(), "wait for it to finish, or export to a "
+                                 "file of its own with -o")
+    meta = artifacts.load_metadata(real)
+    name, content, record = _convert(real, meta, config)
+    _add_to_folder(real, meta, name, content, record)
+    return name, content, record
+
+
+def _reads(folder: Path, meta: dict[str, Any], config: ExportConfig) -> list[Any]:
+    """What the export reads: the model folder and, for int8, the training data it calibrates
+    on (as its metadata names it)."""
+    reads: list[Any] = [folder]
+    if config.quantize == Quantize.int8:
+        data_dir = recorded_settings(meta).get("data-dir")
+        reads += [p for p in (data_dir, meta.get("csv")) if isinstance(p, str)]
+    return reads
 
 
 def _run_converter(convert: Callable[[], bytes]) -> bytes:
@@ -186,14 +212,17 @@ def _training_windows(meta: dict[str, Any], count: int, rng: np.random.Generator
 
 def _add_to_folder(folder: Path, meta: dict[str, Any], name: str, content: bytes,
                    record: dict[str, Any]) -> Path:
-    """Rewrite the model folder with the file added and metadata.json recording it, as one
-    atomic swap (the folder is never seen half updated)."""
+    """Rewrite the model folder (its real path, locked) with the file added and metadata.json
+    recording it, as one atomic swap (the folder is never seen half updated). Whatever else is
+    in it is copied as it is (symbolic links as links) and stays out of its manifest."""
     staging = artifacts.Staging(folder)
     try:
-        shutil.copytree(folder, staging.path, dirs_exist_ok=True)
+        shutil.copytree(folder, staging.path, symlinks=True, dirs_exist_ok=True)
         write_atomic(staging.path / name, content)
         updated = {**meta, "files": sorted(set(meta.get("files") or []) | {name}),
                    litert.META_KEY: {**(meta.get(litert.META_KEY) or {}), name: record}}
+        if isinstance(meta.get(artifacts.MANIFEST), list):
+            updated[artifacts.MANIFEST] = sorted(set(meta[artifacts.MANIFEST]) | {name})
         write_atomic(staging.path / artifacts.METADATA, to_json(updated) + "\n")
         staging.commit()
     except OSError as exc:

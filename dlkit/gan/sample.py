@@ -122,9 +122,9 @@ def sample_gan(config: SampleGanConfig) -> Report:
     from dlkit.core.artifacts import check_output_file
 
     if config.out is not None:  # checked before any work, so a failure writes nothing
-        check_output_file("--out", config.out, protect=[config.model])
+        check_output_file("--out", config.out, inputs=[config.model])
     if config.out_dir is not None:
-        check_output_file("--out-dir", config.out_dir, folder=True, protect=[config.model])
+        check_output_file("--out-dir", config.out_dir, folder=True, inputs=[config.model])
     gen = load_generator(config.model, config.backend)
     check_label(gen, config.label)
     labels = sample_labels(gen, config.count, config.label)

@@ -59,10 +59,7 @@ def classify_images(config: ClassifyImageConfig) -> int:
     lines (or one JSON array at the end with --json), unreadable files are one `error:` line
     each, and the exit code says whether every file was classified (0), some failed (1) or
     none could be (2)."""
-    model = Path(config.model).expanduser()
-    for option, path in (("--csv", config.csv), ("--show", config.show)):
-        if path is not None:  # never into the model folder (a SavedModel one included)
-            check_output_file(option, path, protect=[model] if model.is_dir() else [])
+    check_outputs(config, [*config.paths, config.model, config.labels])
     out = _Lines(stop_when_closed=config.csv is None and config.show is None)
     result = run(config, None if config.json else out.write,
                  lambda path, why: console.error_line(f"{escape_path(path)}: {why}"),
@@ -77,6 +74,14 @@ def classify_images(config: ClassifyImageConfig) -> int:
                  f"s ({result.images_per_second:.0f} images/s), {len(result.errors)} failed; "
                  f"{result.model}")
     return result.exit_code
+
+
+def check_outputs(config: ClassifyImageConfig, inputs: list[Any]) -> None:
+    """Exit 2 before any work when --csv or --show cannot be written, or is one of `inputs`
+    (an image, the model, the labels) or lies inside an input folder."""
+    for option, path in (("--csv", config.csv), ("--show", config.show)):
+        if path is not None:
+            check_output_file(option, path, inputs=inputs)
 
 
 class _Lines:
@@ -438,7 +443,10 @@ def run(config: ClassifyImageConfig, on_prediction: Callable[[Prediction], None]
     """Classify every input; predictions and per-file errors stream to the callbacks in order
     (`progress`: a bar on a terminal's stderr, off while results stream to that terminal)."""
     classifier = load_classifier(config)
-    inputs = collect_inputs(config.paths, read_stdin)
+    listed: list[str] = []  # the paths read from stdin: inputs the outputs must not touch
+    inputs = collect_inputs(config.paths, lambda: _kept(read_stdin(), listed))
+    if listed:
+        check_outputs(config, [line.strip() for line in listed if line.strip()])
     for path, why in inputs.errors:
         on_error(path, why)
     start = time.perf_counter()
@@ -456,6 +464,13 @@ def run(config: ClassifyImageConfig, on_prediction: Callable[[Prediction], None]
     if predictions and config.show is not None:
         result.artifacts["show"] = str(write_grid(predictions, config.show))
     return result
+
+
+def _kept(lines: Any, kept: list[str]) -> Iterator[str]:
+    """`lines`, each also appended to `kept`."""
+    for line in lines:
+        kept.append(line)
+        yield line
 
 
 def _classify(classifier: Classifier, inputs: Inputs, config: ClassifyImageConfig,

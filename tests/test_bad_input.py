@@ -861,12 +861,31 @@ def litert_rows() -> list[Row]:
     return rows
 
 
+def untrusted_model_rows() -> list[Row]:
+    """Issue 24: a model is untrusted input (a SavedModel whose graph writes a file)."""
+    good = "{A}/images/good.png"
+    tf = ("--backend", "tensorflow")
+    return [
+        row("classify-image", "SavedModel whose serving function writes a file", good,
+            "--model", "{A}/hostile/folder_direct"),
+        row("classify-image", "SavedModel writing a file in a tf.cond branch, backend "
+            "tensorflow", good, "--model", "{A}/hostile/folder_cond", *tf),
+        row("classify-image", "plain SavedModel writing a file while it loads", good,
+            "--model", "{A}/hostile/sm_on_load", "--input-size", "28", "28"),
+        row("evaluate", "SavedModel writing a file in a nested function", "{A}/image_classes",
+            "--model", "{A}/hostile/folder_nested"),
+        row("export", "SavedModel whose serving function writes a file",
+            "{A}/hostile/folder_direct", "-o", "{T}/m.tflite"),
+    ]
+
+
 ROWS: list[Row] = [
     *datasets_rows(), *train_mnist_rows(), *train_cifar_rows(), *train_text_rows(),
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
+    *untrusted_model_rows(),
 ]
 
 
@@ -1027,7 +1046,13 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
-    is the mnist classifier with metadata saying it takes 32x32 colour images."""
+    is the mnist classifier with metadata saying it takes 32x32 colour images; `hostile/...` are
+    built by `_hostile`."""
+    joined = " ".join(args)
+    if "{A}/hostile/" in joined:
+        ensure_models(a, ("{A}/models/mnist",))
+    for name in set(re.findall(r"\{A\}/hostile/(\w+)", joined)):
+        _hostile(a, name)
     for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
         ensure_models(a, ("{A}/models/text",))
         _edited_text_model(a, variant)
@@ -1061,6 +1086,23 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
                  *(a / "broken").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+def _hostile(a: Path, name: str) -> None:
+    """{A}/hostile/sm_WHERE: a SavedModel writing {A}/hostile/pwned from WHERE (see
+    hostile_models.WRITERS); {A}/hostile/folder_WHERE: the mnist folder holding it."""
+    import hostile_models
+
+    kind, where = name.split("_", 1)
+    saved = a / "hostile" / f"sm_{where}"
+    if not saved.exists():
+        saved.parent.mkdir(exist_ok=True)
+        hostile_models.writing_saved_model(saved, a / "hostile" / "pwned", where)
+    folder = a / "hostile" / f"folder_{where}"
+    if kind == "folder" and not folder.exists():
+        hostile_models.with_saved_model(a / "models" / "mnist", folder, saved)
+    for path in [a / "hostile", *(a / "hostile").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _preset(a: Path, name: str) -> None:

@@ -7,7 +7,9 @@ replaced, truncated or foreign file is refused with one line instead of being ru
 
 Conversion needs TensorFlow's converter (training and `dlkit export` have TensorFlow loaded);
 serving (`LiteModel`, `open_model`) needs only NumPy and Google's `ai-edge-litert` interpreter,
-so a command that serves a `.tflite` file never imports TensorFlow or Keras.
+so a command that serves a `.tflite` file never imports TensorFlow or Keras. That interpreter
+runs LiteRT's built-in operations only: a file holding TensorFlow ops (Flex) or custom ops is
+refused when it is loaded, so a `.tflite` file cannot reach files or the network.
 """
 
 from __future__ import annotations
@@ -50,9 +52,13 @@ def convert_saved_model(folder: Path, quantize: Quantize = Quantize.none,
                         signature_keys: list[str] | None = None) -> bytes:
     """The SavedModel in `folder` as a `.tflite` flatbuffer (only built-in LiteRT operations).
 
-    `calibration()` yields sample inputs ({input name: batch}) for int8 quantisation."""
+    `calibration()` yields sample inputs ({input name: batch}) for int8 quantisation. The
+    converter loads the SavedModel (running its initialisers), so its graph is scanned first
+    (`dlkit.core.saved_model.scan`)."""
+    from dlkit.core import saved_model
     from dlkit.core.runtime import import_tensorflow, silenced_stderr
 
+    saved_model.scan(folder)
     tf = import_tensorflow()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder),
                                                          signature_keys=signature_keys)

@@ -310,13 +310,13 @@ def _load_lite_file(path: Path, backend: Backend) -> _Loaded:
 
 
 def _load_saved_model(folder: Path) -> _Loaded:
+    """A SavedModel's serving_default signature, once `dlkit.core.saved_model` has scanned
+    its graph."""
+    from dlkit.core import saved_model
     from dlkit.core.runtime import import_tensorflow_lean
 
     tf = import_tensorflow_lean()
-    try:
-        module = tf.saved_model.load(str(folder))
-    except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
-        raise UsageError(f"cannot load the SavedModel {folder}: {_first_line(exc)}") from None
+    module, _ = saved_model.load(folder)
     signature = getattr(module, "signatures", {}).get("serving_default")
     if signature is None:
         raise UsageError(f"the SavedModel {folder} has no serving_default signature")

@@ -1,5 +1,6 @@
 """Hostile model files the tests build themselves (issue 24): SavedModels whose graph writes a
-file when it is called or merely loaded.
+file when it is called or merely loaded, and a `.keras` file holding Python code (a Lambda
+layer).
 
 Each builder writes only under the folder it is given (`target` is where a SavedModel would
 write if it were run: a test asserts it never appears)."""
@@ -70,3 +71,15 @@ def with_saved_model(model_folder: Path, out: Path, saved: Path) -> Path:
         meta.pop("litert", None)
     (out / "metadata.json").write_text(json.dumps(meta))
     return out
+
+
+def lambda_keras(path: Path) -> Path:
+    """A small image classifier `.keras` file with a Lambda layer (Python code in the file)."""
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inputs)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    keras.Model(inputs, outputs).save(path)
+    return path

@@ -862,7 +862,8 @@ def litert_rows() -> list[Row]:
 
 
 def untrusted_model_rows() -> list[Row]:
-    """Issue 24: a model is untrusted input (a SavedModel whose graph writes a file)."""
+    """Issue 24: a model is untrusted input (a SavedModel whose graph writes a file, a .keras
+    holding code)."""
     good = "{A}/images/good.png"
     tf = ("--backend", "tensorflow")
     return [
@@ -876,6 +877,8 @@ def untrusted_model_rows() -> list[Row]:
             "--model", "{A}/hostile/folder_nested"),
         row("export", "SavedModel whose serving function writes a file",
             "{A}/hostile/folder_direct", "-o", "{T}/m.tflite"),
+        row("classify-image", ".keras with a Lambda layer (Keras safe mode)", good, "--model",
+            "{A}/lambda.keras"),
     ]
 
 
@@ -1046,13 +1049,18 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
-    is the mnist classifier with metadata saying it takes 32x32 colour images; `hostile/...` are
-    built by `_hostile`."""
+    is the mnist classifier with metadata saying it takes 32x32 colour images; `hostile/...` and
+    `lambda.keras` are built by `_hostile` and `hostile_models.lambda_keras`."""
     joined = " ".join(args)
     if "{A}/hostile/" in joined:
         ensure_models(a, ("{A}/models/mnist",))
     for name in set(re.findall(r"\{A\}/hostile/(\w+)", joined)):
         _hostile(a, name)
+    if "{A}/lambda.keras" in joined and not (a / "lambda.keras").exists():
+        import hostile_models
+
+        hostile_models.lambda_keras(a / "lambda.keras")
+        (a / "lambda.keras").chmod(0o644)
     for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
         ensure_models(a, ("{A}/models/text",))
         _edited_text_model(a, variant)

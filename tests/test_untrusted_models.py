@@ -3,7 +3,8 @@
 function that calls, in a tf.cond branch, or in an initialiser that runs while loading) is
 refused with one line naming the op, and writes nothing, by classify-image (a model folder, on
 either backend, and a plain SavedModel folder), evaluate and export; checkpoint ops pass only in
-the saver's own functions. The exit codes are rows of tests/test_bad_input.py too."""
+the saver's own functions; Keras safe mode's refusal of code in a `.keras` file or a preset
+says so. The exit codes are rows of tests/test_bad_input.py too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_error_line, pattern_images
 from conftest import train_in_process as train
-from hostile_models import WRITERS, with_saved_model, writing_saved_model
+from hostile_models import WRITERS, lambda_keras, with_saved_model, writing_saved_model
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,44 @@ def test_a_graph_file_tensorflow_would_read_instead_is_refused(cli, hostile: Pat
                  folder, "--input-size", "28", "28")
     assert result.exit_code == 2 and "saved_model.pbtxt" in result.stderr
     assert_one_error_line(result.stderr)
+
+
+def test_keras_safe_mode_refusal_says_it_is_safe_mode(cli, hostile: Path,
+                                                       tmp_path: Path) -> None:
+    """A `.keras` file with a Lambda layer (Python code): classify-image on the file, and
+    export on a model folder holding it, say that Keras safe mode refused to run its code."""
+    image = next((hostile / "labelled").rglob("*.png"))
+    keras_file = lambda_keras(tmp_path / "lambda.keras")
+    folder = tmp_path / "folder"
+    shutil.copytree(hostile / "mnist", folder)
+    shutil.copyfile(keras_file, folder / "model.keras")
+    for result in (cli("classify-image", image, "--model", keras_file),
+                   cli("export", folder, "-o", tmp_path / "m.tflite")):
+        assert result.exit_code == 2, result.stderr
+        assert_one_error_line(result.stderr)
+        assert "Keras safe mode refused to run code from" in result.stderr
+        assert "Lambda layer" in result.stderr
+    assert not (tmp_path / "m.tflite").exists()
+
+
+
+def test_a_preset_asking_to_run_code_is_refused_by_keras_safe_mode(cli, hostile: Path,
+                                                                   tmp_path: Path) -> None:
+    """A keras-hub preset whose task config holds a serialised Python lambda."""
+    import json
+
+    pytest.importorskip("keras_hub")
+    from hub_presets import save_resnet_preset
+
+    preset = save_resnet_preset(tmp_path / "preset")
+    task = json.loads((preset / "task.json").read_text())
+    task["config"]["activation"] = {"class_name": "__lambda__",
+                                    "config": {"value": ["4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAH"
+                                                         "MEAAAAfABTACkBTqkAKQHaAXg=",
+                                                         None, None]}}
+    (preset / "task.json").write_text(json.dumps(task))
+    result = cli("classify-image", next((hostile / "labelled").rglob("*.png")), "--model",
+                 preset)
+    assert result.exit_code == 2, result.stderr
+    assert_one_error_line(result.stderr)
+    assert "Keras safe mode refused to run code from" in result.stderr

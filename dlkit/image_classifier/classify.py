@@ -33,6 +33,7 @@ from dlkit.core.artifacts import (
     METADATA,
     SAVED_MODEL,
     check_output_file,
+    keras_load_error,
     load_metadata,
     register_layers_of,
 )
@@ -355,7 +356,7 @@ def _load_keras(path: Path) -> _Loaded:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise UsageError(f"cannot load {path}: {_first_line(exc)}") from None
+        raise keras_load_error(path, exc) from None
     shapes = [tuple(t.shape) for t in model.inputs]
     if len(shapes) != 1 or len(shapes[0]) != 4:
         raise UsageError(f"{path} takes inputs {shapes}; classify-image needs a model with one "
@@ -435,10 +436,6 @@ def _probabilities(predict: Callable[[Any], Any]) -> Callable[[Any], np.ndarray]
         return shifted / shifted.sum(axis=1, keepdims=True)
 
     return run
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Hostile model files the tests build themselves (issue 24): SavedModels whose graph writes a
-file when it is called or merely loaded, and a `.keras` file holding Python code (a Lambda
-layer).
+file when it is called or merely loaded, a `.keras` file holding Python code (a Lambda layer),
+and LiteRT files without or with damaged dlkit metadata.
 
 Each builder writes only under the folder it is given (`target` is where a SavedModel would
 write if it were run: a test asserts it never appears)."""
@@ -83,3 +83,51 @@ def lambda_keras(path: Path) -> Path:
     outputs = keras.layers.Dense(10, activation="softmax")(x)
     keras.Model(inputs, outputs).save(path)
     return path
+
+
+def _rewritten(tflite: Path, out: Path, change: object) -> Path:
+    """A copy of a `.tflite` file with `change(model)` applied to its flatbuffer object."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite.read_bytes(), 0))
+    change(model)  # type: ignore[operator]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(bytes(builder.Output()))
+    return out
+
+
+def without_metadata(tflite: Path, out: Path) -> Path:
+    """A copy of a dlkit `.tflite` file without its dlkit metadata entry (as another tool or an
+    older dlkit writes it)."""
+
+    def drop(model: object) -> None:
+        model.metadata = [m for m in model.metadata or [] if m.name != b"dlkit"]  # type: ignore
+
+    return _rewritten(tflite, out, drop)
+
+
+def damaged_metadata(tflite: Path, out: Path) -> Path:
+    """A copy of a dlkit `.tflite` file whose dlkit metadata entry is not JSON."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    def damage(model: object) -> None:
+        (entry,) = [m for m in model.metadata if m.name == b"dlkit"]  # type: ignore
+        model.buffers[entry.buffer] = schema.BufferT(  # type: ignore
+            data=np.frombuffer(b"{not json", np.uint8))
+
+    return _rewritten(tflite, out, damage)
+
+
+def with_metadata(tflite: Path, out: Path, **changes: object) -> Path:
+    """A copy of a dlkit `.tflite` file whose dlkit metadata has `changes` applied (a value
+    of None removes the key)."""
+    from dlkit.core import litert
+
+    content = tflite.read_bytes()
+    meta = {**(litert.read_metadata(content) or {}), **changes}
+    out.write_bytes(litert.with_metadata(content, {k: v for k, v in meta.items()
+                                                   if v is not None}))
+    return out

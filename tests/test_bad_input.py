@@ -863,7 +863,8 @@ def litert_rows() -> list[Row]:
 
 def untrusted_model_rows() -> list[Row]:
     """Issue 24: a model is untrusted input (a SavedModel whose graph writes a file, a .keras
-    holding code)."""
+    holding code), and metadata (metadata.json, or the entry a .tflite carries) that does not
+    fit its model or is missing is one line before anything is predicted."""
     good = "{A}/images/good.png"
     tf = ("--backend", "tensorflow")
     return [
@@ -879,6 +880,24 @@ def untrusted_model_rows() -> list[Row]:
             "{A}/hostile/folder_direct", "-o", "{T}/m.tflite"),
         row("classify-image", ".keras with a Lambda layer (Keras safe mode)", good, "--model",
             "{A}/lambda.keras"),
+        row("classify-image", "metadata input_shape not the model's", good, "--model",
+            "{A}/models/cifar_like"),
+        row("classify-image", "metadata input_shape not the model's, backend tensorflow",
+            good, "--model", "{A}/models/cifar_like", *tf),
+        row("classify-image", "metadata with too few class names", good, "--model",
+            "{A}/models/few_names"),
+        row("classify-image", "metadata with too few class names, backend tensorflow", good,
+            "--model", "{A}/models/few_names", *tf),
+        row("evaluate", "metadata input_shape not the model's", "{A}/image_classes",
+            "--model", "{A}/models/cifar_like"),
+        row("classify-image", "a .tflite without dlkit metadata, invert auto", good,
+            "--model", "{A}/tflite/bare.tflite"),
+        row("classify-image", "a .tflite with damaged dlkit metadata", good, "--model",
+            "{A}/tflite/damaged.tflite"),
+        row("classify-image", "a .tflite whose metadata input_shape is not the model's", good,
+            "--model", "{A}/tflite/cifar_like.tflite"),
+        row("classify-image", "a .tflite whose metadata has too few class names", good,
+            "--model", "{A}/tflite/few_names.tflite"),
     ]
 
 
@@ -1049,13 +1068,16 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
-    is the mnist classifier with metadata saying it takes 32x32 colour images; `hostile/...` and
-    `lambda.keras` are built by `_hostile` and `hostile_models.lambda_keras`."""
+    is the mnist classifier with metadata saying it takes 32x32 colour images, `few_names` the
+    same with seven class names for its ten outputs; `hostile/...`, `tflite/NAME.tflite` and
+    `lambda.keras` are built by `_hostile`, `_lone_tflite` and `hostile_models.lambda_keras`."""
     joined = " ".join(args)
-    if "{A}/hostile/" in joined:
-        ensure_models(a, ("{A}/models/mnist",))
+    if re.search(r"\{A\}/(hostile|tflite)/", joined):
+        ensure_models(a, ("{A}/models/mnist", "{A}/models/gan"))
     for name in set(re.findall(r"\{A\}/hostile/(\w+)", joined)):
         _hostile(a, name)
+    for name in set(re.findall(r"\{A\}/tflite/(\w+)\.tflite", joined)):
+        _lone_tflite(a, name)
     if "{A}/lambda.keras" in joined and not (a / "lambda.keras").exists():
         import hostile_models
 
@@ -1073,16 +1095,16 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
         names.add("mnist")
     for name in sorted(names):
-        base = "mnist" if name == "cifar_like" else name
+        base = "mnist" if name in MISFITS else name
         model = a / "models" / base
         if not model.exists():
             recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
             train_in_process(*recipe, "-o", str(model), "--quiet")
-        if name == "cifar_like" and not (a / "models" / name).exists():
+        if name in MISFITS and not (a / "models" / name).exists():
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"
             meta = json.loads(meta_path.read_text())
-            meta_path.write_text(json.dumps({**meta, "input_shape": [32, 32, 3]}))
+            meta_path.write_text(json.dumps({**meta, **MISFITS[name](meta)}))
         broken = a / "broken" / base
         if f"{{A}}/broken/{base}" in " ".join(args) and not broken.exists():
             shutil.copytree(model, broken)
@@ -1094,6 +1116,11 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
                  *(a / "broken").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+# Metadata that does not fit the mnist classifier: (name, what it changes).
+MISFITS = {"cifar_like": lambda meta: {"input_shape": [32, 32, 3]},
+           "few_names": lambda meta: {"class_names": meta["class_names"][:7]}}
 
 
 def _hostile(a: Path, name: str) -> None:
@@ -1110,6 +1137,28 @@ def _hostile(a: Path, name: str) -> None:
     if kind == "folder" and not folder.exists():
         hostile_models.with_saved_model(a / "models" / "mnist", folder, saved)
     for path in [a / "hostile", *(a / "hostile").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _lone_tflite(a: Path, name: str) -> None:
+    """{A}/tflite/NAME.tflite: the mnist classifier's model.tflite alone, without its dlkit
+    metadata (bare), with it damaged (damaged), or with metadata that does not fit
+    (a key of MISFITS)."""
+    import hostile_models
+
+    out = a / "tflite" / f"{name}.tflite"
+    if out.exists():
+        return
+    out.parent.mkdir(exist_ok=True)
+    source = a / "models" / "mnist" / "model.tflite"
+    if name == "bare":
+        hostile_models.without_metadata(source, out)
+    elif name == "damaged":
+        hostile_models.damaged_metadata(source, out)
+    else:
+        meta = json.loads((a / "models" / "mnist" / "metadata.json").read_text())
+        hostile_models.with_metadata(source, out, **MISFITS[name](meta))
+    for path in [a / "tflite", out]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 

@@ -320,7 +320,7 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
                 model.save(staging.path / KERAS_FILE)
                 model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model",
                              verbose=False)
-            converted = litert.convert_model_folder(staging.path, model)
+            converted = litert.convert_model_folder(staging.path, model, metadata)
             if converted is not None:
                 write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
                 lite[litert.TFLITE_FILE] = converted[1]

@@ -270,9 +270,9 @@ def is_preset(spec: str) -> bool:
 
 
 def _load_preset(config: ClassifyImageConfig) -> Classifier:
-    """A keras-hub ImageClassifier: its own image converter (size, scale, mean and standard
-    deviation) inside the predict function, which takes raw 0-255 RGB pixels resized to the
-    converter's size; ImageNet class names for 1,000-class models."""
+    """A keras-hub ImageClassifier, fed what its own `predict()` is fed: each image's raw
+    0-255 RGB pixels at the image's own size, which its image converter resizes (and crops,
+    scales, normalises) itself. ImageNet class names for 1,000-class models."""
     from dlkit.pretrained.hub import (
         PRESET_DIR,
         import_keras_hub,
@@ -305,8 +305,8 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     if config.labels is None and not meta.values and outputs == 1000:
         keras_hub = import_keras_hub()
         names = [keras_hub.utils.imagenet_id_to_name(i) for i in range(1000)]
-    prep = Preprocess(size=(int(size[0]), int(size[1])), channels=3, invert="no",
-                      center_digit=False, scale="raw")
+    prep = Preprocess(size=None if converter is not None else (int(size[0]), int(size[1])),
+                      channels=3, invert="no", center_digit=False, scale="raw")
     console.info(f"loaded {config.model} ({type(task).__name__}, {task.count_params():,} "
                  f"parameters, {size[0]}x{size[1]} images) from {preset.source}")
     activation = keras.activations.get(getattr(task, "activation", None))
@@ -648,7 +648,8 @@ def probabilities(classifier: Classifier, paths: list[str], batch_size: int,
     """(indices into `paths`, class probabilities) batch by batch, in order; a file that
     cannot be read is `on_failed(index, why)` (called from the decoding threads) and left out."""
     names = classifier.class_names
-    batches = numpy_batches if classifier.backend == "litert" else image_batches
+    numpy = classifier.backend == "litert" or classifier.prep.size is None  # sizes vary
+    batches = numpy_batches if numpy else image_batches
     for images, indices in batches(paths, classifier.prep, batch_size, on_failed):
         probs = classifier.predict(images)
         if probs.shape[1] != len(names):

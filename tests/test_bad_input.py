@@ -898,6 +898,12 @@ def untrusted_model_rows() -> list[Row]:
             "--model", "{A}/tflite/cifar_like.tflite"),
         row("classify-image", "a .tflite whose metadata has too few class names", good,
             "--model", "{A}/tflite/few_names.tflite"),
+        row("sample-gan", "metadata with more class names than the generator", "--model",
+            "{A}/models/gan_more_names", "--out", "{T}/g.png"),
+        row("sample-gan", "metadata with more class names than the generator, backend "
+            "tensorflow", "--model", "{A}/models/gan_more_names", "--out", "{T}/g.png", *tf),
+        row("sample-gan", "metadata image_shape not the generator's", "--model",
+            "{A}/models/gan_colour", "--out", "{T}/g.png"),
     ]
 
 
@@ -1068,9 +1074,10 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
-    is the mnist classifier with metadata saying it takes 32x32 colour images, `few_names` the
-    same with seven class names for its ten outputs; `hostile/...`, `tflite/NAME.tflite` and
-    `lambda.keras` are built by `_hostile`, `_lone_tflite` and `hostile_models.lambda_keras`."""
+    and the other MISFITS are copies whose metadata does not fit their model (the mnist
+    classifier's saying it takes 32x32 colour images...); `hostile/...`, `tflite/NAME.tflite`
+    and `lambda.keras` are built by `_hostile`, `_lone_tflite` and
+    `hostile_models.lambda_keras`."""
     joined = " ".join(args)
     if re.search(r"\{A\}/(hostile|tflite)/", joined):
         ensure_models(a, ("{A}/models/mnist", "{A}/models/gan"))
@@ -1095,7 +1102,7 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
         names.add("mnist")
     for name in sorted(names):
-        base = "mnist" if name in MISFITS else name
+        base = MISFITS[name][0] if name in MISFITS else name
         model = a / "models" / base
         if not model.exists():
             recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
@@ -1104,7 +1111,7 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"
             meta = json.loads(meta_path.read_text())
-            meta_path.write_text(json.dumps({**meta, **MISFITS[name](meta)}))
+            meta_path.write_text(json.dumps({**meta, **MISFITS[name][1](meta)}))
         broken = a / "broken" / base
         if f"{{A}}/broken/{base}" in " ".join(args) and not broken.exists():
             shutil.copytree(model, broken)
@@ -1118,9 +1125,14 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
 
 
-# Metadata that does not fit the mnist classifier: (name, what it changes).
-MISFITS = {"cifar_like": lambda meta: {"input_shape": [32, 32, 3]},
-           "few_names": lambda meta: {"class_names": meta["class_names"][:7]}}
+# Model folders whose metadata.json does not fit their model: name -> (the model copied,
+# what its metadata says instead).
+MISFITS = {
+    "cifar_like": ("mnist", lambda meta: {"input_shape": [32, 32, 3]}),
+    "few_names": ("mnist", lambda meta: {"class_names": meta["class_names"][:7]}),
+    "gan_more_names": ("gan", lambda meta: {"class_names": [*meta["class_names"], "x", "y"]}),
+    "gan_colour": ("gan", lambda meta: {"image_shape": [32, 32, 3]}),
+}
 
 
 def _hostile(a: Path, name: str) -> None:
@@ -1157,7 +1169,7 @@ def _lone_tflite(a: Path, name: str) -> None:
         hostile_models.damaged_metadata(source, out)
     else:
         meta = json.loads((a / "models" / "mnist" / "metadata.json").read_text())
-        hostile_models.with_metadata(source, out, **MISFITS[name](meta))
+        hostile_models.with_metadata(source, out, **MISFITS[name][1](meta))
     for path in [a / "tflite", out]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 

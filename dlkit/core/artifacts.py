@@ -438,6 +438,33 @@ def keras_load_error(path: Path, exc: BaseException) -> UsageError:
     return UsageError(f"cannot load {path}: {first}")
 
 
+MAX_KERAS_CONFIG = 64 << 20  # bytes of a .keras archive's config.json read without Keras
+
+
+def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
+    """The config of the layer named `layer` in a `.keras` archive's config.json, read as JSON
+    without Keras (nothing is deserialised); None when the archive, its config or the layer
+    is not there."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_KERAS_CONFIG:
+                return None
+            pending = [json.loads(archive.read(info))]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            config = item.get("config")
+            if isinstance(config, dict) and config.get("name") == layer and "class_name" in item:
+                return config
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
 def register_layers_of(path: Path) -> None:
     """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
     backbone), and dlkit's own modules whose registered layers it holds, so Keras can find

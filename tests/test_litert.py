@@ -360,7 +360,7 @@ def test_a_tflite_file_without_dlkit_metadata_is_not_guessed(cli, digits: dict[s
                                                              tmp_path: Path) -> None:
     """Without the metadata dlkit writes, --invert auto cannot know the model: one line
     saying what is missing; with --invert given it runs. Damaged metadata is one line too."""
-    from hostile_models import damaged_metadata, without_metadata
+    from hostile_models import damaged_metadata, with_metadata, without_metadata
 
     bare = without_metadata(digits["model"] / "model.tflite", tmp_path / "bare.tflite")
     result = cli("classify-image", digits["paper"], "--model", bare)
@@ -373,3 +373,11 @@ def test_a_tflite_file_without_dlkit_metadata_is_not_guessed(cli, digits: dict[s
     result = cli("classify-image", digits["paper"], "--model", damaged)
     assert result.exit_code == 2 and "damaged dlkit metadata" in result.stderr
     assert_one_error_line(result.stderr)
+    malformed = {"preprocessing": ["x"], "class_names": "0123456789", "input_shape": [28, 28],
+                 "outputs": "percent", "task": "train-gan"}
+    for key, value in malformed.items():
+        odd = with_metadata(digits["model"] / "model.tflite", tmp_path / f"{key}.tflite",
+                            **{key: value})
+        result = cli("classify-image", digits["paper"], "--model", odd)
+        assert result.exit_code == 2 and result.stdout == "", (key, result.stderr)
+        assert_one_error_line(result.stderr)

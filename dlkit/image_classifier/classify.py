@@ -204,6 +204,11 @@ class _Metadata:
     values: dict[str, Any]
     source: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.values.get("preprocessing", {}), dict):
+            raise UsageError(f"{self.source}: preprocessing is not a JSON object; retrain the "
+                             "model or put its own metadata back")
+
 
 def load_classifier(config: ClassifyImageConfig) -> Classifier:
     """Load the model once and work out its preprocessing and class names. A dlkit folder is

@@ -193,7 +193,9 @@ class _Loaded:
     outputs: int | None
     description: str
     backend: str  # "litert" or "tensorflow"
-    probabilities: bool  # the model's graph ends in a softmax (or sigmoid): not logits
+    # whether the model's graph ends in a softmax (or sigmoid), asked only when its metadata
+    # does not say (reading a .tflite file's graph costs an import)
+    graph_gives_probabilities: Callable[[], bool]
 
 
 @dataclass
@@ -334,9 +336,10 @@ def _load_lite(model: litert.LiteModel) -> _Loaded:
                          "(height, width, channels) images")
     classes = predictor.output_shape[-1] if predictor.output_shape else None
     key = "serving_default"
-    last = model.output_op(key, sorted(model.outputs(key))[0])
+    output = sorted(model.outputs(key))[0]
     return _Loaded(lambda images: predictor.run([images]), shape, classes,
-                   f"LiteRT {model.description}", "litert", last in _PROBABILITY_OPS)
+                   f"LiteRT {model.description}", "litert",
+                   lambda: model.output_op(key, output) in _PROBABILITY_OPS)
 
 
 def _open_lite_file(path: Path, backend: Backend) -> litert.LiteModel:
@@ -415,7 +418,7 @@ def _load_saved_model(folder: Path) -> _Loaded:
 
     last = saved_model.output_op(graph, "serving_default", key)
     return _Loaded(predict, tuple(spec.shape[1:]), outputs[key].shape[-1],
-                   f"SavedModel {folder}", "tensorflow", last in _PROBABILITY_OPS)
+                   f"SavedModel {folder}", "tensorflow", lambda: last in _PROBABILITY_OPS)
 
 
 def _load_keras(path: Path) -> _Loaded:
@@ -447,7 +450,7 @@ def _load_keras(path: Path) -> _Loaded:
 
     outputs = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
     return _Loaded(predict, shapes[0][1:], outputs, f"Keras model {path}", "tensorflow",
-                   _keras_gives_probabilities(model))
+                   lambda: _keras_gives_probabilities(model))
 
 
 def _keras_gives_probabilities(model: Any) -> bool:
@@ -558,7 +561,7 @@ def _gives_probabilities(meta: _Metadata, loaded: _Loaded) -> bool:
         return kind == "probabilities"
     if meta.values.get("task") in IMAGE_TASKS:
         return True
-    return loaded.probabilities
+    return loaded.graph_gives_probabilities()
 
 
 def _probabilities(predict: Callable[[Any], Any],

@@ -137,6 +137,31 @@ def test_checkpoint_ops_pass_only_in_the_saver_functions(cli, hostile: Path,
                 folder), "RestoreV2")
 
 
+def test_a_tensorflow_1_saved_model_is_refused(tmp_path: Path) -> None:
+    """A TensorFlow 1 SavedModel restores its variables with checkpoint ops in its main graph,
+    which its loader runs: refused, as the README says."""
+    import tensorflow as tf
+
+    from dlkit.core import saved_model
+    from dlkit.core.errors import UsageError
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default(), v1.Session() as session:
+        image = v1.placeholder(tf.float32, [None, 28, 28, 1], name="image")
+        weight = v1.get_variable("w", [], initializer=v1.ones_initializer())
+        probs = tf.nn.softmax(tf.reduce_mean(image, axis=[1, 2, 3])[:, None] * weight
+                              * tf.ones([1, 10]))
+        session.run(v1.global_variables_initializer())
+        builder = v1.saved_model.Builder(str(tmp_path / "tf1"))
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+            "serving_default": v1.saved_model.predict_signature_def({"image": image},
+                                                                    {"output_0": probs})})
+        builder.save()
+    with pytest.raises(UsageError, match=r"holds a \w+ op \(reads or writes files\) in its "
+                                         r"main graph"):
+        saved_model.scan(tmp_path / "tf1")
+
+
 def test_a_graph_file_tensorflow_would_read_instead_is_refused(cli, hostile: Path,
                                                                tmp_path: Path) -> None:
     folder = tmp_path / "sm"

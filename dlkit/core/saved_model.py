@@ -162,9 +162,12 @@ def _saver_functions(meta_graph: Any, library: dict[str, Any]) -> dict[str, froz
         if node is not None and node.op in ("PartitionedCall", "StatefulPartitionedCall"):
             roles[node.name] = (node.attr["f"].func.name, ops)
     callers: dict[str, int] = {}
-    for node in [*meta_graph.graph_def.node, *(n for f in library.values() for n in f.node_def)]:
+    graph = meta_graph.graph_def
+    for node in [*graph.node, *(n for f in library.values() for n in f.node_def)]:
         for name in _called(node, library):
             callers[name] = callers.get(name, 0) + 1
+    for gradient in graph.library.gradient:  # a gradient function is called too
+        callers[gradient.gradient_func] = callers.get(gradient.gradient_func, 0) + 1
     concrete = set(meta_graph.object_graph_def.concrete_functions)
     return {function: ops for function, ops in roles.values()
             if function in library and callers.get(function) == 1 and function not in concrete}

@@ -947,6 +947,52 @@ def metadata_rows() -> list[Row]:
     ]
 
 
+def untrusted_model_rows() -> list[Row]:
+    """Issue 24: a model is untrusted input (a SavedModel whose graph writes a file, a .keras
+    holding code), and metadata (metadata.json, or the entry a .tflite carries) that does not
+    fit its model or is missing is one line before anything is predicted."""
+    good = "{A}/images/good.png"
+    tf = ("--backend", "tensorflow")
+    return [
+        row("classify-image", "SavedModel whose serving function writes a file", good,
+            "--model", "{A}/hostile/folder_direct"),
+        row("classify-image", "SavedModel writing a file in a tf.cond branch, backend "
+            "tensorflow", good, "--model", "{A}/hostile/folder_cond", *tf),
+        row("classify-image", "plain SavedModel writing a file while it loads", good,
+            "--model", "{A}/hostile/sm_on_load", "--input-size", "28", "28"),
+        row("evaluate", "SavedModel writing a file in a nested function", "{A}/image_classes",
+            "--model", "{A}/hostile/folder_nested"),
+        row("export", "SavedModel whose serving function writes a file",
+            "{A}/hostile/folder_direct", "-o", "{T}/m.tflite"),
+        row("classify-image", ".keras with a Lambda layer (Keras safe mode)", good, "--model",
+            "{A}/lambda.keras"),
+        row("classify-image", "metadata input_shape not the model's", good, "--model",
+            "{A}/models/cifar_like"),
+        row("classify-image", "metadata input_shape not the model's, backend tensorflow",
+            good, "--model", "{A}/models/cifar_like", *tf),
+        row("classify-image", "metadata with too few class names", good, "--model",
+            "{A}/models/few_names"),
+        row("classify-image", "metadata with too few class names, backend tensorflow", good,
+            "--model", "{A}/models/few_names", *tf),
+        row("evaluate", "metadata input_shape not the model's", "{A}/image_classes",
+            "--model", "{A}/models/cifar_like"),
+        row("classify-image", "a .tflite without dlkit metadata, invert auto", good,
+            "--model", "{A}/tflite/bare.tflite"),
+        row("classify-image", "a .tflite with damaged dlkit metadata", good, "--model",
+            "{A}/tflite/damaged.tflite"),
+        row("classify-image", "a .tflite whose metadata input_shape is not the model's", good,
+            "--model", "{A}/tflite/cifar_like.tflite"),
+        row("classify-image", "a .tflite whose metadata has too few class names", good,
+            "--model", "{A}/tflite/few_names.tflite"),
+        row("sample-gan", "metadata with more class names than the generator", "--model",
+            "{A}/models/gan_more_names", "--out", "{T}/g.png"),
+        row("sample-gan", "metadata with more class names than the generator, backend "
+            "tensorflow", "--model", "{A}/models/gan_more_names", "--out", "{T}/g.png", *tf),
+        row("sample-gan", "metadata image_shape not the generator's", "--model",
+            "{A}/models/gan_colour", "--out", "{T}/g.png"),
+    ]
+
+
 ROWS: list[Row] = [
     *datasets_rows(), *train_mnist_rows(), *train_cifar_rows(), *train_text_rows(),
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
@@ -954,6 +1000,7 @@ ROWS: list[Row] = [
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
     *metadata_rows(),
+    *untrusted_model_rows(),
 ]
 
 
@@ -1125,7 +1172,22 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
-    is the mnist classifier with metadata saying it takes 32x32 colour images."""
+    and the other MISFITS are copies whose metadata does not fit their model (the mnist
+    classifier's saying it takes 32x32 colour images...); `hostile/...`, `tflite/NAME.tflite`
+    and `lambda.keras` are built by `_hostile`, `_lone_tflite` and
+    `hostile_models.lambda_keras`."""
+    joined = " ".join(args)
+    if re.search(r"\{A\}/(hostile|tflite)/", joined):
+        ensure_models(a, ("{A}/models/mnist", "{A}/models/gan"))
+    for name in set(re.findall(r"\{A\}/hostile/(\w+)", joined)):
+        _hostile(a, name)
+    for name in set(re.findall(r"\{A\}/tflite/(\w+)\.tflite", joined)):
+        _lone_tflite(a, name)
+    if "{A}/lambda.keras" in joined and not (a / "lambda.keras").exists():
+        import hostile_models
+
+        hostile_models.lambda_keras(a / "lambda.keras")
+        (a / "lambda.keras").chmod(0o644)
     for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
         ensure_models(a, ("{A}/models/text",))
         _edited_text_model(a, variant)
@@ -1141,16 +1203,16 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
         names.add("mnist")
     for name in sorted(names):
-        base = "mnist" if name == "cifar_like" else name
+        base = MISFITS[name][0] if name in MISFITS else name
         model = a / "models" / base
         if not model.exists():
             recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
             train_in_process(*recipe, "-o", str(model), "--quiet")
-        if name == "cifar_like" and not (a / "models" / name).exists():
+        if name in MISFITS and not (a / "models" / name).exists():
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"
             meta = json.loads(meta_path.read_text())
-            meta_path.write_text(json.dumps({**meta, "input_shape": [32, 32, 3]}))
+            meta_path.write_text(json.dumps({**meta, **MISFITS[name][1](meta)}))
         broken = a / "broken" / base
         if f"{{A}}/broken/{base}" in " ".join(args) and not broken.exists():
             shutil.copytree(model, broken)
@@ -1162,6 +1224,55 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
                  *(a / "broken").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+# Model folders whose metadata.json does not fit their model: name -> (the model copied,
+# what its metadata says instead).
+MISFITS = {
+    "cifar_like": ("mnist", lambda meta: {"input_shape": [32, 32, 3]}),
+    "few_names": ("mnist", lambda meta: {"class_names": meta["class_names"][:7]}),
+    "gan_more_names": ("gan", lambda meta: {"class_names": [*meta["class_names"], "x", "y"]}),
+    "gan_colour": ("gan", lambda meta: {"image_shape": [32, 32, 3]}),
+}
+
+
+def _hostile(a: Path, name: str) -> None:
+    """{A}/hostile/sm_WHERE: a SavedModel writing {A}/hostile/pwned from WHERE (see
+    hostile_models.WRITERS); {A}/hostile/folder_WHERE: the mnist folder holding it."""
+    import hostile_models
+
+    kind, where = name.split("_", 1)
+    saved = a / "hostile" / f"sm_{where}"
+    if not saved.exists():
+        saved.parent.mkdir(exist_ok=True)
+        hostile_models.writing_saved_model(saved, a / "hostile" / "pwned", where)
+    folder = a / "hostile" / f"folder_{where}"
+    if kind == "folder" and not folder.exists():
+        hostile_models.with_saved_model(a / "models" / "mnist", folder, saved)
+    for path in [a / "hostile", *(a / "hostile").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _lone_tflite(a: Path, name: str) -> None:
+    """{A}/tflite/NAME.tflite: the mnist classifier's model.tflite alone, without its dlkit
+    metadata (bare), with it damaged (damaged), or with metadata that does not fit
+    (a key of MISFITS)."""
+    import hostile_models
+
+    out = a / "tflite" / f"{name}.tflite"
+    if out.exists():
+        return
+    out.parent.mkdir(exist_ok=True)
+    source = a / "models" / "mnist" / "model.tflite"
+    if name == "bare":
+        hostile_models.without_metadata(source, out)
+    elif name == "damaged":
+        hostile_models.damaged_metadata(source, out)
+    else:
+        meta = json.loads((a / "models" / "mnist" / "metadata.json").read_text())
+        hostile_models.with_metadata(source, out, **MISFITS[name][1](meta))
+    for path in [a / "tflite", out]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _preset(a: Path, name: str) -> None:

@@ -13,10 +13,14 @@ PNG_MAGIC = b"\x89PNG"
 
 
 def assert_model_folder(folder: Path, task: str, input_shape: list[int]) -> dict:
-    """The DESIGN.md model folder: loadable SavedModel, .keras, metadata and PNG plots."""
+    """The DESIGN.md model folder: loadable SavedModel (which passes dlkit's own scan of
+    untrusted graphs), .keras, metadata and PNG plots."""
     import tensorflow as tf
 
+    from dlkit.core.saved_model import scan
+
     meta = json.loads((folder / "metadata.json").read_text())
+    scan(folder / "saved_model")
     assert meta["task"] == task and meta["input_shape"] == input_shape
     assert len(meta["class_names"]) == 10 and "test_accuracy" in meta["metrics"]
     assert meta["versions"]["tensorflow"] and meta["training"]["seed"] == 0

@@ -443,7 +443,7 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
                 model.save(staging.path / KERAS_FILE)
                 model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model",
                              verbose=False)
-            converted = litert.convert_model_folder(staging.path, model)
+            converted = litert.convert_model_folder(staging.path, model, metadata)
             if converted is not None:
                 write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
                 lite[litert.TFLITE_FILE] = converted[1]
@@ -568,7 +568,59 @@ def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise UsageError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+        raise keras_load_error(path, exc) from None
+
+
+# What Keras safe mode refuses to deserialise, as its messages name it, and what to say.
+_SAFE_MODE_REFUSALS = (
+    ("`Lambda` layer", "its Lambda layer holds Python code"),
+    ("Python lambda", "it holds a Python lambda"),
+    ("TFSMLayer", "its TFSMLayer would load and run an external SavedModel"),
+    ("vocabulary file", "a layer would read a vocabulary file outside the archive"),
+    ("torch.nn.Module", "it holds a pickled PyTorch module"),
+)
+
+
+def keras_load_error(path: Path, exc: BaseException) -> UsageError:
+    """The one line for a `.keras` file (or preset) Keras could not load. Keras safe mode
+    (always on in dlkit) refusing code in the file is said as such: the file is not damaged,
+    it asks to run code dlkit will not run."""
+    text = str(exc)
+    if "safe_mode" in text or "arbitrary code execution" in text:
+        why = next((w for needle, w in _SAFE_MODE_REFUSALS if needle in text),
+                   "it asks to run code")
+        return UsageError(f"Keras safe mode refused to run code from {path} ({why}); dlkit "
+                          "loads models in safe mode only: rebuild the model without it, or "
+                          "retrain it with dlkit")
+    first = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
+    return UsageError(f"cannot load {path}: {first}")
+
+
+MAX_KERAS_CONFIG = 64 << 20  # bytes of a .keras archive's config.json read without Keras
+
+
+def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
+    """The config of the layer named `layer` in a `.keras` archive's config.json, read as JSON
+    without Keras (nothing is deserialised); None when the archive, its config or the layer
+    is not there."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_KERAS_CONFIG:
+                return None
+            pending = [json.loads(archive.read(info))]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            config = item.get("config")
+            if isinstance(config, dict) and config.get("name") == layer and "class_name" in item:
+                return config
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
 
 
 def register_layers_of(path: Path) -> None:

@@ -1,11 +1,12 @@
 """`dlkit export`: a LiteRT file for a trained model folder, float32 or quantised.
 
 Numeric models are converted from the folder's SavedModel (the serving graph, preprocessing
-included); character models from their one-step decoder (`dlkit.char_lm.models`). int8
-quantisation is calibrated on inputs like the ones the model saw in training: a sample of its
-training images (found the way training found them), its latent noise (GAN, VAE), or windows of
-its training series. Models that LiteRT cannot take (the text classifier reads strings) are one
-line naming the reason.
+included, after `dlkit.core.saved_model.scan` has checked its graph) and carry the folder's
+serving metadata (class names, preprocessing) in the file; character models from their
+one-step decoder (`dlkit.char_lm.models`). int8 quantisation is calibrated on inputs like the
+ones the model saw in training: a sample of its training images (found the way training found
+them), its latent noise (GAN, VAE), or windows of its training series. Models that LiteRT
+cannot take (the text classifier reads strings) are one line naming the reason.
 
 Without `-o` the file is added to the model folder, which is then rewritten like a training
 writes it: under the folder's lock (one writer at a time), as one atomic swap, and in the real
@@ -85,8 +86,8 @@ def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
     if config.quantize == Quantize.int8:
         calibration = _calibration(names, _calibration_inputs(
             folder, meta, model, config.calibration_samples))
-    content = _run_converter(lambda: litert.convert_saved_model(
-        folder / artifacts.SAVED_MODEL, config.quantize, calibration))
+    content = _run_converter(lambda: litert.with_metadata(litert.convert_saved_model(
+        folder / artifacts.SAVED_MODEL, config.quantize, calibration), meta))
     return litert.TFLITE_FILE, content, litert.describe(content, names)
 
 

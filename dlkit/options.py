@@ -76,14 +76,22 @@ def _option(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
     metavar = spec.metavar
     if _is_path(annotation):  # parsed by `parse_path`, whose type Typer would show (<Path>)
         metavar = metavar or "<path>"
-    return typer.Option(*decls, help=spec.help, metavar=metavar,
+    return typer.Option(*decls, help=_plain(spec.help), metavar=metavar,
                         show_default=spec.show_default, hidden=spec.hidden,
                         parser=parse_path if _is_path(annotation) else None, **bounds)
 
 
 def _argument(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
-    return typer.Argument(help=spec.help, metavar=spec.metavar, show_default=False,
+    return typer.Argument(help=_plain(spec.help), metavar=spec.metavar, show_default=False,
                           parser=parse_path if _is_path(annotation) else None)
+
+
+def _plain(text: str) -> str:
+    """Help text shown as written: Typer renders help as rich markup, where "[default: 3e-3]"
+    would be taken for a tag and vanish."""
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _is_path(annotation: Any) -> bool:

@@ -54,6 +54,7 @@ from dlkit.core.checkpoint import Checkpoint, fault_point, reset_faults
 from dlkit.core.config import TrainConfig, cli_name
 from dlkit.core.console import info, warn
 from dlkit.core.errors import DlkitError
+from dlkit.core.precision import as_float32
 from dlkit.core.schedules import Schedule
 
 
@@ -104,7 +105,7 @@ class Run:
     # -- before training ----------------------------------------------------------------------
 
     def start(self, fingerprint: str, inputs: Iterable[Path | str | None] = (),
-              mixed_precision: bool | None = None) -> rt.Runtime:
+              mixed_precision: bool | None = None, cpu_bfloat16: bool = False) -> rt.Runtime:
         """Once the data is read: check its files against the output, check a --resume
         against its checkpoint (exit 2 before any work on a mismatch), start TensorFlow."""
         config = self.config
@@ -120,7 +121,7 @@ class Run:
             self.checkpoint.remove()
         self.checkpoint.clean_stale()
         self.runtime = rt.start(config.seed, config.strategy, config.deterministic,
-                                mixed_precision)
+                                mixed_precision, config.precision, cpu_bfloat16)
         return self.runtime
 
     def _check_outputs(self, inputs: Iterable[Path | str | None]) -> None:
@@ -273,9 +274,11 @@ class Run:
         `plots(folder)` draws the pictures: it cannot fail the run (a drawing that breaks is a
         warning; a full disk is still an error); `extras(folder)` writes other files the folder
         needs (an encoder); `model_files(folder)`, when given, writes the model itself in
-        place of `model.keras`, the SavedModel and `model.tflite`. Non-finite metrics or
+        place of `model.keras`, the SavedModel and `model.tflite`. The model is saved computing
+        in float32 (`precision.as_float32`), whatever the run computed in. Non-finite metrics or
         weights (in `model` and in `weights`) are a divergence; a full disk keeps the
         checkpoint, so `--resume` can save the trained model later without training again."""
+        model = as_float32(model)
         metrics = metadata.get("metrics", {})
         bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:

@@ -61,7 +61,8 @@ BASE = {
 # Values that need more than the generic rule below.
 OTHER = {("train-sequence", "column"): "t", ("train-text", "heads"): "2",
          ("train-text", "learning_rate"): "1e-3",
-         ("train-text-classifier", "learning_rate"): "1e-3"}
+         ("train-text-classifier", "learning_rate"): "1e-3",
+         ("train-cifar", "learning_rate"): "1e-3", ("train-cifar", "label_smoothing"): "0.3"}
 # Options that need a pretrained preset beside them (test_pretrained_*.py train with them);
 # resume compares them like any other recipe option.
 NEEDS_PRESET = {"backbone", "head_epochs", "from_preset", "lora"}

@@ -31,10 +31,24 @@ class CifarDataset(enum.StrEnum):
 
 
 class CifarArch(enum.StrEnum):
-    """resnet: a narrow ResNet-9; seed: the seed document's CNN."""
+    """airbench: a whitened ConvNet after airbench; resnet: a narrow ResNet-9; seed: the seed
+    document's CNN."""
 
+    airbench = "airbench"
     resnet = "resnet"
     seed = "seed"
+
+
+# Each model's recipe defaults: (epochs, batch size, peak learning rate, label smoothing); None
+# is transfer learning (--backbone). airbench's were measured on the CIFAR-10 subset on a 2-core
+# CPU to fit 300 s of training (benchmarks/bench_classifiers.py).
+AIRBENCH_EPOCHS = 40
+RECIPES: dict[CifarArch | None, tuple[int, int, float, float]] = {
+    CifarArch.airbench: (AIRBENCH_EPOCHS, 256, 0.2, 0.2),
+    CifarArch.resnet: (20, 128, 4e-3, 0.1),
+    CifarArch.seed: (20, 128, 4e-3, 0.1),
+    None: (20, 128, 4e-3, 0.1),
+}
 
 
 @dataclass(kw_only=True)
@@ -75,8 +89,9 @@ class CifarConfig(ClassifierConfig):
 
     dataset: CifarDataset = opt(CifarDataset.cifar10, "The dataset when --data-dir is not an "
                                 "image folder.")
-    arch: CifarArch | None = opt(None, "resnet (a narrow ResNet-9, the default) or seed (the "
-                                 "seed document's CNN).", show_default=False)
+    arch: CifarArch | None = opt(None, "airbench (a ConvNet with a whitened first layer, after "
+                                 "airbench: the default), resnet (a narrow ResNet-9) or seed "
+                                 "(the seed document's CNN).", show_default=False)
     backbone: str | None = opt(None, "Transfer learning: a new head on this pretrained "
                                "keras-hub image backbone (a preset name, kaggle:// or hf:// "
                                "handle, a preset folder or a folder train-cifar --backbone "
@@ -92,22 +107,34 @@ class CifarConfig(ClassifierConfig):
         "with one subfolder of images per class.")
     image_size: int = opt(32, "Side in pixels that images are resized to.", min=8, max=512)
     augment: bool = opt(True, "Random crop with reflect padding and horizontal flips.")
-    label_smoothing: float = opt(0.1, "Label smoothing of the cross-entropy.", min=0, max=1,
-                                 max_open=True)
+    label_smoothing: float | None = opt(None, "Label smoothing of the cross-entropy [default: "
+                                        "0.2 for airbench, else 0.1].", min=0, max=1,
+                                        max_open=True, show_default=False)
     test_split: float = opt(0.2, "Image folders only: the fraction held out as the test set.",
                             min=0, max=1, min_open=True, max_open=True)
     class_weight: ClassWeight = opt(ClassWeight.none, "balanced: weight each class by "
                                     "n / (classes x its count), for imbalanced folders.")
-    epochs: int = common("epochs", 20)
-    learning_rate: float = common("learning_rate", 4e-3)
+    epochs: int | None = common("epochs", None, help="Passes over the training set [default: "
+                                f"{AIRBENCH_EPOCHS} for airbench, else 20].")
+    batch_size: int | None = common("batch_size", None, help="Examples per step (global: split "
+                                    "across all replicas) [default: 256 for airbench, else "
+                                    "128].")
+    learning_rate: float | None = common("learning_rate", None, help="Peak learning rate "
+                                         "[default: 0.2 for airbench (SGD), else 0.004 "
+                                         "(AdamW)].")
     output: Path = common("output", Path("models/cifar"))
 
     def check(self) -> None:
+        recipe = RECIPES[self.arch or (CifarArch.airbench if self.backbone is None else None)]
+        for name, value in zip(("epochs", "batch_size", "learning_rate", "label_smoothing"),
+                               recipe, strict=True):
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if self.backbone is None:
             if self.head_epochs is not None:
                 raise UsageError("--head-epochs belongs to transfer learning; give --backbone "
                                  "PRESET too")
-            self.arch = self.arch or CifarArch.resnet
+            self.arch = self.arch or CifarArch.airbench
             return
         if self.arch is not None:
             raise UsageError("--backbone replaces --arch (the backbone is the model); give "

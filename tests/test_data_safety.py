@@ -100,12 +100,14 @@ def small_disk(where: Path, size: str = "4m") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def fill(disk: Path) -> None:
-    """Write a filler file until the disk is full."""
-    with open(disk / "filler", "wb", buffering=0) as f:
+def fill(disk: Path, leave: int = 0) -> None:
+    """Write a filler file until the disk is full, or has only `leave` bytes free."""
+    stats = os.statvfs(disk)
+    room = stats.f_bavail * stats.f_frsize - leave
+    with open(disk / "filler", "ab", buffering=0) as f:
         try:
-            while True:
-                f.write(b"\0" * 65536)
+            while room > 0:
+                room -= f.write(b"\0" * min(room, 65536))
         except OSError:
             pass
 
@@ -166,26 +168,68 @@ def test_full_disk_keeps_the_previous_csv_and_show(cli, tiny_root: Path, tmp_pat
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "p.csv", "s.png"]
 
 
-@pytest.mark.parametrize("command", ["train-mnist", "train-text"])
+def small_training(command: str, root: Path, corpus: Path, out: Path) -> list[str]:
+    """A training command of a few seconds whose checkpoint is over 200 KB."""
+    return {"train-mnist": mnist(root, out, "--epochs", "2"),
+            "train-text": ["train-text", "--corpus", str(corpus), "--epochs", "2",
+                           "--seq-len", "8", "--dim", "64", "--quiet", "-o", str(out)],
+            "train-vae": ["train-vae", "--dataset", "mnist", "--data-dir", str(root), "--arch",
+                          "dense", "--latent-dim", "2", "--limit", "64", "--batch-size", "32",
+                          "--epochs", "2", "--quiet", "-o", str(out)]}[command]
+
+
+@pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
 def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_root: Path,
                                                           tmp_path: Path,
                                                           small_inputs: dict[str, Path]) -> None:
-    """A checkpoint or a model folder that cannot be written: one line, exit 1, no crash
-    (this used to end in SIGSEGV with h5py tracebacks), the lock released, nothing else left."""
-    args = {"train-mnist": mnist(tiny_root, Path("OUT"), "--epochs", "2"),
-            "train-text": ["train-text", "--corpus", str(small_inputs["corpus"]), "--epochs",
-                           "2", "--seq-len", "8", "--dim", "8", "--quiet", "-o", "OUT"]}[command]
-    with small_disk(tmp_path / "disk", "8m") as disk:
-        out = disk / "model"
-        first = run_dlkit(*[str(out) if a == "OUT" else a for a in args],
-                          env={"DLKIT_DATA": ""})
+    """A disk with 200 KB free (the checkpoint's write fails half-way), then none: one line,
+    exit 1, no crash (this used to end in SIGSEGV with h5py tracebacks), the earlier model
+    untouched, the lock released, nothing else left."""
+    with small_disk(tmp_path / "disk", "64m") as disk:
+        args = small_training(command, tiny_root, small_inputs["corpus"], disk / "model")
+        first = run_dlkit(*args, env={"DLKIT_DATA": ""})
         assert first.returncode == 0, first.stderr
-        before = fingerprint(out)
-        fill(disk)
-        full = run_dlkit(*[str(out) if a == "OUT" else a for a in args], env={"DLKIT_DATA": ""})
-        assert_disk_full_error(full)
-        assert fingerprint(out) == before
-        assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
+        before = fingerprint(disk / "model")
+        for leave in (200 * 1024, 0):
+            fill(disk, leave)
+            full = run_dlkit(*args, env={"DLKIT_DATA": ""})
+            assert_disk_full_error(full)
+            assert "cannot write the checkpoint" in full.stderr, full.stderr
+            assert fingerprint(disk / "model") == before
+            assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
+
+
+def run_with_file_size_limit(args: list[str], limit: int) -> subprocess.CompletedProcess:
+    """`python -m dlkit ARGS` in a process whose files cannot grow past `limit` bytes
+    (RLIMIT_FSIZE: a write beyond fails with EFBIG, as a full disk fails one with ENOSPC, at
+    the first file that large); needs no mount, so it runs anywhere."""
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-m", "dlkit", *args], capture_output=True,
+                          text=True, env={**os.environ, "DLKIT_DATA": ""}, timeout=600,
+                          preexec_fn=limit_file_size)
+
+
+@pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
+def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: Path,
+                                                       tmp_path: Path,
+                                                       small_inputs: dict[str, Path]) -> None:
+    """The checkpoint's write fails 4 KB in (the first write of a run that grows a file past
+    that): exit 1 and one line, where HDF5 used to fail mid-file and crash the process at exit
+    (SIGSEGV); the earlier model untouched, no checkpoint or temporary file left."""
+    out = tmp_path / "model"
+    args = small_training(command, tiny_root, small_inputs["corpus"], out)
+    first = run_dlkit(*args, env={"DLKIT_DATA": ""})
+    assert first.returncode == 0, first.stderr
+    before = fingerprint(out)
+    limited = run_with_file_size_limit(args, 4096)
+    assert limited.returncode == 1, (limited.returncode, limited.stderr[-3000:])
+    assert_one_error_line(limited.stderr)
+    assert "cannot write the checkpoint" in limited.stderr
+    assert "File too large" in limited.stderr and "h5py" not in limited.stderr
+    assert fingerprint(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ Imports Keras at module level: import this module inside command bodies only.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from pathlib import Path
@@ -25,8 +24,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from dlkit.core.checkpoint import Checkpoint, deferred_interrupts, quiet_h5py
+from dlkit.core.checkpoint import Checkpoint, deferred_interrupts, weights_h5
 from dlkit.core.console import err, is_quiet, stderr_is_terminal
+from dlkit.core.errors import disk_error
+from dlkit.core.files import write_atomic
 from dlkit.core.schedules import Schedule
 
 
@@ -346,17 +347,13 @@ class KeepBest(keras.callbacks.Callback):
         self._weights = self.model.get_weights()  # every worker keeps its own copy
         if not self.checkpoint.writer:
             return
-        from dlkit.core.errors import disk_error
-
-        with deferred_interrupts(), quiet_h5py():
-            tmp = self.checkpoint.folder / ".tmp-best.weights.h5"
+        what = f"the checkpoint in {self.checkpoint.folder}"
+        with deferred_interrupts():
             try:
                 self.checkpoint.folder.mkdir(parents=True, exist_ok=True)
-                self.model.save_weights(tmp)
-                os.replace(tmp, self._path(epoch))
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise disk_error(f"the checkpoint in {self.checkpoint.folder}", exc) from None
+                raise disk_error(what, exc) from None
+            write_atomic(self._path(epoch), weights_h5(self.model), what)
 
     def restore(self) -> int | None:
         """Load the best epoch's weights into the model; that epoch (1-based), or None when

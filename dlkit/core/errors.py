@@ -48,8 +48,9 @@ class Interrupted(DlkitError):
 
 def disk_error(what: str, exc: OSError) -> DlkitError:
     """The one line for an OSError while writing `what` (disk full, read-only, ...)."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
+    reason = " ".join((exc.strerror or str(exc) or type(exc).__name__).split())  # one line
     if exc.errno in DISK_ERRNOS:
         return DlkitError(f"cannot write {what} ({reason}); free some space or choose another "
                           "place, then run the command again")
     return DlkitError(f"cannot write {what} ({reason})")
+

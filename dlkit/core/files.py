@@ -23,7 +23,7 @@ from typing import IO, Any
 from dlkit.core.errors import UsageError, disk_error
 
 
-def write_atomic(path: Path, data: bytes | str, what: str | None = None) -> Path:
+def write_atomic(path: Path, data: bytes | memoryview | str, what: str | None = None) -> Path:
     """Replace `path` with `data` in one step (UTF-8 for text); returns `path`."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_file(path, "wb", what) as f:

@@ -232,6 +232,53 @@ def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_tensorboard_on_a_full_disk_is_one_line(tiny_root: Path, tmp_path: Path) -> None:
+    """TensorFlow reports the full disk as a ResourceExhaustedError: it is the one `cannot
+    write` line, exit 1, and the model is not written."""
+    out = tmp_path / "model"
+    with small_disk(tmp_path / "disk") as disk:
+        fill(disk)
+        full = run_dlkit(*mnist(tiny_root, out, "--epochs", "1", "--tensorboard",
+                                str(disk / "logs")), env={"DLKIT_DATA": ""})
+        assert_disk_full_error(full)
+        assert f"cannot write the TensorBoard logs in {disk / 'logs'}" in full.stderr
+        assert "ResourceExhaustedError" not in full.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk"]
+
+
+def test_tensorboard_write_failing_later_keeps_the_epochs(cli, tiny_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The logs of epoch 2 cannot be written (a fake full disk, so it runs anywhere): one
+    line that says the checkpointed epochs are kept, and --resume continues from them."""
+    import tensorflow as tf
+
+    from dlkit.core.callbacks import TensorBoard
+
+    log_epoch = TensorBoard._log_epoch_metrics
+
+    def full_at_epoch_2(self: TensorBoard, epoch: int, logs: dict) -> None:
+        if epoch == 1:
+            raise tf.errors.ResourceExhaustedError(None, None, f"{tmp_path}/logs/train/events"
+                                                   ".out.tfevents; No space left on device")
+        log_epoch(self, epoch, logs)
+
+    out = tmp_path / "model"
+    args = mnist(tiny_root, out, "--epochs", "2", "--tensorboard", tmp_path / "logs")
+    with monkeypatch.context() as patch:
+        patch.setattr(TensorBoard, "_log_epoch_metrics", full_at_epoch_2)
+        failed = cli(*args)
+    assert failed.exit_code == 1, failed.stderr
+    assert_one_error_line(failed.stderr)
+    assert f"cannot write the TensorBoard logs in {tmp_path / 'logs'} (No space left on " \
+           "device)" in failed.stderr
+    assert "2 of 2 epochs are saved" in failed.stderr and "--resume" in failed.stderr
+    assert not out.exists()
+    resumed = cli(*args, "--resume", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["epochs_completed"] == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # A checkpoint is one unit; resume compares the data
 

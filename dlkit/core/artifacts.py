@@ -33,7 +33,7 @@ from typing import Any
 from dlkit import __version__
 from dlkit.core import litert
 from dlkit.core.console import to_json
-from dlkit.core.errors import DlkitError, UsageError, disk_error
+from dlkit.core.errors import DlkitError, UsageError, disk_cause, disk_error
 from dlkit.core.files import fsync_dir, fsync_tree, umask, write_atomic
 
 METADATA = "metadata.json"
@@ -334,28 +334,11 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
         final = staging.commit()
     except BaseException as exc:
         staging.discard()
-        cause = _disk_cause(exc)
+        cause = disk_cause(exc)
         if cause is not None:
             raise disk_error(f"the model folder {output}", cause) from None
         raise
     return artifact_paths(final)
-
-
-def _disk_cause(exc: BaseException) -> OSError | None:
-    """The OSError behind a failed write (TensorFlow reports a full disk as an OpError)."""
-    if isinstance(exc, DlkitError):
-        return None
-    if isinstance(exc, OSError):
-        return exc
-    text = str(exc)
-    for errno_name, phrase in (("ENOSPC", "No space left on device"),
-                               ("EROFS", "Read-only file system"),
-                               ("EDQUOT", "Disk quota exceeded")):
-        if phrase in text:
-            import errno
-
-            return OSError(getattr(errno, errno_name), phrase)
-    return None
 
 
 def artifact_paths(folder: Path) -> dict[str, Any]:

@@ -199,18 +199,6 @@ def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_roo
             assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
 
 
-def run_with_file_size_limit(args: list[str], limit: int) -> subprocess.CompletedProcess:
-    """`python -m dlkit ARGS` in a process whose files cannot grow past `limit` bytes
-    (RLIMIT_FSIZE: a write beyond fails with EFBIG, as a full disk fails one with ENOSPC, at
-    the first file that large); needs no mount, so it runs anywhere."""
-    def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
-    return subprocess.run([sys.executable, "-m", "dlkit", *args], capture_output=True,
-                          text=True, env={**os.environ, "DLKIT_DATA": ""}, timeout=600,
-                          preexec_fn=limit_file_size)
-
-
 @pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
 def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: Path,
                                                        tmp_path: Path,
@@ -223,7 +211,7 @@ def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: 
     first = run_dlkit(*args, env={"DLKIT_DATA": ""})
     assert first.returncode == 0, first.stderr
     before = fingerprint(out)
-    limited = run_with_file_size_limit(args, 4096)
+    limited = run_dlkit(*args, env={"DLKIT_DATA": ""}, file_size_limit=4096)
     assert limited.returncode == 1, (limited.returncode, limited.stderr[-3000:])
     assert_one_error_line(limited.stderr)
     assert "cannot write the checkpoint" in limited.stderr

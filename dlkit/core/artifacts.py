@@ -306,14 +306,14 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
     SavedModel and `model.tflite` (a keras-hub preset).
     A full or read-only disk is one `DlkitError` (exit 1) and the previous folder is untouched.
     """
-    from dlkit.core.checkpoint import fault_point, quiet_h5py
+    from dlkit.core.checkpoint import fault_point, quiet_h5py, weights_in_memory
 
     staging = Staging(output)
     try:
         fault_point("model-save")
         lite = dict(metadata.get(litert.META_KEY) or {})
         if write_model is not None:
-            with quiet_h5py():
+            with quiet_h5py(), weights_in_memory():
                 write_model(staging.path)
         else:
             with quiet_h5py():
@@ -325,7 +325,8 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
                 write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
                 lite[litert.TFLITE_FILE] = converted[1]
         if write_extras is not None:
-            write_extras(staging.path)
+            with weights_in_memory():  # a keras-hub preset among them
+                write_extras(staging.path)
         files = sorted({p.name for p in staging.path.iterdir()} | {METADATA})
         meta = {**metadata, "files": files, "versions": versions(), "created": _now()}
         if lite:

@@ -196,6 +196,32 @@ def weights_h5(model: keras.Model) -> memoryview:
     return buffer.getbuffer()
 
 
+@contextlib.contextmanager
+def weights_in_memory() -> Iterator[None]:
+    """Within the block, Keras's `save_weights` to a `.weights.h5` path (which keras-hub's
+    `save_to_preset` calls for a backbone and a task head) builds the file in memory and
+    writes its bytes with a plain write, as `weights_h5` does (see the module doc): keras-hub
+    gives no other way in. Sharded weights (keras-hub shards past 10 GB) are left to Keras."""
+    from keras.src.saving import saving_lib
+
+    original = saving_lib.save_weights_only
+
+    def save_weights_only(model: keras.Model, filepath: Any, max_shard_size: Any = None,
+                          objects_to_skip: Any = None) -> None:
+        if max_shard_size is not None or isinstance(filepath, io.IOBase):
+            original(model, filepath, max_shard_size, objects_to_skip)
+            return
+        buffer = _MemoryWeightsFile()
+        original(model, buffer, None, objects_to_skip)
+        Path(filepath).write_bytes(buffer.getbuffer())
+
+    saving_lib.save_weights_only = save_weights_only
+    try:
+        yield
+    finally:
+        saving_lib.save_weights_only = original
+
+
 _fault_counts: dict[str, int] = {}
 
 

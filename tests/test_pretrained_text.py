@@ -278,3 +278,25 @@ def test_a_preset_that_cannot_be_written_is_one_line(preset: Path, corpus: Path,
     saved = run_dlkit(*args, "--resume")
     assert saved.returncode == 0, saved.stderr
     assert (out / "preset" / "model.weights.h5").stat().st_size > weights // 2
+
+
+def test_a_prompt_beyond_the_context_is_refused_before_it_is_tokenized(
+        preset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt of more characters than the context's tokens can stand for is refused from
+    its length (a tokenizer handed hundreds of megabytes aborted the process); one that fits
+    is tokenized and checked in tokens as before."""
+    from dlkit.causal_lm import decoding
+    from dlkit.causal_lm.generate import PretrainedGenerator
+    from dlkit.core.errors import UsageError
+    from dlkit.pretrained.hub import Preset, load_task
+
+    generator = PretrainedGenerator(load_task(Preset("tiny", preset, "local folder"),
+                                              "CausalLM"), "tiny")
+    tokenize = decoding.prompt_ids
+    with monkeypatch.context() as patch:
+        patch.setattr(decoding, "prompt_ids", lambda *a: pytest.fail("the prompt was tokenized"))
+        with pytest.raises(UsageError, match="characters, more than tiny's context of 128"):
+            generator.prepare("the fox " * 1_000_000, 10)
+    monkeypatch.setattr(decoding, "prompt_ids", tokenize)
+    generator.prepare("the fox", 10)
+    assert generator.ids and generator.length == 10

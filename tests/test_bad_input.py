@@ -23,6 +23,7 @@ import contextlib
 import csv
 import fcntl
 import gzip
+import io
 import json
 import os
 import re
@@ -39,6 +40,7 @@ import pytest
 from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
 
 NOBODY = 65534
+ENDLESS = "<endless stdin>"  # Row.stdin: zero bytes without end, as `< /dev/zero` gives
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
            "To be, or not to be, that is the question. All that glitters is not gold.\n")
 TOPICS = {"space": "orbit rocket planet galaxy comet telescope lunar launch star moon",
@@ -861,12 +863,46 @@ def litert_rows() -> list[Row]:
     return rows
 
 
+def bounded_read_rows() -> list[Row]:
+    """Issue 24: nothing is read without a bound. Endless stdin (each read stops at its
+    documented limit), FIFOs and oversized files in a preset folder, a prompt longer than a
+    pretrained model's context can hold."""
+    gpt2 = "{A}/presets/gpt2"
+    tune = ("--corpus", "{A}/corpus.txt", "--seq-len", "16", "--batch-size", "8", "--epochs",
+            "1", "-o", "{OUT}", "--quiet")
+    return [
+        row("generate-text", "prompt from an endless stdin", "--model", "{A}/models/text",
+            "--prompt", "-", stdin=ENDLESS),
+        row("generate-text", "preset prompt longer than its context can hold", "--model",
+            gpt2, "--prompt", "-", stdin="the quick fox " * 20_000),
+        row("generate-text", "preset weights file is a FIFO", "--model",
+            "{A}/presets/gpt2_fifoweights"),
+        row("generate-text", "preset vocabulary is a FIFO", "--model",
+            "{A}/presets/gpt2_fifovocab"),
+        row("generate-text", "preset vocabulary over 64 MiB", "--model",
+            "{A}/presets/gpt2_bigvocab"),
+        row("train-text", "corpus from an endless stdin", "--corpus", "-", "--epochs", "1",
+            "-o", "{OUT}", stdin=ENDLESS),
+        row("train-text", "from-preset weights file is a FIFO", "--from-preset",
+            "{A}/presets/gpt2_fifoweights", *tune),
+        row("classify-image", "paths from an endless stdin", "-", "--model",
+            "{A}/models/mnist", stdin=ENDLESS),
+        row("train-sequence", "csv from an endless stdin", "--csv", "-", "--column", "value",
+            "-o", "{OUT}", stdin=ENDLESS),
+        row("forecast", "csv from an endless stdin", "--model", "{A}/models/seq", "--csv", "-",
+            stdin=ENDLESS),
+        row("classify-text", "texts from an endless stdin", "-", "--model", "{A}/models/tcls",
+            stdin=ENDLESS),
+    ]
+
+
 ROWS: list[Row] = [
     *datasets_rows(), *train_mnist_rows(), *train_cifar_rows(), *train_text_rows(),
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
+    *bounded_read_rows(),
 ]
 
 
@@ -1023,6 +1059,9 @@ MODEL_RECIPES: dict[str, tuple[str, ...]] = {
 }
 
 
+MNIST_INPUT_SHAPES = {"cifar_like": [32, 32, 3]}
+
+
 def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
@@ -1040,16 +1079,16 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
         names.add("mnist")
     for name in sorted(names):
-        base = "mnist" if name == "cifar_like" else name
+        base = "mnist" if name in MNIST_INPUT_SHAPES else name
         model = a / "models" / base
         if not model.exists():
             recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
             train_in_process(*recipe, "-o", str(model), "--quiet")
-        if name == "cifar_like" and not (a / "models" / name).exists():
+        if name in MNIST_INPUT_SHAPES and not (a / "models" / name).exists():
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"
             meta = json.loads(meta_path.read_text())
-            meta_path.write_text(json.dumps({**meta, "input_shape": [32, 32, 3]}))
+            meta_path.write_text(json.dumps({**meta, "input_shape": MNIST_INPUT_SHAPES[name]}))
         broken = a / "broken" / base
         if f"{{A}}/broken/{base}" in " ".join(args) and not broken.exists():
             shutil.copytree(model, broken)
@@ -1065,18 +1104,28 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
 
 def _preset(a: Path, name: str) -> None:
     """{A}/presets/NAME: tiny keras-hub presets (gpt2, gpt2_nostart: no start token,
-    gpt2_noweights: its weights file removed, resnet and resnet224: image classifiers taking
-    32x32 and 224x224 images)."""
+    gpt2_noweights: its weights file removed, gpt2_fifoweights and gpt2_fifovocab: its weights
+    or vocabulary a FIFO, gpt2_bigvocab: its vocabulary 65 MiB (sparse), resnet and resnet224:
+    image classifiers taking 32x32 and 224x224 images)."""
     import hub_presets
 
     folder = a / "presets" / name
     if folder.exists():
         return
     folder.parent.mkdir(exist_ok=True)
-    if name == "gpt2_noweights":
+    damaged = {"gpt2_noweights": "model.weights.h5", "gpt2_fifoweights": "model.weights.h5",
+               "gpt2_fifovocab": "assets/tokenizer/vocabulary.json",
+               "gpt2_bigvocab": "assets/tokenizer/vocabulary.json"}
+    if name in damaged:
         _preset(a, "gpt2")
         shutil.copytree(a / "presets" / "gpt2", folder)
-        (folder / "model.weights.h5").unlink()
+        file = folder / damaged[name]
+        file.unlink()
+        if "fifo" in name:
+            os.mkfifo(file)
+        elif name == "gpt2_bigvocab":
+            with open(file, "wb") as f:
+                f.truncate(65 << 20)
     else:
         build = {"gpt2": hub_presets.save_gpt2_preset, "resnet": hub_presets.save_resnet_preset,
                  "resnet224": lambda f: hub_presets.save_resnet_preset(f, size=224),
@@ -1169,6 +1218,27 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
     return found
 
 
+class _Zeros(io.RawIOBase):
+    """Zero bytes without end."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        view[:] = bytes(len(view))
+        return len(view)
+
+
+def endless_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process runner's stdin becomes zero bytes without end (`< /dev/zero`): Typer's
+    runner takes its input as str or bytes only, so its input-stream maker is swapped."""
+    import typer.testing
+
+    monkeypatch.setattr(typer.testing, "make_input_stream",
+                        lambda input, charset: io.BufferedReader(_Zeros()))
+
+
 @contextlib.contextmanager
 def unprivileged() -> Iterator[None]:
     """Run the block as user `nobody` when running as root, so folder permissions count."""
@@ -1227,7 +1297,9 @@ def test_bad_input(case: Row, cli, assets: Path, tmp_path: Path,
     with lock:
         before = (snapshot(tmp_path), snapshot(assets))
         with unprivileged() if case.as_user else contextlib.nullcontext():
-            result = cli(*args, input=case.stdin, env=env)
+            if case.stdin == ENDLESS:
+                endless_stdin(monkeypatch)
+            result = cli(*args, input=None if case.stdin == ENDLESS else case.stdin, env=env)
         after = (snapshot(tmp_path), snapshot(assets))
 
     assert result.exit_code == case.code, (args, result.stderr)

@@ -385,6 +385,25 @@ def test_a_huge_image_is_refused_without_decoding_it(tiny_root: Path, tmp_path: 
     assert peak_mib < 1500 or before / 1024 >= 1500, peak_mib
 
 
+@pytest.mark.parametrize("command", ["train-text", "classify-image"])
+def test_an_endless_stdin_is_read_only_to_its_limit(command: str, photos: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    """`< /dev/zero` in a real process: the read stops at the documented limit (256 MiB of
+    corpus, 64 MiB of image paths) with one line and exit 2, instead of growing until the
+    kernel kills the process."""
+    model, _ = photos
+    args = {"train-text": f"train-text --corpus - -o {tmp_path / 't'}",
+            "classify-image": f"classify-image - --model {model}"}[command]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = _shell(f"{sys.executable} -m dlkit {args} < /dev/zero", tmp_path)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert_one_error_line(result.stderr)
+    assert "on stdin: more than" in result.stderr and result.stdout == ""
+    assert peak_mib < 2000 or before / 1024 >= 2000, peak_mib
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_fifo_is_refused_not_read_forever(cli, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

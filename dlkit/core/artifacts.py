@@ -34,12 +34,20 @@ from dlkit import __version__
 from dlkit.core import litert
 from dlkit.core.console import to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_cause, disk_error
-from dlkit.core.files import fsync_dir, fsync_tree, umask, write_atomic
+from dlkit.core.files import (
+    MiB,
+    fsync_dir,
+    fsync_tree,
+    read_bytes,
+    umask,
+    write_atomic,
+)
 
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
 PLOTS = "plots"
+METADATA_LIMIT = 64 * MiB  # a model folder's metadata.json
 # What folders written before metadata.json listed its files may hold.
 _KNOWN_FILES = {METADATA, SAVED_MODEL, KERAS_FILE, PLOTS, "encoder.keras"}
 
@@ -176,9 +184,9 @@ def is_model_folder(folder: Path) -> bool:
     """A folder dlkit wrote: its metadata.json names the task and dlkit's version, and it holds
     nothing but the files that metadata lists."""
     try:
-        meta = json.loads((folder / METADATA).read_text())
+        meta = json.loads(read_bytes(folder / METADATA, METADATA, limit=METADATA_LIMIT))
         entries = {p.name for p in folder.iterdir()}
-    except (OSError, ValueError):
+    except (OSError, ValueError, UsageError):  # none, unreadable, a FIFO, too large
         return False
     if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
         return False
@@ -365,12 +373,12 @@ def load_metadata(folder: Path, task: str | None = None, train_hint: str | None 
         what = "is a file, not a model folder" if folder.exists() else "does not exist"
         raise UsageError(f"model folder {folder} {what}; train one first (`{train}`)")
     path = folder / METADATA
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise UsageError(f"{folder} is not a dlkit model folder (no {METADATA}); train one "
-                         f"first (`{train}`)") from None
-    except (OSError, ValueError) as exc:
+                         f"first (`{train}`)")
+    try:
+        meta = json.loads(read_bytes(path, "the model's metadata", limit=METADATA_LIMIT))
+    except ValueError as exc:
         raise UsageError(f"{path} is unreadable ({exc}); retrain the model") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{path} is not a JSON object; it is not a dlkit model's metadata "

@@ -45,6 +45,7 @@ from dlkit.data.image_batches import (
     collect_inputs,
     image_batches,
     numpy_batches,
+    stdin_paths,
 )
 from dlkit.image_classifier.config import ClassifyImageConfig
 
@@ -446,7 +447,7 @@ def _first_line(exc: BaseException) -> str:
 
 def run(config: ClassifyImageConfig, on_prediction: Callable[[Prediction], None] | None,
         on_error: Callable[[str, str], None], progress: bool = True,
-        read_stdin: Callable[[], Any] = lambda: sys.stdin) -> ClassifyResult:
+        read_stdin: Callable[[], Any] = stdin_paths) -> ClassifyResult:
     """Classify every input; predictions and per-file errors stream to the callbacks in order
     (`progress`: a bar on a terminal's stderr, off while results stream to that terminal)."""
     classifier = load_classifier(config)

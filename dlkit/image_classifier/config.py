@@ -16,6 +16,7 @@ from dlkit.core.config import (
     opt,
 )
 from dlkit.core.errors import UsageError
+from dlkit.core.files import LINES_LIMIT, size_text
 from dlkit.data.registry import GreyDataset
 
 
@@ -143,7 +144,8 @@ class ClassifyImageConfig(Config):
     COMMAND = "classify-image"
 
     paths: list[str] = opt(help="Image files, folders (searched recursively) or - to read "
-                           "paths from stdin, one per line.", argument=True, metavar="PATH")
+                           f"paths from stdin, one per line (at most {size_text(LINES_LIMIT)}).",
+                           argument=True, metavar="PATH")
     model: str = opt("models/cifar", "A dlkit model folder, a .keras, .tflite or SavedModel "
                      "file, or a pretrained keras-hub image classifier: a preset name "
                      "(mobilenet_v3_small_100_imagenet; `dlkit models --kind image` lists "
@@ -168,3 +170,4 @@ class ClassifyImageConfig(Config):
     def check(self) -> None:
         if self.show is not None and self.show.suffix.lower() != ".png":
             raise UsageError(f"--show {self.show} must name a .png file")
+

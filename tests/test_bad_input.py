@@ -30,6 +30,7 @@ import re
 import shutil
 import stat
 import tempfile
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -866,10 +867,14 @@ def litert_rows() -> list[Row]:
 def bounded_read_rows() -> list[Row]:
     """Issue 24: nothing is read without a bound. Endless stdin (each read stops at its
     documented limit), FIFOs and oversized files in a preset folder, a prompt longer than a
-    pretrained model's context can hold."""
+    pretrained model's context can hold, and sizes a model declares beyond what --input-size
+    allows."""
+    photo = "{A}/images/good.png"
     gpt2 = "{A}/presets/gpt2"
     tune = ("--corpus", "{A}/corpus.txt", "--seq-len", "16", "--batch-size", "8", "--epochs",
             "1", "-o", "{OUT}", "--quiet")
+    images = ("--data-dir", "{A}/image_classes", "--epochs", "2", "--batch-size", "8", "-o",
+              "{OUT}", "--quiet")
     return [
         row("generate-text", "prompt from an endless stdin", "--model", "{A}/models/text",
             "--prompt", "-", stdin=ENDLESS),
@@ -887,6 +892,16 @@ def bounded_read_rows() -> list[Row]:
             "{A}/presets/gpt2_fifoweights", *tune),
         row("classify-image", "paths from an endless stdin", "-", "--model",
             "{A}/models/mnist", stdin=ENDLESS),
+        row("classify-image", "metadata declares 100000x100000 images", photo, "--model",
+            "{A}/models/huge_input"),
+        row("classify-image", "preset converter of 100000x100000", photo, "--model",
+            "{A}/presets/resnet_huge"),
+        row("classify-image", ".keras whose config.json is over 64 MiB", photo, "--model",
+            "{A}/bigconfig.keras"),
+        row("train-cifar", "backbone converter of 100000x100000", *images, "--backbone",
+            "{A}/presets/resnet_huge"),
+        row("export", "int8 with metadata declaring 100000x100000", "{A}/models/huge_input",
+            "--quantize", "int8", "-o", "{T}/m.tflite"),
         row("train-sequence", "csv from an endless stdin", "--csv", "-", "--column", "value",
             "-o", "{OUT}", stdin=ENDLESS),
         row("forecast", "csv from an endless stdin", "--model", "{A}/models/seq", "--csv", "-",
@@ -944,6 +959,9 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "wrong_model.toml").write_text("model = 3\n")
     (a / "wrong_data_dir.toml").write_text("data-dir = 3\n")
     (a / "wrong_kind.toml").write_text("kind = 3\n")
+    with zipfile.ZipFile(a / "bigconfig.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{" + " " * (65 << 20) + "}")  # 65 MiB, 65 KB zipped
+        archive.writestr("metadata.json", "{}")
     _write_csvs(a, rng)
     _write_text_folders(a)
     _write_bad_datasets(a, tiny_root, rng)
@@ -1059,14 +1077,15 @@ MODEL_RECIPES: dict[str, tuple[str, ...]] = {
 }
 
 
-MNIST_INPUT_SHAPES = {"cifar_like": [32, 32, 3]}
+MNIST_INPUT_SHAPES = {"cifar_like": [32, 32, 3], "huge_input": [100_000, 100_000, 1]}
 
 
 def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
-    is the mnist classifier with metadata saying it takes 32x32 colour images."""
+    and `huge_input` are the mnist classifier with metadata saying it takes 32x32 colour
+    images, or 100000x100000 ones."""
     for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
         ensure_models(a, ("{A}/models/text",))
         _edited_text_model(a, variant)
@@ -1106,7 +1125,8 @@ def _preset(a: Path, name: str) -> None:
     """{A}/presets/NAME: tiny keras-hub presets (gpt2, gpt2_nostart: no start token,
     gpt2_noweights: its weights file removed, gpt2_fifoweights and gpt2_fifovocab: its weights
     or vocabulary a FIFO, gpt2_bigvocab: its vocabulary 65 MiB (sparse), resnet and resnet224:
-    image classifiers taking 32x32 and 224x224 images)."""
+    image classifiers taking 32x32 and 224x224 images, resnet_huge: one whose converter says
+    100000x100000)."""
     import hub_presets
 
     folder = a / "presets" / name
@@ -1126,6 +1146,13 @@ def _preset(a: Path, name: str) -> None:
         elif name == "gpt2_bigvocab":
             with open(file, "wb") as f:
                 f.truncate(65 << 20)
+    elif name == "resnet_huge":
+        _preset(a, "resnet")
+        shutil.copytree(a / "presets" / "resnet", folder)
+        for config in folder.glob("*.json"):
+            text = re.sub(r'"image_size": \[\s*\d+,\s*\d+\s*\]',
+                          '"image_size": [100000, 100000]', config.read_text())
+            config.write_text(text)
     else:
         build = {"gpt2": hub_presets.save_gpt2_preset, "resnet": hub_presets.save_resnet_preset,
                  "resnet224": lambda f: hub_presets.save_resnet_preset(f, size=224),

@@ -39,6 +39,7 @@ from dlkit.core.files import (
     fsync_dir,
     fsync_tree,
     read_bytes,
+    size_text,
     umask,
     write_atomic,
 )
@@ -47,6 +48,7 @@ METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
 PLOTS = "plots"
+KERAS_JSON_LIMIT = 64 * MiB  # a JSON file in a .keras archive (config.json, metadata.json)
 METADATA_LIMIT = 64 * MiB  # a model folder's metadata.json
 # What folders written before metadata.json listed its files may hold.
 _KNOWN_FILES = {METADATA, SAVED_MODEL, KERAS_FILE, PLOTS, "encoder.keras"}
@@ -408,9 +410,17 @@ def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:
 def register_layers_of(path: Path) -> None:
     """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
     backbone), and dlkit's own modules whose registered layers it holds, so Keras can find
-    their classes; keras-hub is not imported otherwise (seconds)."""
+    their classes; keras-hub is not imported otherwise (seconds). Every `.keras` load passes
+    here first: an archive whose JSON files (which Keras reads whole) are larger than
+    KERAS_JSON_LIMIT is refused (exit 2) before Keras opens it."""
     try:
         with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.filename.endswith(".json") and member.file_size > KERAS_JSON_LIMIT:
+                    raise UsageError(f"{path} holds a {member.filename} of "
+                                     f"{member.file_size:,} bytes, more than the "
+                                     f"{size_text(KERAS_JSON_LIMIT)} dlkit reads; it is not a "
+                                     "model dlkit can load")
             config = archive.read("config.json")
     except (OSError, KeyError, zipfile.BadZipFile):
         return

@@ -47,7 +47,7 @@ from dlkit.data.image_batches import (
     numpy_batches,
     stdin_paths,
 )
-from dlkit.image_classifier.config import ClassifyImageConfig
+from dlkit.image_classifier.config import ClassifyImageConfig, model_image_size
 
 EXIT_SOME_FAILED = 1
 SHOW_MAX = 36  # images in the --show picture
@@ -263,6 +263,7 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     if len(size) != 2:
         raise UsageError(f"{config.model} does not say its image size; give --input-size "
                          "HEIGHT WIDTH")
+    size = model_image_size(*size, f"the image converter of {config.model}")
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -373,8 +374,15 @@ def _load_keras(path: Path) -> _Loaded:
 
 def _input_shape(meta: dict[str, Any], loaded: _Loaded,
                  requested: tuple[int, int] | None) -> tuple[int, int, int]:
-    model_shape = tuple(meta.get("input_shape") or loaded.input_shape)
+    declared = meta.get("input_shape")
+    if declared and not isinstance(declared, list):
+        raise UsageError(f"the model's metadata.json gives input_shape as a "
+                         f"{type(declared).__name__}, not a list; retrain the model")
+    model_shape = tuple(declared or loaded.input_shape)
     height, width, channels = (list(model_shape) + [None, None, None])[:3]
+    if height is not None and width is not None:
+        source = "the model's metadata.json" if declared else loaded.description
+        height, width = model_image_size(height, width, source)
     if requested is not None:
         if (height, width) not in ((None, None), tuple(requested)):
             raise UsageError(f"--input-size {requested[0]} {requested[1]} does not match the "

@@ -478,3 +478,126 @@ def test_tsv_is_one_line_per_image_whatever_the_name(photos: tuple[Path, Path]) 
     paths = sorted(line.split("\t")[0].rsplit("/", 1)[1] for line in lines)
     assert paths == sorted(["plain.png", "tab\\there.png", "new\\nline.png", "caf\\xe9.png",
                             "back\\\\.png"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24: outputs never overwrite inputs or user files; one writer per model folder (the
+# exit codes of the refusals are rows of tests/test_bad_input.py)
+
+def _without_manifest(folder: Path) -> None:
+    """Make `folder` look saved before dlkit kept a manifest in metadata.json."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta.pop("manifest", None)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_retraining_keeps_what_a_user_added_anywhere_in_the_model_folder(
+        cli, tiny_root: Path, tmp_path: Path) -> None:
+    """A model folder is replaced only when it holds nothing but what dlkit wrote, at any
+    depth: its manifest (or, for a folder saved before there was one, the known layout of
+    saved_model/ and plots/) is compared with the whole tree."""
+    out = tmp_path / "m"
+    train = mnist(tiny_root, out, "--epochs", "1")
+    assert cli(*train).exit_code == 0
+    manifest = json.loads((out / "metadata.json").read_text())["manifest"]
+    assert {"plots/", "plots/training_curves.png", "saved_model/", "saved_model/saved_model.pb",
+            "saved_model/variables/variables.index", "model.keras"} <= set(manifest)
+    assert cli(*train).exit_code == 0  # only its own files: replaced
+    added = {"plots/NOTES.txt": "plots/NOTES.txt", "saved_model/mine/": "saved_model/mine/",
+             "saved_model/variables/mine.bin": "saved_model/variables/mine.bin"}
+    for name, shown in added.items():
+        for legacy in (False, True):
+            if legacy:
+                _without_manifest(out)
+            path = out / name
+            path.mkdir() if name.endswith("/") else path.write_text("the user's\n")
+            before = fingerprint(out)
+            result = cli(*train)
+            assert result.exit_code == 2, (name, legacy, result.stderr)
+            assert_one_error_line(result.stderr)
+            assert f"holds files dlkit did not write ({shown})" in result.stderr
+            assert fingerprint(out) == before and path.exists()
+            path.rmdir() if name.endswith("/") else path.unlink()
+    assert cli(*train).exit_code == 0  # the user's files gone, a folder without manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_lock_or_checkpoint_name_that_is_a_link_is_never_written_through(
+        cli, tiny_root: Path, tmp_path: Path) -> None:
+    """The names dlkit picks beside an output (`.NAME.lock`, `.NAME.resume`) are refused when
+    they are links (or a hard link to another file, or a file that is not a lock): the file
+    or folder they point at is untouched, for a training and for `export`."""
+    out = tmp_path / "m"
+    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    precious, elsewhere = tmp_path / "precious.txt", tmp_path / "elsewhere"
+    precious.write_text("the user's file\n")
+    elsewhere.mkdir()
+    (elsewhere / ".tmp-keep").mkdir()
+    lock, resume = tmp_path / ".m.lock", tmp_path / ".m.resume"
+    cases = [(lock, lambda: lock.symlink_to(precious), "symbolic link"),
+             (lock, lambda: lock.symlink_to(tmp_path / "nowhere.txt"), "symbolic link"),
+             (lock, lambda: os.link(precious, lock), "hard links"),
+             (lock, lambda: lock.write_text("not a process id\n"), "not a dlkit lock file"),
+             (resume, lambda: resume.symlink_to(elsewhere), "symbolic link")]
+    model_before = fingerprint(out)
+    for name, make, why in cases:
+        make()
+        for args in (mnist(tiny_root, out, "--epochs", "1"), ["export", str(out)]):
+            if args[0] == "export" and name == resume:
+                continue  # export writes no checkpoint
+            result = cli(*args)
+            assert result.exit_code == 2 and why in result.stderr, (args, result.stderr)
+            assert_one_error_line(result.stderr)
+        name.unlink()
+    assert precious.read_text() == "the user's file\n" and precious.stat().st_nlink == 1
+    assert not (tmp_path / "nowhere.txt").exists()
+    assert [p.name for p in elsewhere.iterdir()] == [".tmp-keep"]
+    assert fingerprint(out) == model_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "m", "precious.txt"]
+
+
+def test_export_into_a_linked_model_folder_writes_the_real_one(cli, tiny_root: Path,
+                                                              tmp_path: Path) -> None:
+    """`export LINK` rewrites the folder the link points at (the link stays a link, nothing is
+    left beside either), keeps what else is in it as it is (a link inside stays a link) and
+    keeps that out of the manifest, so a later training still refuses to delete it."""
+    real = tmp_path / "real" / "m"
+    assert cli(*mnist(tiny_root, real, "--epochs", "1")).exit_code == 0
+    link = tmp_path / "m"
+    link.symlink_to(real, target_is_directory=True)
+    (real / "plots" / "NOTES.txt").write_text("the user's notes\n")
+    (real / "plots" / "data").symlink_to(tiny_root, target_is_directory=True)
+    old_lite = (real / "model.tflite").stat().st_ino
+    result = cli("export", link, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["file"] == str(link / "model.tflite")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert (real / "model.tflite").stat().st_ino != old_lite  # the real folder was rewritten
+    assert (real / "plots" / "NOTES.txt").read_text() == "the user's notes\n"
+    assert (real / "plots" / "data").is_symlink()
+    meta = json.loads((real / "metadata.json").read_text())
+    assert "model.tflite" in meta["files"] and "model.tflite" in meta["manifest"]
+    assert "plots/NOTES.txt" not in meta["manifest"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "real"]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["m"]  # no lock, no staging left
+    retrain = cli(*mnist(tiny_root, link, "--epochs", "1"))
+    assert retrain.exit_code == 2 and "plots/NOTES.txt" in retrain.stderr, retrain.stderr
+
+
+def test_export_into_a_model_folder_takes_its_lock(cli, tiny_root: Path, tmp_path: Path) -> None:
+    """One writer per model folder: `export FOLDER` while another run holds the folder's lock
+    (a training writing it) is one line naming that run, exit 1, and the folder unchanged;
+    `export -o FILE` writes no folder and needs no lock."""
+    from test_bad_input import held_lock
+
+    out = tmp_path / "m"
+    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    before = fingerprint(out)
+    with held_lock(out):
+        refused = cli("export", out)
+        to_file = cli("export", out, "--quantize", "dynamic", "-o", tmp_path / "q.tflite")
+    assert refused.exit_code == 1, refused.stderr
+    assert_one_error_line(refused.stderr)
+    assert "another dlkit run (pid 4242) is writing" in refused.stderr
+    assert fingerprint(out) == before
+    assert to_file.exit_code == 0 and (tmp_path / "q.tflite").is_file(), to_file.stderr

@@ -207,12 +207,32 @@ def test_finetuning_lowers_validation_loss_and_its_folder_generates(
     assert resolve(str(out), "CausalLM").path == out / "preset"  # --from-preset FOLDER too
 
 
+def test_export_of_a_finetuned_folder_says_what_export_converts(cli, finetuned: dict) -> None:
+    """Issue 24: `dlkit export` said the folder "holds a train-text model, not a text model".
+    It says why it cannot convert this folder, what it converts, and what serves it."""
+    out = finetuned["out"]
+    for args in (("export", out), ("export", out, "--quantize", "dynamic", "-o",
+                                    out.parent / "x.tflite")):
+        result = cli(*args)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert_one_error_line(result.stderr)
+        assert "not a text model" not in result.stderr
+        assert "no fixed length" in result.stderr and "train-text without --from-preset" \
+            in result.stderr
+        assert f"dlkit generate-text --model {out}" in result.stderr
+        assert not (out.parent / "x.tflite").exists()
+    refused = cli("generate-text", "--model", out, "--backend", "litert")
+    assert refused.exit_code == 2 and "export" not in refused.stderr
+
+
 def test_saved_model_serves_the_same_logits(finetuned: dict) -> None:
     import tensorflow as tf
 
+    from dlkit.core.saved_model import scan
     from dlkit.pretrained.hub import Preset, load_task
 
     out = finetuned["out"]
+    scan(out / "saved_model")  # dlkit's scan of untrusted graphs lets its own through
     task = load_task(Preset("ft", out / "preset", "local folder"), "CausalLM")
     ids = np.array([[316, 116, 257, 275, 261, 40]], np.int32)
     mask = np.ones_like(ids, bool)

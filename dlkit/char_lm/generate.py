@@ -77,8 +77,10 @@ def text_metadata(folder: Path) -> dict[str, Any]:
     text = metadata.get("text")
     if metadata.get("task") != "train-text" or not isinstance(text, dict) \
             or not text.get("vocab"):
-        raise UsageError(f"{folder} holds a {metadata.get('task', 'unknown')} model, not a "
-                         f"text model; {hint}")
+        what = ("a keras-hub language model fine-tuned by train-text --from-preset"
+                if isinstance(metadata.get("pretrained"), dict)
+                else f"a {metadata.get('task', 'unknown')} model")
+        raise UsageError(f"{folder} holds {what}, not a dlkit character model; {hint}")
     vocab = text["vocab"]
     if (not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1
                                                for c in vocab) or len(set(vocab)) != len(vocab)):

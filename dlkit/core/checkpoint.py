@@ -38,7 +38,7 @@ from typing import Any
 import keras
 
 from dlkit.core.errors import DlkitError, Interrupted, UsageError, disk_error
-from dlkit.core.files import fsync_dir, fsync_tree
+from dlkit.core.files import fsync_dir, fsync_tree, refuse_link
 
 WEIGHTS_FILE = "checkpoint.weights.h5"
 STATE_FILE = "state.json"
@@ -53,6 +53,8 @@ class Checkpoint:
                  labels: Callable[[str], str] | None = None) -> None:
         self.folder = output.with_name(f".{output.name}.resume")
         self.writer = writer  # False on the non-chief workers of a multi-worker run
+        if writer:  # it is written, emptied and removed: never wherever a link points
+            refuse_link(self.folder, "the checkpoint folder")
         self.settings = settings
         self.labels = labels or (lambda key: key)  # a setting's name as the user knows it
         self.epochs_saved = 0

@@ -69,9 +69,13 @@ class Run:
             rt.check_multi_worker()
             rt.form_cluster()  # before anything (a preset, a tokenizer) runs a TensorFlow op
         self.chief = rt.is_chief(config.strategy)
-        self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
+        inputs = list(inputs)
+        self.tensorboard: Path | None = None  # checked before the output is claimed and locked
         if config.tensorboard is not None:
-            artifacts.check_log_folder("--tensorboard", config.tensorboard, self.output)
+            output = Path(config.output).expanduser().resolve()
+            self.tensorboard = artifacts.check_log_folder("--tensorboard", config.tensorboard,
+                                                          output, inputs)
+        self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
         self.runtime: rt.Runtime | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: dict[str, Any] = {}
@@ -105,7 +109,7 @@ class Run:
         """Once the data is read: check its files against the output, check a --resume
         against its checkpoint (exit 2 before any work on a mismatch), start TensorFlow."""
         config = self.config
-        artifacts.check_inputs(self.output, inputs)
+        self._check_outputs(inputs)
         settings = {**config.resume_settings(), "data": fingerprint}
         self.checkpoint = Checkpoint(self.output, settings, writer=self.chief,
                                      labels=functools.partial(_label, type(config)))
@@ -119,6 +123,15 @@ class Run:
         self.runtime = rt.start(config.seed, config.strategy, config.deterministic,
                                 mixed_precision)
         return self.runtime
+
+    def _check_outputs(self, inputs: Iterable[Path | str | None]) -> None:
+        """Every output the run writes (the model folder, the TensorBoard logs) against the
+        inputs found once the data is read (exit 2 when one is, holds or lies inside an
+        input); the options' own inputs were checked when the run began."""
+        inputs = list(inputs)
+        artifacts.check_inputs(self.output, inputs)
+        if self.tensorboard is not None:
+            artifacts.check_inputs(self.tensorboard, inputs, "--tensorboard")
 
     def scope(self) -> Any:
         """Build and compile models inside this (the distribution strategy's scope)."""
@@ -206,13 +219,13 @@ class Run:
         """The TensorBoard callbacks (after the checkpoint's: only saved epochs are logged,
         so a resumed run never logs a step twice); none without --tensorboard or on a
         worker that writes nothing."""
-        folder = self.config.tensorboard
+        folder = self.tensorboard
         if folder is None or not self.chief:
             return []
-        board = [TensorBoard(str(Path(folder).expanduser()), write_graph=False, profile_batch=0,
+        board = [TensorBoard(str(folder), write_graph=False, profile_batch=0,
                              update_freq="epoch")]
         if images is not None:
-            board.append(SampleImages(Path(folder).expanduser() / "samples", images))
+            board.append(SampleImages(folder / "samples", images))
         return board
 
     @property

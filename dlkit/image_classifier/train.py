@@ -161,6 +161,7 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
         "preprocessing": {"input": "raw pixels 0-255, RGB channel order for colour images",
                           "scaling": "divide by 255 (inside the model)",
                           "resize_to": list(data.input_shape[:2]), **preprocessing},
+        "outputs": "probabilities",  # a softmax: classify-image must not apply another
         "metrics": {"test_accuracy": test_accuracy, "test_loss": test_loss},
         "training": {"batch_size": batch, "learning_rate": config.learning_rate,
                      "seed": config.seed, "label_smoothing": label_smoothing,

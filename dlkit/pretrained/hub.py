@@ -295,6 +295,10 @@ def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:
         with _stdout_to_stderr(), runtime.silenced_stderr():
             return task_class.from_preset(str(preset.path), **kwargs)
     except Exception as exc:  # keras-hub raises ValueError, FileNotFoundError, KeyError, ...
+        if "safe_mode" in str(exc):  # Keras safe mode refused code in the preset's config
+            from dlkit.core.artifacts import keras_load_error
+
+            raise keras_load_error(preset.path, exc) from None
         backbone = preset_class(preset.path)
         if "subclass" in str(exc) or "compatible" in str(exc):
             raise UsageError(f"{preset.name} holds a {backbone} preset, not "

@@ -122,12 +122,24 @@ def train_in_process(*args: object) -> None:
 
 
 def run_dlkit(*args: str, input: str | None = None, env: dict | None = None,
-              cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m dlkit ...` in a subprocess, as a user's shell would."""
+              cwd: Path | None = None, timeout: float = 600,
+              file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m dlkit ...` in a subprocess, as a user's shell would.
+
+    `file_size_limit` (bytes, RLIMIT_FSIZE) makes a write that grows a file past it fail with
+    EFBIG, as a full disk fails one with ENOSPC, at the first file that large: a disk-full
+    test that needs no mount, so it runs anywhere."""
     full_env = {**os.environ, **(env or {})}
+
+    def limit_file_size() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, resource.RLIM_INFINITY))
+
     return subprocess.run([sys.executable, "-m", "dlkit", *map(str, args)], input=input,
                           capture_output=True, text=True, env=full_env, cwd=cwd,
-                          timeout=timeout)
+                          timeout=timeout,
+                          preexec_fn=limit_file_size if file_size_limit is not None else None)
 
 
 def assert_one_error_line(stderr: str) -> None:

@@ -23,12 +23,14 @@ import contextlib
 import csv
 import fcntl
 import gzip
+import io
 import json
 import os
 import re
 import shutil
 import stat
 import tempfile
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ import pytest
 from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
 
 NOBODY = 65534
+ENDLESS = "<endless stdin>"  # Row.stdin: zero bytes without end, as `< /dev/zero` gives
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
            "To be, or not to be, that is the question. All that glitters is not gold.\n")
 TOPICS = {"space": "orbit rocket planet galaxy comet telescope lunar launch star moon",
@@ -918,6 +921,53 @@ def litert_rows() -> list[Row]:
     return rows
 
 
+def bounded_read_rows() -> list[Row]:
+    """Issue 24: nothing is read without a bound. Endless stdin (each read stops at its
+    documented limit), FIFOs and oversized files in a preset folder, a prompt longer than a
+    pretrained model's context can hold, and sizes a model declares beyond what --input-size
+    allows."""
+    photo = "{A}/images/good.png"
+    gpt2 = "{A}/presets/gpt2"
+    tune = ("--corpus", "{A}/corpus.txt", "--seq-len", "16", "--batch-size", "8", "--epochs",
+            "1", "-o", "{OUT}", "--quiet")
+    images = ("--data-dir", "{A}/image_classes", "--epochs", "2", "--batch-size", "8", "-o",
+              "{OUT}", "--quiet")
+    return [
+        row("generate-text", "prompt from an endless stdin", "--model", "{A}/models/text",
+            "--prompt", "-", stdin=ENDLESS),
+        row("generate-text", "preset prompt longer than its context can hold", "--model",
+            gpt2, "--prompt", "-", stdin="the quick fox " * 20_000),
+        row("generate-text", "preset weights file is a FIFO", "--model",
+            "{A}/presets/gpt2_fifoweights"),
+        row("generate-text", "preset vocabulary is a FIFO", "--model",
+            "{A}/presets/gpt2_fifovocab"),
+        row("generate-text", "preset vocabulary over 64 MiB", "--model",
+            "{A}/presets/gpt2_bigvocab"),
+        row("train-text", "corpus from an endless stdin", "--corpus", "-", "--epochs", "1",
+            "-o", "{OUT}", stdin=ENDLESS),
+        row("train-text", "from-preset weights file is a FIFO", "--from-preset",
+            "{A}/presets/gpt2_fifoweights", *tune),
+        row("classify-image", "paths from an endless stdin", "-", "--model",
+            "{A}/models/mnist", stdin=ENDLESS),
+        row("classify-image", "metadata declares 100000x100000 images", photo, "--model",
+            "{A}/models/huge_input"),
+        row("classify-image", "preset converter of 100000x100000", photo, "--model",
+            "{A}/presets/resnet_huge"),
+        row("classify-image", ".keras whose config.json is over 64 MiB", photo, "--model",
+            "{A}/bigconfig.keras"),
+        row("train-cifar", "backbone converter of 100000x100000", *images, "--backbone",
+            "{A}/presets/resnet_huge"),
+        row("export", "int8 with metadata declaring 100000x100000", "{A}/models/huge_input",
+            "--quantize", "int8", "-o", "{T}/m.tflite"),
+        row("train-sequence", "csv from an endless stdin", "--csv", "-", "--column", "value",
+            "-o", "{OUT}", stdin=ENDLESS),
+        row("forecast", "csv from an endless stdin", "--model", "{A}/models/seq", "--csv", "-",
+            stdin=ENDLESS),
+        row("classify-text", "texts from an endless stdin", "-", "--model", "{A}/models/tcls",
+            stdin=ENDLESS),
+    ]
+
+
 def metadata_rows() -> list[Row]:
     """Issue 24: metadata.json fields in a form dlkit never writes ({A}/meta/KIND_BASE, see
     `_meta_variant`) are one line naming the field, exit 2, whichever command opens the
@@ -1001,6 +1051,7 @@ ROWS: list[Row] = [
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
     *metadata_rows(),
     *untrusted_model_rows(),
+    *bounded_read_rows(),
 ]
 
 
@@ -1046,6 +1097,9 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "big.toml").write_text("# padding\n" * 110_000)
     (a / "deep.toml").write_text("data-dir = " + "[" * 100_000 + "\n")
     (a / "empty_path.toml").write_text('data-dir = ""\n')
+    with zipfile.ZipFile(a / "bigconfig.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{" + " " * (65 << 20) + "}")  # 65 MiB, 65 KB zipped
+        archive.writestr("metadata.json", "{}")
     _write_csvs(a, rng)
     _write_text_folders(a)
     _write_bad_datasets(a, tiny_root, rng)
@@ -1173,9 +1227,9 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
     and the other MISFITS are copies whose metadata does not fit their model (the mnist
-    classifier's saying it takes 32x32 colour images...); `hostile/...`, `tflite/NAME.tflite`
-    and `lambda.keras` are built by `_hostile`, `_lone_tflite` and
-    `hostile_models.lambda_keras`."""
+    classifier's saying it takes 32x32 colour images, or 100000x100000 ones...);
+    `hostile/...`, `tflite/NAME.tflite` and `lambda.keras` are built by `_hostile`,
+    `_lone_tflite` and `hostile_models.lambda_keras`."""
     joined = " ".join(args)
     if re.search(r"\{A\}/(hostile|tflite)/", joined):
         ensure_models(a, ("{A}/models/mnist", "{A}/models/gan"))
@@ -1230,6 +1284,7 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
 # what its metadata says instead).
 MISFITS = {
     "cifar_like": ("mnist", lambda meta: {"input_shape": [32, 32, 3]}),
+    "huge_input": ("mnist", lambda meta: {"input_shape": [100_000, 100_000, 1]}),
     "few_names": ("mnist", lambda meta: {"class_names": meta["class_names"][:7]}),
     "gan_more_names": ("gan", lambda meta: {"class_names": [*meta["class_names"], "x", "y"]}),
     "gan_colour": ("gan", lambda meta: {"image_shape": [32, 32, 3]}),
@@ -1277,18 +1332,36 @@ def _lone_tflite(a: Path, name: str) -> None:
 
 def _preset(a: Path, name: str) -> None:
     """{A}/presets/NAME: tiny keras-hub presets (gpt2, gpt2_nostart: no start token,
-    gpt2_noweights: its weights file removed, resnet and resnet224: image classifiers taking
-    32x32 and 224x224 images)."""
+    gpt2_noweights: its weights file removed, gpt2_fifoweights and gpt2_fifovocab: its weights
+    or vocabulary a FIFO, gpt2_bigvocab: its vocabulary 65 MiB (sparse), resnet and resnet224:
+    image classifiers taking 32x32 and 224x224 images, resnet_huge: one whose converter says
+    100000x100000)."""
     import hub_presets
 
     folder = a / "presets" / name
     if folder.exists():
         return
     folder.parent.mkdir(exist_ok=True)
-    if name == "gpt2_noweights":
+    damaged = {"gpt2_noweights": "model.weights.h5", "gpt2_fifoweights": "model.weights.h5",
+               "gpt2_fifovocab": "assets/tokenizer/vocabulary.json",
+               "gpt2_bigvocab": "assets/tokenizer/vocabulary.json"}
+    if name in damaged:
         _preset(a, "gpt2")
         shutil.copytree(a / "presets" / "gpt2", folder)
-        (folder / "model.weights.h5").unlink()
+        file = folder / damaged[name]
+        file.unlink()
+        if "fifo" in name:
+            os.mkfifo(file)
+        elif name == "gpt2_bigvocab":
+            with open(file, "wb") as f:
+                f.truncate(65 << 20)
+    elif name == "resnet_huge":
+        _preset(a, "resnet")
+        shutil.copytree(a / "presets" / "resnet", folder)
+        for config in folder.glob("*.json"):
+            text = re.sub(r'"image_size": \[\s*\d+,\s*\d+\s*\]',
+                          '"image_size": [100000, 100000]', config.read_text())
+            config.write_text(text)
     else:
         build = {"gpt2": hub_presets.save_gpt2_preset, "resnet": hub_presets.save_resnet_preset,
                  "resnet224": lambda f: hub_presets.save_resnet_preset(f, size=224),
@@ -1402,6 +1475,27 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
     return found
 
 
+class _Zeros(io.RawIOBase):
+    """Zero bytes without end."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        view[:] = bytes(len(view))
+        return len(view)
+
+
+def endless_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process runner's stdin becomes zero bytes without end (`< /dev/zero`): Typer's
+    runner takes its input as str or bytes only, so its input-stream maker is swapped."""
+    import typer.testing
+
+    monkeypatch.setattr(typer.testing, "make_input_stream",
+                        lambda input, charset: io.BufferedReader(_Zeros()))
+
+
 @contextlib.contextmanager
 def unprivileged() -> Iterator[None]:
     """Run the block as user `nobody` when running as root, so folder permissions count."""
@@ -1461,7 +1555,9 @@ def test_bad_input(case: Row, cli, assets: Path, tmp_path: Path,
     with lock:
         before = (snapshot(tmp_path), snapshot(assets))
         with unprivileged() if case.as_user else contextlib.nullcontext():
-            result = cli(*args, input=stdin, env=env)
+            if case.stdin == ENDLESS:
+                endless_stdin(monkeypatch)
+            result = cli(*args, input=None if case.stdin == ENDLESS else stdin, env=env)
         after = (snapshot(tmp_path), snapshot(assets))
 
     assert result.exit_code == case.code, (args, result.stderr)

@@ -100,12 +100,14 @@ def small_disk(where: Path, size: str = "4m") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def fill(disk: Path) -> None:
-    """Write a filler file until the disk is full."""
-    with open(disk / "filler", "wb", buffering=0) as f:
+def fill(disk: Path, leave: int = 0) -> None:
+    """Write a filler file until the disk is full, or has only `leave` bytes free."""
+    stats = os.statvfs(disk)
+    room = stats.f_bavail * stats.f_frsize - leave
+    with open(disk / "filler", "ab", buffering=0) as f:
         try:
-            while True:
-                f.write(b"\0" * 65536)
+            while room > 0:
+                room -= f.write(b"\0" * min(room, 65536))
         except OSError:
             pass
 
@@ -166,26 +168,103 @@ def test_full_disk_keeps_the_previous_csv_and_show(cli, tiny_root: Path, tmp_pat
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "p.csv", "s.png"]
 
 
-@pytest.mark.parametrize("command", ["train-mnist", "train-text"])
+def small_training(command: str, root: Path, corpus: Path, out: Path) -> list[str]:
+    """A training command of a few seconds whose checkpoint is over 200 KB."""
+    return {"train-mnist": mnist(root, out, "--epochs", "2"),
+            "train-text": ["train-text", "--corpus", str(corpus), "--epochs", "2",
+                           "--seq-len", "8", "--dim", "64", "--quiet", "-o", str(out)],
+            "train-vae": ["train-vae", "--dataset", "mnist", "--data-dir", str(root), "--arch",
+                          "dense", "--latent-dim", "2", "--limit", "64", "--batch-size", "32",
+                          "--epochs", "2", "--quiet", "-o", str(out)]}[command]
+
+
+@pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
 def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_root: Path,
                                                           tmp_path: Path,
                                                           small_inputs: dict[str, Path]) -> None:
-    """A checkpoint or a model folder that cannot be written: one line, exit 1, no crash
-    (this used to end in SIGSEGV with h5py tracebacks), the lock released, nothing else left."""
-    args = {"train-mnist": mnist(tiny_root, Path("OUT"), "--epochs", "2"),
-            "train-text": ["train-text", "--corpus", str(small_inputs["corpus"]), "--epochs",
-                           "2", "--seq-len", "8", "--dim", "8", "--quiet", "-o", "OUT"]}[command]
-    with small_disk(tmp_path / "disk", "8m") as disk:
-        out = disk / "model"
-        first = run_dlkit(*[str(out) if a == "OUT" else a for a in args],
-                          env={"DLKIT_DATA": ""})
+    """A disk with 200 KB free (the checkpoint's write fails half-way), then none: one line,
+    exit 1, no crash (this used to end in SIGSEGV with h5py tracebacks), the earlier model
+    untouched, the lock released, nothing else left."""
+    with small_disk(tmp_path / "disk", "64m") as disk:
+        args = small_training(command, tiny_root, small_inputs["corpus"], disk / "model")
+        first = run_dlkit(*args, env={"DLKIT_DATA": ""})
         assert first.returncode == 0, first.stderr
-        before = fingerprint(out)
+        before = fingerprint(disk / "model")
+        for leave in (200 * 1024, 0):
+            fill(disk, leave)
+            full = run_dlkit(*args, env={"DLKIT_DATA": ""})
+            assert_disk_full_error(full)
+            assert "cannot write the checkpoint" in full.stderr, full.stderr
+            assert fingerprint(disk / "model") == before
+            assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
+
+
+@pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
+def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: Path,
+                                                       tmp_path: Path,
+                                                       small_inputs: dict[str, Path]) -> None:
+    """The checkpoint's write fails 4 KB in (the first write of a run that grows a file past
+    that): exit 1 and one line, where HDF5 used to fail mid-file and crash the process at exit
+    (SIGSEGV); the earlier model untouched, no checkpoint or temporary file left."""
+    out = tmp_path / "model"
+    args = small_training(command, tiny_root, small_inputs["corpus"], out)
+    first = run_dlkit(*args, env={"DLKIT_DATA": ""})
+    assert first.returncode == 0, first.stderr
+    before = fingerprint(out)
+    limited = run_dlkit(*args, env={"DLKIT_DATA": ""}, file_size_limit=4096)
+    assert limited.returncode == 1, (limited.returncode, limited.stderr[-3000:])
+    assert_one_error_line(limited.stderr)
+    assert "cannot write the checkpoint" in limited.stderr
+    assert "File too large" in limited.stderr and "h5py" not in limited.stderr
+    assert fingerprint(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_tensorboard_on_a_full_disk_is_one_line(tiny_root: Path, tmp_path: Path) -> None:
+    """TensorFlow reports the full disk as a ResourceExhaustedError: it is the one `cannot
+    write` line, exit 1, and the model is not written."""
+    out = tmp_path / "model"
+    with small_disk(tmp_path / "disk") as disk:
         fill(disk)
-        full = run_dlkit(*[str(out) if a == "OUT" else a for a in args], env={"DLKIT_DATA": ""})
+        full = run_dlkit(*mnist(tiny_root, out, "--epochs", "1", "--tensorboard",
+                                str(disk / "logs")), env={"DLKIT_DATA": ""})
         assert_disk_full_error(full)
-        assert fingerprint(out) == before
-        assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
+        assert f"cannot write the TensorBoard logs in {disk / 'logs'}" in full.stderr
+        assert "ResourceExhaustedError" not in full.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk"]
+
+
+def test_tensorboard_write_failing_later_keeps_the_epochs(cli, tiny_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The logs of epoch 2 cannot be written (a fake full disk, so it runs anywhere): one
+    line that says the checkpointed epochs are kept, and --resume continues from them."""
+    import tensorflow as tf
+
+    from dlkit.core.callbacks import TensorBoard
+
+    log_epoch = TensorBoard._log_epoch_metrics
+
+    def full_at_epoch_2(self: TensorBoard, epoch: int, logs: dict) -> None:
+        if epoch == 1:
+            raise tf.errors.ResourceExhaustedError(None, None, f"{tmp_path}/logs/train/events"
+                                                   ".out.tfevents; No space left on device")
+        log_epoch(self, epoch, logs)
+
+    out = tmp_path / "model"
+    args = mnist(tiny_root, out, "--epochs", "2", "--tensorboard", tmp_path / "logs")
+    with monkeypatch.context() as patch:
+        patch.setattr(TensorBoard, "_log_epoch_metrics", full_at_epoch_2)
+        failed = cli(*args)
+    assert failed.exit_code == 1, failed.stderr
+    assert_one_error_line(failed.stderr)
+    assert f"cannot write the TensorBoard logs in {tmp_path / 'logs'} (No space left on " \
+           "device)" in failed.stderr
+    assert "2 of 2 epochs are saved" in failed.stderr and "--resume" in failed.stderr
+    assert not out.exists()
+    resumed = cli(*args, "--resume", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["epochs_completed"] == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,6 +383,25 @@ def test_a_huge_image_is_refused_without_decoding_it(tiny_root: Path, tmp_path: 
     assert_one_error_line(result.stderr)
     assert "megapixels" in result.stderr and str(huge) in result.stderr
     assert peak_mib < 1500 or before / 1024 >= 1500, peak_mib
+
+
+@pytest.mark.parametrize("command", ["train-text", "classify-image"])
+def test_an_endless_stdin_is_read_only_to_its_limit(command: str, photos: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    """`< /dev/zero` in a real process: the read stops at the documented limit (256 MiB of
+    corpus, 64 MiB of image paths) with one line and exit 2, instead of growing until the
+    kernel kills the process."""
+    model, _ = photos
+    args = {"train-text": f"train-text --corpus - -o {tmp_path / 't'}",
+            "classify-image": f"classify-image - --model {model}"}[command]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = _shell(f"{sys.executable} -m dlkit {args} < /dev/zero", tmp_path)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert_one_error_line(result.stderr)
+    assert "on stdin: more than" in result.stderr and result.stdout == ""
+    assert peak_mib < 2000 or before / 1024 >= 2000, peak_mib
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_a_fifo_is_refused_not_read_forever(cli, tmp_path: Path) -> None:

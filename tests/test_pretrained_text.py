@@ -275,3 +275,48 @@ def test_interrupted_finetuning_resumes_to_the_same_history(preset: Path, corpus
     assert "resuming after" in resumed.stderr
     a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
     assert a["history"] == b["history"] and b["epochs_run"] == 4
+
+
+def test_a_preset_that_cannot_be_written_is_one_line(preset: Path, corpus: Path,
+                                                     tmp_path: Path) -> None:
+    """keras-hub's `save_to_preset` writes the weights with HDF5, which crashed the process
+    (SIGSEGV) when the write failed half-way; under a file size limit smaller than the weights
+    (a full disk, runnable anywhere) it is one line, exit 1, the trained weights are kept, and
+    --resume saves them once there is room."""
+    out = tmp_path / "fox"
+    args = ("train-text", "--from-preset", preset, "--corpus", corpus, "--seq-len", "32",
+            "--batch-size", "8", "--epochs", "1", "-o", out, "--quiet")
+    trained = run_dlkit(*args, env={"DLKIT_FAULT": "after-fit:error"})
+    assert trained.returncode == 1 and "--resume" in trained.stderr, trained.stderr
+    weights = (preset / "model.weights.h5").stat().st_size
+    limited = run_dlkit(*args, "--resume", file_size_limit=weights // 2)
+    assert limited.returncode == 1, (limited.returncode, limited.stderr[-2000:])
+    assert_one_error_line(limited.stderr)
+    assert f"cannot write the model folder {out} (File too large)" in limited.stderr
+    assert "--resume" in limited.stderr and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fox.resume"]
+    saved = run_dlkit(*args, "--resume")
+    assert saved.returncode == 0, saved.stderr
+    assert (out / "preset" / "model.weights.h5").stat().st_size > weights // 2
+
+
+def test_a_prompt_beyond_the_context_is_refused_before_it_is_tokenized(
+        preset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt of more characters than the context's tokens can stand for is refused from
+    its length (a tokenizer handed hundreds of megabytes aborted the process); one that fits
+    is tokenized and checked in tokens as before."""
+    from dlkit.causal_lm import decoding
+    from dlkit.causal_lm.generate import PretrainedGenerator
+    from dlkit.core.errors import UsageError
+    from dlkit.pretrained.hub import Preset, load_task
+
+    generator = PretrainedGenerator(load_task(Preset("tiny", preset, "local folder"),
+                                              "CausalLM"), "tiny")
+    tokenize = decoding.prompt_ids
+    with monkeypatch.context() as patch:
+        patch.setattr(decoding, "prompt_ids", lambda *a: pytest.fail("the prompt was tokenized"))
+        with pytest.raises(UsageError, match="characters, more than tiny's context of 128"):
+            generator.prepare("the fox " * 1_000_000, 10)
+    monkeypatch.setattr(decoding, "prompt_ids", tokenize)
+    generator.prepare("the fox", 10)
+    assert generator.ids and generator.length == 10

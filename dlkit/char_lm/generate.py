@@ -133,11 +133,14 @@ def _check_vocabulary(folder: Path, metadata: dict[str, Any], outputs: int) -> N
 
 
 def read_prompt(prompt: str) -> str:
-    """`-` reads the prompt from stdin (as UTF-8, kept exactly as given)."""
+    """`-` reads the prompt from stdin (as UTF-8, kept exactly as given; at most PROMPT_LIMIT
+    bytes)."""
     if prompt != "-":
         return prompt
-    stream = getattr(sys.stdin, "buffer", None)
-    raw = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    from dlkit.char_lm.config import PROMPT_LIMIT
+    from dlkit.core.files import read_stdin
+
+    raw = read_stdin("the prompt", PROMPT_LIMIT, "give a shorter prompt")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

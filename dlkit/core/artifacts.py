@@ -42,13 +42,24 @@ from typing import Any
 from dlkit import __version__
 from dlkit.core import litert
 from dlkit.core.console import to_json
-from dlkit.core.errors import DlkitError, UsageError, disk_error
-from dlkit.core.files import fsync_dir, fsync_tree, open_lock_file, umask, write_atomic
+from dlkit.core.errors import DlkitError, UsageError, disk_cause, disk_error
+from dlkit.core.files import (
+    MiB,
+    fsync_dir,
+    fsync_tree,
+    open_lock_file,
+    read_bytes,
+    size_text,
+    umask,
+    write_atomic,
+)
 
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
 PLOTS = "plots"
+KERAS_JSON_LIMIT = 64 * MiB  # a JSON file in a .keras archive (config.json, metadata.json)
+METADATA_LIMIT = 64 * MiB  # a model folder's metadata.json
 MANIFEST = "manifest"  # metadata.json's list of every path the save wrote in the folder
 # What folders written before metadata.json listed its files may hold.
 _KNOWN_FILES = {METADATA, SAVED_MODEL, KERAS_FILE, PLOTS, "encoder.keras"}
@@ -237,8 +248,8 @@ def is_model_folder(folder: Path) -> bool:
 def model_metadata(folder: Path) -> dict[str, Any] | None:
     """The metadata.json of a folder dlkit wrote, or None when it is not one."""
     try:
-        meta = json.loads((folder / METADATA).read_text())
-    except (OSError, ValueError):
+        meta = json.loads(read_bytes(folder / METADATA, METADATA, limit=METADATA_LIMIT))
+    except (OSError, ValueError, UsageError):  # none, unreadable, a FIFO, too large
         return None
     if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
         return None
@@ -429,14 +440,14 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
     SavedModel and `model.tflite` (a keras-hub preset).
     A full or read-only disk is one `DlkitError` (exit 1) and the previous folder is untouched.
     """
-    from dlkit.core.checkpoint import fault_point, quiet_h5py
+    from dlkit.core.checkpoint import fault_point, quiet_h5py, weights_in_memory
 
     staging = Staging(output)
     try:
         fault_point("model-save")
         lite = dict(metadata.get(litert.META_KEY) or {})
         if write_model is not None:
-            with quiet_h5py():
+            with quiet_h5py(), weights_in_memory():
                 write_model(staging.path)
         else:
             with quiet_h5py():
@@ -448,7 +459,8 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
                 write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
                 lite[litert.TFLITE_FILE] = converted[1]
         if write_extras is not None:
-            write_extras(staging.path)
+            with weights_in_memory():  # a keras-hub preset among them
+                write_extras(staging.path)
         files = sorted({p.name for p in staging.path.iterdir()} | {METADATA})
         manifest = sorted({*tree(staging.path), METADATA})
         meta = {**metadata, "files": files, MANIFEST: manifest, "versions": versions(),
@@ -459,28 +471,11 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
         final = staging.commit()
     except BaseException as exc:
         staging.discard()
-        cause = _disk_cause(exc)
+        cause = disk_cause(exc)
         if cause is not None:
             raise disk_error(f"the model folder {output}", cause) from None
         raise
     return artifact_paths(final)
-
-
-def _disk_cause(exc: BaseException) -> OSError | None:
-    """The OSError behind a failed write (TensorFlow reports a full disk as an OpError)."""
-    if isinstance(exc, DlkitError):
-        return None
-    if isinstance(exc, OSError):
-        return exc
-    text = str(exc)
-    for errno_name, phrase in (("ENOSPC", "No space left on device"),
-                               ("EROFS", "Read-only file system"),
-                               ("EDQUOT", "Disk quota exceeded")):
-        if phrase in text:
-            import errno
-
-            return OSError(getattr(errno, errno_name), phrase)
-    return None
 
 
 def artifact_paths(folder: Path) -> dict[str, Any]:
@@ -506,12 +501,12 @@ def load_metadata(folder: Path, task: str | None = None, train_hint: str | None 
         what = "is a file, not a model folder" if folder.exists() else "does not exist"
         raise UsageError(f"model folder {folder} {what}; train one first (`{train}`)")
     path = folder / METADATA
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise UsageError(f"{folder} is not a dlkit model folder (no {METADATA}); train one "
-                         f"first (`{train}`)") from None
-    except (OSError, ValueError) as exc:
+                         f"first (`{train}`)")
+    try:
+        meta = json.loads(read_bytes(path, "the model's metadata", limit=METADATA_LIMIT))
+    except ValueError as exc:
         raise UsageError(f"{path} is unreadable ({exc}); retrain the model") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{path} is not a JSON object; it is not a dlkit model's metadata "
@@ -596,9 +591,6 @@ def keras_load_error(path: Path, exc: BaseException) -> UsageError:
     return UsageError(f"cannot load {path}: {first}")
 
 
-MAX_KERAS_CONFIG = 64 << 20  # bytes of a .keras archive's config.json read without Keras
-
-
 def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
     """The config of the layer named `layer` in a `.keras` archive's config.json, read as JSON
     without Keras (nothing is deserialised); None when the archive, its config or the layer
@@ -606,7 +598,7 @@ def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("config.json")
-            if info.file_size > MAX_KERAS_CONFIG:
+            if info.file_size > KERAS_JSON_LIMIT:
                 return None
             pending = [json.loads(archive.read(info))]
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
@@ -626,9 +618,17 @@ def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
 def register_layers_of(path: Path) -> None:
     """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
     backbone), and dlkit's own modules whose registered layers it holds, so Keras can find
-    their classes; keras-hub is not imported otherwise (seconds)."""
+    their classes; keras-hub is not imported otherwise (seconds). Every `.keras` load passes
+    here first: an archive whose JSON files (which Keras reads whole) are larger than
+    KERAS_JSON_LIMIT is refused (exit 2) before Keras opens it."""
     try:
         with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.filename.endswith(".json") and member.file_size > KERAS_JSON_LIMIT:
+                    raise UsageError(f"{path} holds a {member.filename} of "
+                                     f"{member.file_size:,} bytes, more than the "
+                                     f"{size_text(KERAS_JSON_LIMIT)} dlkit reads; it is not a "
+                                     "model dlkit can load")
             config = archive.read("config.json")
     except (OSError, KeyError, zipfile.BadZipFile):
         return

@@ -19,8 +19,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import os
-import stat
 import tomllib
 import types
 import typing
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dlkit.core.errors import UsageError
-from dlkit.core.files import regular_file
+from dlkit.core.files import MiB, read_bytes
 
 SEED_MAX = 2**32 - 1  # what keras.utils.set_random_seed (NumPy's seeding) accepts
 
@@ -312,7 +310,7 @@ class TrainConfig(Config):
 # (`--print-config` writes them as they are, and they come back as the same path), and an empty
 # path is refused in both. It is untrusted input: a regular file of at most MAX_CONFIG_BYTES.
 
-MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few hundred bytes
+MAX_CONFIG_BYTES = MiB  # a settings file is a few hundred bytes
 
 
 def option_key(field: dataclasses.Field) -> str:
@@ -347,22 +345,11 @@ def read_config_file(path: Path | str, config_type: type[Config]) -> dict[str, A
 
 
 def _read_toml(path: Path, hint: str) -> dict[str, Any]:
-    """The table of a TOML file that is a regular file of at most MAX_CONFIG_BYTES (a FIFO or a
-    device such as /dev/zero is refused before it is read); bytes that are not UTF-8 are kept
-    as Python keeps them in file names (`surrogateescape`), as on the command line."""
-    path = regular_file(path, "config file", hint)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never blocks, even on a swapped FIFO
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise UsageError(f"config file {path} is not a regular file; give a regular "
-                                 f"file; {hint}")
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read config file {path} ({exc.strerror})") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise UsageError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB, "
-                         "more than any settings file needs; give a TOML settings file")
+    """The table of a TOML file that is a regular file of at most MAX_CONFIG_BYTES (read by
+    `read_bytes`: a FIFO or a device such as /dev/zero is refused before it is read); bytes
+    that are not UTF-8 are kept as Python keeps them in file names (`surrogateescape`), as on
+    the command line."""
+    raw = read_bytes(path, "config file", hint, limit=MAX_CONFIG_BYTES)
     try:
         table = tomllib.loads(raw.decode("utf-8", "surrogateescape"))
     except tomllib.TOMLDecodeError as exc:

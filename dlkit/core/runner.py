@@ -47,13 +47,14 @@ from dlkit.core.callbacks import (
     SaveEachEpoch,
     StopOnNaN,
     StopOnSignal,
+    TensorBoard,
     TimeBudget,
     weights_finite,
 )
 from dlkit.core.checkpoint import Checkpoint, fault_point, reset_faults
 from dlkit.core.config import TrainConfig, cli_name
 from dlkit.core.console import info, warn
-from dlkit.core.errors import DlkitError
+from dlkit.core.errors import EXIT_FAILURE, DlkitError
 from dlkit.core.precision import as_float32
 from dlkit.core.schedules import Schedule
 
@@ -201,6 +202,13 @@ class Run:
             if not save_on_interrupt:
                 raise self.checkpoint.interrupted(config.epochs) from None
             self.interrupted = True
+        except DlkitError as exc:  # a write that failed mid-run (a full disk)
+            saved = self.checkpoint.epochs_saved
+            if saved and exc.code == EXIT_FAILURE and self.checkpoint.latest() is not None:
+                exc.message += (f"; {saved} of {config.epochs} epochs are saved in the "
+                                f"checkpoint at {self.checkpoint.folder}: run the same command "
+                                "with --resume to continue")
+            raise
         self.trained = True
         self.xla = bool(getattr(model, "jit_compile", False))
         fault_point("after-fit")
@@ -215,8 +223,8 @@ class Run:
         folder = self.tensorboard
         if folder is None or not self.chief:
             return []
-        board = [keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0,
-                                             update_freq="epoch")]
+        board = [TensorBoard(str(folder), write_graph=False, profile_batch=0,
+                             update_freq="epoch")]
         if images is not None:
             board.append(SampleImages(folder / "samples", images))
         return board

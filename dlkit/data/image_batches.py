@@ -65,6 +65,17 @@ def collect_inputs(args: Iterable[str], read_stdin: Callable[[], Iterable[str]])
     return Inputs(paths, errors)
 
 
+def stdin_paths() -> list[str]:
+    """The paths on stdin, one per line, as file names (any bytes a name may hold); at most
+    LINES_LIMIT bytes of them (exit 2 beyond: `find / | dlkit classify-image -` is a folder
+    argument's job)."""
+    from dlkit.core.files import LINES_LIMIT, read_stdin
+
+    raw = read_stdin("the list of image paths", LINES_LIMIT,
+                     "pass folders instead, or classify the list in parts")
+    return [os.fsdecode(line) for line in raw.splitlines()]
+
+
 def _add_path(arg: str, paths: list[str], errors: list[tuple[str, str]]) -> None:
     path = Path(arg).expanduser()
     if path.is_dir():

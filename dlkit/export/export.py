@@ -177,11 +177,15 @@ def _calibration_inputs(folder: Path, meta: dict[str, Any], model: Any,
 def _training_images(meta: dict[str, Any], count: int, rng: np.random.Generator) -> np.ndarray:
     from dlkit.data.images import read_image_folder, resize
     from dlkit.data.readers import load_cifar10, load_mnist_family
+    from dlkit.image_classifier.config import model_image_size
     from dlkit.image_classifier.train import is_image_folder
 
     data_dir = recorded_settings(meta).get("data-dir")
     data_dir = Path(data_dir) if isinstance(data_dir, str) and data_dir else None
-    height, width, channels = (list(meta.get("input_shape") or []) + [0, 0, 0])[:3]
+    declared = meta.get("input_shape")
+    height, width, channels = (list(declared if isinstance(declared, list) else [])
+                               + [None, None, None])[:3]
+    height, width = model_image_size(height, width, "the model's metadata.json")
     if meta.get("task") == "train-mnist":
         images = load_mnist_family(str(meta.get("dataset")), data_dir).x_train
     elif data_dir is not None and data_dir.is_dir() and is_image_folder(data_dir):

@@ -49,8 +49,9 @@ from dlkit.data.image_batches import (
     collect_inputs,
     image_batches,
     numpy_batches,
+    stdin_paths,
 )
-from dlkit.image_classifier.config import ClassifyImageConfig, Invert
+from dlkit.image_classifier.config import ClassifyImageConfig, Invert, model_image_size
 
 EXIT_SOME_FAILED = 1
 SHOW_MAX = 36  # images in the --show picture
@@ -289,6 +290,7 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     if len(size) != 2:
         raise UsageError(f"{config.model} does not say its image size; give --input-size "
                          "HEIGHT WIDTH")
+    size = model_image_size(*size, f"the image converter of {config.model}")
     import keras
     import tensorflow as tf
 
@@ -462,8 +464,10 @@ def _keras_gives_probabilities(model: Any) -> bool:
 def _input_shape(meta: _Metadata, loaded: _Loaded,
                  requested: tuple[int, int] | None) -> tuple[int, int, int]:
     """(height, width, channels) of the images to feed: the model's own sizes, completed by
-    its metadata, then by --input-size. Metadata that contradicts the model is exit 2."""
+    its metadata, then by --input-size. Metadata that contradicts the model is exit 2, and so
+    is a size (the model's or its metadata's) beyond what --input-size takes."""
     height, width, channels = (list(loaded.input_shape) + [None, None, None])[:3]
+    source = loaded.description
     if meta.values.get("input_shape") is not None:
         recorded = _recorded_shape(meta)
         if any(m is not None and m != r for m, r in zip((height, width, channels), recorded,
@@ -473,6 +477,9 @@ def _input_shape(meta: _Metadata, loaded: _Loaded,
                 f"itself takes {_size(loaded.input_shape)}; the metadata belongs to another "
                 "model: retrain the model or put its own metadata back")
         height, width, channels = recorded
+        source = meta.source
+    if height is not None and width is not None:
+        height, width = model_image_size(height, width, source)
     if requested is not None:
         if (height, width) not in ((None, None), tuple(requested)):
             raise UsageError(f"--input-size {requested[0]} {requested[1]} does not match the "
@@ -582,7 +589,7 @@ def _probabilities(predict: Callable[[Any], Any],
 
 def run(config: ClassifyImageConfig, on_prediction: Callable[[Prediction], None] | None,
         on_error: Callable[[str, str], None], progress: bool = True,
-        read_stdin: Callable[[], Any] = lambda: sys.stdin) -> ClassifyResult:
+        read_stdin: Callable[[], Any] = stdin_paths) -> ClassifyResult:
     """Classify every input; predictions and per-file errors stream to the callbacks in order
     (`progress`: a bar on a terminal's stderr, off while results stream to that terminal)."""
     classifier = load_classifier(config)

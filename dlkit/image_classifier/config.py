@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dlkit.core.config import (
     Backend,
@@ -16,7 +18,12 @@ from dlkit.core.config import (
     opt,
 )
 from dlkit.core.errors import UsageError
+from dlkit.core.files import LINES_LIMIT, size_text
 from dlkit.data.registry import GreyDataset
+
+# The largest image side dlkit feeds a model: --input-size, and any size a model declares (its
+# metadata, its input shape, a preset's image converter), which is untrusted input.
+MAX_IMAGE_SIDE = 4096
 
 
 class MnistArch(enum.StrEnum):
@@ -170,7 +177,8 @@ class ClassifyImageConfig(Config):
     COMMAND = "classify-image"
 
     paths: list[str] = opt(help="Image files, folders (searched recursively) or - to read "
-                           "paths from stdin, one per line.", argument=True, metavar="PATH")
+                           f"paths from stdin, one per line (at most {size_text(LINES_LIMIT)}).",
+                           argument=True, metavar="PATH")
     model: str = opt("models/cifar", "A dlkit model folder, a .keras, .tflite or SavedModel "
                      "file, or a pretrained keras-hub image classifier: a preset name "
                      "(mobilenet_v3_small_100_imagenet; `dlkit models --kind image` lists "
@@ -178,7 +186,8 @@ class ClassifyImageConfig(Config):
     labels: Path | None = opt(None, "Class names, one per line (models without "
                               "metadata.json).")
     input_size: tuple[int, int] | None = opt(None, "Model input size when the model does not "
-                                             "fix it.", metavar="H W", min=1, max=4096)
+                                             "fix it.", metavar="H W", min=1,
+                                             max=MAX_IMAGE_SIDE)
     invert: Invert = opt(Invert.auto, "auto: invert dark-on-light images for digit models; "
                          "yes; no.")
     scale: Scale = opt(Scale.raw, "Pixel range the model takes: raw (0-255, dlkit models), "
@@ -195,3 +204,20 @@ class ClassifyImageConfig(Config):
     def check(self) -> None:
         if self.show is not None and self.show.suffix.lower() != ".png":
             raise UsageError(f"--show {self.show} must name a .png file")
+
+
+def model_image_size(height: Any, width: Any, source: str) -> tuple[int, int]:
+    """The (height, width) that `source` (a model, its metadata or its image converter)
+    declares, when both are whole numbers from 1 to MAX_IMAGE_SIDE, as `--input-size` must be;
+    exit 2 otherwise (a model could declare a size whose images fill the memory)."""
+    sides = (height, width)
+    if None in sides:
+        raise UsageError(f"{source} gives no image size (height and width); the model is "
+                         "damaged or not an image classifier")
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
+               and 1 <= s <= MAX_IMAGE_SIDE for s in sides):
+        shown = "x".join(str(s)[:20] for s in sides)
+        raise UsageError(f"{source} declares {shown} images; dlkit takes sizes from 1 to "
+                         f"{MAX_IMAGE_SIDE} pixels a side (as --input-size), so the model is "
+                         "damaged or not one dlkit can feed")
+    return int(height), int(width)

@@ -26,7 +26,7 @@ from dlkit.core import plots
 from dlkit.core.config import class_weights
 from dlkit.core.console import Report, fmt, info
 from dlkit.core.errors import UsageError
-from dlkit.core.files import read_bytes
+from dlkit.core.files import TEXT_LIMIT, read_bytes
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
 from dlkit.data.classes import class_folders
@@ -103,7 +103,7 @@ def read_folder(root: Path, at_least_two: bool = True) -> Texts:
 
 def _read_text(path: Path) -> str:
     try:
-        return read_bytes(path, "text file").decode("utf-8").strip()
+        return read_bytes(path, "text file", limit=TEXT_LIMIT).decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); convert it, for "
                          "example with iconv -t UTF-8") from None

@@ -65,7 +65,7 @@ def _field(config_type: type, name: str) -> dataclasses.Field:
 def _option(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
     name = cli_name(field)
     decls = [name, *spec.flags]
-    if base_type(annotation) is bool and field.default is True:
+    if base_type(annotation) is bool and field.default is not False:  # None: the recipe decides
         decls[0] = f"{name}/--no-{name[2:]}"
     bounds = {}
     if base_type(annotation) in (int, float):

@@ -105,7 +105,10 @@ def cli():
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None, env: dict | None = None):
-        return runner.invoke(app, [str(a) for a in args], input=input, env=env)
+        try:
+            return runner.invoke(app, [str(a) for a in args], input=input, env=env)
+        finally:
+            _as_a_new_process()
 
     return invoke
 
@@ -117,8 +120,21 @@ def train_in_process(*args: object) -> None:
 
     from dlkit.cli import app
 
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
+    finally:
+        _as_a_new_process()
     assert result.exit_code == 0, (args, result.stderr)
+
+
+def _as_a_new_process() -> None:
+    """Undo the process-wide state a command sets for its one run (Keras's global dtype policy:
+    a training in mixed bfloat16 would otherwise make the presets and models a later test builds
+    in this process mixed too), as a user's next command starts in a new process."""
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
 
 
 def run_dlkit(*args: str, input: str | None = None, env: dict | None = None,

@@ -55,7 +55,8 @@ def policy_name(precision: str, gpus: int, cpu_bfloat16: bool = True) -> str:
 def as_float32(model: Any) -> Any:
     """`model` computing in float32: the model itself when it already does, else a copy built
     from its config with every layer's dtype policy float32, holding the same (float32) weights.
-    Layers pinned to float32 (the softmax of a mixed-precision model) stay as they are."""
+    Layers pinned to float32 (the softmax of a mixed-precision model) stay as they are; a model
+    whose config does not rebuild it is returned as it is."""
     import keras
 
     if all(_policy(layer) in (None, "float32") for layer in model._flatten_layers()):
@@ -65,9 +66,13 @@ def as_float32(model: Any) -> Any:
     keras.mixed_precision.set_global_policy("float32")  # sublayers made in __init__ too
     try:
         copy = model.__class__.from_config(config)
+        copy.set_weights(model.get_weights())
+    except (TypeError, ValueError):
+        # A model its config does not rebuild whole (a LoRA-enabled keras-hub model grows its
+        # low-rank weights after construction): it is saved computing as it trained.
+        return model
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    copy.set_weights(model.get_weights())
     return copy
 
 

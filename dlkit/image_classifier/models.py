@@ -112,8 +112,13 @@ def resnet(input_shape: tuple[int, int, int], num_classes: int, width: int = 32)
 
 
 AIRBENCH_WIDTHS = (32, 64, 128)
-WHITENING_PATCH = 2  # the whitening convolution's kernel size
 LOGIT_SCALE = 1 / 9
+
+
+def whitening_patch(channels: int) -> int:
+    """The whitening convolution's kernel size: 2x2 for colour (12 directions), 3x3 for grey
+    images (9 directions; 2x2 would leave only 4)."""
+    return 2 if channels >= 3 else 3
 
 
 def airbench(input_shape: tuple[int, int, int], num_classes: int,
@@ -123,9 +128,9 @@ def airbench(input_shape: tuple[int, int, int], num_classes: int,
     kernel from `whitening_kernel` (left random when None, as when a checkpoint's weights are
     about to be loaded)."""
     channels = input_shape[-1]
+    patch = whitening_patch(channels)
     inputs, x = image_input(input_shape)
-    whiten = layers.Conv2D(2 * WHITENING_PATCH ** 2 * channels, WHITENING_PATCH,
-                           name="whiten")
+    whiten = layers.Conv2D(2 * patch ** 2 * channels, patch, name="whiten")
     x = layers.Activation("gelu", name="whiten_gelu")(whiten(x))
     for i, width in enumerate(widths):
         name = f"block{i + 1}"
@@ -138,7 +143,7 @@ def airbench(input_shape: tuple[int, int, int], num_classes: int,
     x = layers.Dense(num_classes, use_bias=False, name="logits")(x)
     x = layers.Rescaling(LOGIT_SCALE, name="logit_scale")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name="cifar_airbench")
+    model = keras.Model(inputs, outputs, name="airbench")
     if whitening is not None:
         whiten.kernel.assign(whitening)
     return model
@@ -149,7 +154,7 @@ def _bn_gelu(x: Any, name: str) -> Any:
     return layers.Activation("gelu", name=f"{name}_gelu")(x)
 
 
-def whitening_kernel(images: np.ndarray, patch: int = WHITENING_PATCH, eps: float = 5e-4,
+def whitening_kernel(images: np.ndarray, patch: int = 2, eps: float = 5e-4,
                      most_patches: int = 2_000_000, seed: int = 0) -> np.ndarray:
     """A (patch, patch, C, 2 * patch * patch * C) convolution kernel that whitens the patches of
     `images` (uint8, N x H x W x C, scaled to [0, 1] as the model does): the eigenvectors of
@@ -172,15 +177,16 @@ def whitening_kernel(images: np.ndarray, patch: int = WHITENING_PATCH, eps: floa
 
 
 BUILDERS = {MnistArch.mlp: mlp, MnistArch.cnn: cnn, CifarArch.seed: seed,
-            CifarArch.resnet: resnet, CifarArch.airbench: airbench}
+            CifarArch.resnet: resnet}
 
 
 def build(arch: MnistArch | CifarArch, input_shape: tuple[int, int, int],
           num_classes: int, images: np.ndarray | None = None) -> keras.Model:
     """The uncompiled classifier `arch` for images of `input_shape` (`images`: the training
     images, which initialise the whitening of the airbench model)."""
-    if arch == CifarArch.airbench:
-        kernel = whitening_kernel(images) if images is not None and len(images) else None
+    if arch == "airbench":
+        patch = whitening_patch(input_shape[-1])
+        kernel = whitening_kernel(images, patch) if images is not None and len(images) else None
         return airbench(input_shape, num_classes, kernel)
     return BUILDERS[arch](input_shape, num_classes)
 

@@ -34,8 +34,9 @@ from dlkit.data.pipelines import (
     translate_flip,
 )
 from dlkit.data.readers import ArraySplits
+from dlkit.data.registry import GreyDataset
 from dlkit.image_classifier import models
-from dlkit.image_classifier.config import CifarArch, CifarConfig, ClassifierConfig, MnistConfig
+from dlkit.image_classifier.config import CifarConfig, ClassifierConfig, MnistArch, MnistConfig
 
 
 @dataclass
@@ -75,9 +76,13 @@ def train_mnist(config: MnistConfig) -> Report:
 
     with Run(config, inputs=[config.data_dir]) as run:
         data = load_mnist_family(config.dataset.value, config.data_dir).first(config.limit)
+        # Clothes look the same mirrored; digits and letters do not.
+        flip = "alternate" if config.dataset == GreyDataset.fashion_mnist else "none"
+        augment = translate_flip(2, flip, config.seed) if config.augment else None
         # Digits are light on dark (MNIST's convention): classify-image inverts dark-on-light
         # photos for these models.
-        return train(run, config, data, augment=None, label_smoothing=0.0, weight_decay=0.0,
+        return train(run, config, data, augment=augment, mirrored=flip != "none",
+                     weight_decay=5e-4 if config.arch == MnistArch.airbench else 0.0,
                      preprocessing={"color": "grayscale", "foreground": "light-on-dark"})
 
 
@@ -97,31 +102,33 @@ def train_cifar(config: CifarConfig) -> Report:
         data = data.first(config.limit)
         augment = translate_flip(max(2, config.image_size // 16), "alternate", config.seed) \
             if config.augment else None
-        return train(run, config, data, augment=augment,
-                     label_smoothing=config.label_smoothing, weight_decay=5e-4,
+        return train(run, config, data, augment=augment, mirrored=config.augment,
+                     weight_decay=5e-4,
                      preprocessing={"color": "rgb"}, extra={"source": source},
                      pretrained=pretrained)
 
 
-def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
-          label_smoothing: float, weight_decay: float, preprocessing: dict[str, Any],
+def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, mirrored: bool,
+          weight_decay: float, preprocessing: dict[str, Any],
           extra: dict[str, Any] | None = None, pretrained: Any = None) -> Report:
     """The flow train-mnist and train-cifar share: split, build, fit, evaluate, save
-    (`pretrained`: a `transfer.Pretrained` backbone to fine-tune instead of `--arch`, with
+    (`mirrored`: training showed mirror images, so test-time augmentation may too;
+    `pretrained`: a `transfer.Pretrained` backbone to fine-tune instead of `--arch`, with
     `transfer.Recipe` in place of `Scratch`)."""
+    label_smoothing = config.label_smoothing
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train,
                                                       config.val_split, config.seed)
     if len(x_train) == 0:
         raise UsageError("no training examples left after the validation split; use more "
                          "data or a smaller --val-split")
     num_classes = len(data.class_names)
-    batch = config.batch_size
+    batch = config.fit_batch_size(len(x_train))
     steps, per_call = plan_steps(len(x_train), batch)
     runtime = run.start(fingerprint(x_train, y_train, x_val, y_val, data.x_test, data.y_test),
                         inputs=data.files, cpu_bfloat16=pretrained is None)
 
     if pretrained is None:
-        recipe: Any = Scratch(config, num_classes, weight_decay, x_train, augment is not None)
+        recipe: Any = Scratch(config, num_classes, weight_decay, x_train, mirrored)
     else:
         from dlkit.image_classifier import transfer
 
@@ -150,7 +157,7 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
 
     if recipe.recalibrate:  # a pretrained backbone keeps its statistics (see transfer)
         models.recalibrate_batchnorm(model, x_train, batch)
-    model = recipe.serving(as_float32(model))  # what is saved is what is measured
+    model = as_float32(recipe.serving(model))  # what is saved is what is measured
     probs = model.predict(image_dataset(data.x_test, data.y_test, batch).map(lambda x, y: x),
                           verbose=0)
     predicted = probs.argmax(axis=1)
@@ -201,11 +208,11 @@ class Scratch:
     recalibrate = True
 
     def __init__(self, config: ClassifierConfig, num_classes: int, weight_decay: float,
-                 images: np.ndarray, augmented: bool) -> None:
+                 images: np.ndarray, mirrored: bool) -> None:
         self.config, self.num_classes, self.weight_decay = config, num_classes, weight_decay
-        self.images, self.augmented = images, augmented
+        self.images, self.mirrored = images, mirrored
         self.arch = config.arch.value
-        self.sgd = config.arch == CifarArch.airbench
+        self.sgd = self.arch == "airbench"
 
     def build(self, input_shape: tuple[int, int, int]) -> keras.Model:
         return models.build(self.config.arch, input_shape, self.num_classes, self.images)
@@ -231,7 +238,7 @@ class Scratch:
 
     @property
     def _tta(self) -> str | None:
-        return "mirror and one-pixel shifts" if self.sgd and self.augmented else None
+        return "mirror and one-pixel shifts" if self.sgd and self.mirrored else None
 
     def serving(self, model: keras.Model) -> keras.Model:
         return models.with_test_time_augmentation(model) if self._tta else model

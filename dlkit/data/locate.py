@@ -45,6 +45,9 @@ def search_roots(data_dir: Path | None) -> list[tuple[str, Path]]:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
             raise UsageError(f"--data-dir {data_dir} does not exist or is not a folder")
+        if not os.access(data_dir, os.R_OK | os.X_OK):
+            raise UsageError(f"--data-dir {data_dir} cannot be read (permission denied); "
+                             "pass a folder you can read")
         return [("--data-dir", data_dir)]
     if os.environ.get("DLKIT_DATA"):
         roots.append(("$DLKIT_DATA", Path(os.environ["DLKIT_DATA"]).expanduser()))

@@ -2,8 +2,8 @@
 
 For 28x28 greyscale digits and clothes (`train-mnist`):
 - `mlp`: the seed document's model: Flatten, Dense 128 relu, Dropout 0.2, Dense 10 softmax;
-- `cnn`: three conv-BN-ReLU-max-pool blocks (32, 64, 128 filters) and a small dense head, sized
-  to train in about 10 s an epoch on Fashion-MNIST on a 2-core CPU: the default.
+- `cnn`: three conv-BN-ReLU-max-pool blocks (32, 64, 128 filters) and a small dense head;
+- `airbench` (the default), as for photos below, its whitening patch 3x3 on one channel.
 
 For small colour photos (`train-cifar`):
 - `seed`: the seed document's CNN: Conv32-Pool-Conv64-Pool-Conv64-Flatten-Dense64-Dense10;

@@ -200,7 +200,8 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
                               "vocabulary": vectorize.vocabulary_size(),
                               "sequence_length": (None if config.arch.value == "bow" else
                                                   config.seq_len),
-                              "features": ("tf-idf of the words, unit length"
+                              "features": ("tf-idf of the vocabulary's words (unknown "
+                                           "words left out), unit length"
                                            if config.arch.value == "bow" else "token ids")},
             "metrics": {"val_accuracy": val_acc, "val_loss": val_loss,
                         "majority_rate": majority},

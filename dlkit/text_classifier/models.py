@@ -3,7 +3,8 @@
 A `keras.layers.TextVectorization` layer (adapted on the training texts) is the model's first
 layer, so the saved model and the exported SavedModel take a batch of raw strings. Three bodies:
 `bow` is a linear classifier of the text's tf-idf vector (unit length, dropout 0.5: on a few
-hundred short texts it beats the sequence models, as tf-idf + logistic regression does);
+hundred short texts it beats the sequence models, as tf-idf + logistic regression does; its
+linear layer starts at that logistic regression, see `dlkit.text_classifier.linear`);
 `bilstm` is the seed's (Embedding 128, bidirectional LSTM 64, average pooling, softmax);
 `transformer` is one small encoder block over token + position embeddings.
 """

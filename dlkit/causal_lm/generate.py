@@ -59,17 +59,11 @@ class PretrainedGenerator:
         if self.table is None:
             self.table = token_bytes(tokenizer_of(self.task))
         pieces = TextPieces(tokenizer_of(self.task), self.table)
-        logits = self.decoder.start(self.ids, len(self.ids) + self.length)
-        for i in range(self.length):
-            token = sampler(logits)
-            if token in self.stops:
-                break
+        for token in self.decoder.tokens(self.ids, self.length, sampler, self.stops):
             self.tokens += 1
             piece = pieces(token)
             if piece:
                 yield piece
-            if i + 1 < self.length:
-                logits = self.decoder.step(token)
         tail = pieces.flush()
         if tail:
             yield tail

@@ -182,6 +182,32 @@ def test_the_default_learns_small_separable_data_in_three_epochs(tmp_path: Path)
     assert all(float(r[1]) >= 0.9 for r in rows), rows
 
 
+def test_the_closed_form_start_gives_scikit_learns_probabilities() -> None:
+    """The Dense layer's kernel and bias reproduce the logistic regression's probabilities
+    (multinomial, and binary where scikit-learn fits one logit); a class with no training
+    text gets the lowest probability; sample weights (--class-weight) reach the fit."""
+    import scipy.sparse as sp
+
+    from dlkit.text_classifier.linear import fit_logistic, softmax_weights
+
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix(rng.random((60, 12)) * (rng.random((60, 12)) < 0.3))
+    for classes in (3, 2):
+        y = (np.asarray(x[:, :classes].argmax(axis=1)).ravel() + (rng.random(60) < 0.2)) % classes
+        fitted, c, folds = fit_logistic(x, y)
+        assert c > 0 and folds == min(5, np.bincount(y).min())
+        kernel, bias = softmax_weights(fitted, classes + 1, len(y))  # the last class unseen
+        logits = x @ kernel + bias
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        seen = probs[:, :classes] / probs[:, :classes].sum(1, keepdims=True)
+        np.testing.assert_allclose(seen, fitted.predict_proba(x), atol=1e-5)
+        assert (probs[:, classes] < probs[:, :classes].min(1)).all()
+    weights = np.where(y == 0, 5.0, 1.0)
+    weighted, _, _ = fit_logistic(x, y, weights)
+    assert weighted.predict_proba(x)[:, 0].mean() > fitted.predict_proba(x)[:, 0].mean()
+
+
 def test_a_killed_bow_run_resumes_exactly(tmp_path: Path) -> None:
     """The closed-form start is made once, before epoch 1: a default (bow) run killed once
     epoch 2's checkpoint is written ends, with --resume, as an uninterrupted run (history,

@@ -2,16 +2,23 @@
 be downloaded here), streamed by dlkit against keras-hub's own `generate()`, side by side.
 
 - `generate-text` streaming (dlkit's `CachedDecoder`, the code `generate-text --model PRESET`
-  runs): time to first token, tokens/s after it, the same on a second sample (warm), peak memory;
+  runs): time to the first text, tokens/s after it, the longest wait between two pieces of
+  text (seconds and tokens), the same on a second sample (warm), process CPU seconds, peak
+  memory;
 - keras-hub's `generate()` with the greedy sampler for the same prompt and length: cold (its
-  first call, compiling) and warm, peak memory;
+  first call, compiling) and warm, process CPU seconds, peak memory;
+- with `--baseline DIR` (a checkout of an earlier commit, e.g. a `git worktree`), that
+  checkout's streaming too, in the same rounds;
 - one fine-tuning step (AdamW, batch 4 x 128 tokens), the whole model and with `--lora 4`;
 - the end-to-end CLI: `dlkit generate-text --model PRESET --length N` wall time.
 
 Each figure comes from its own process (so peak memory is that process's), run one after
-another on the same preset. Ends with the ratio dlkit/keras-hub of the warm tokens/s.
+another on the same preset, the sides alternating round by round. Ends with the ratio
+dlkit/keras-hub of the warm speed: by wall time, and by the process's CPU seconds, which a
+busy machine disturbs far less (wall times on a shared 2-core machine vary by 2x from run to
+run; CPU seconds by a few %).
 
-    python benchmarks/bench_gpt2.py [--tokens 50] [--rounds 2]
+    python benchmarks/bench_gpt2.py [--tokens 50] [--rounds 3] [--baseline DIR]
 
 Prints a table and writes benchmarks/results/gpt2-TOKENS-tokens.json.
 """
@@ -49,8 +56,26 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User plus system CPU seconds of this process (every thread) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def most_at_once(stamps: list[tuple[float, int]], together_s: float = 0.005) -> int:
+    """The most tokens whose text arrived together: pieces less than `together_s` apart count
+    as one arrival (a call that made several tokens hands them over at once)."""
+    most, since, previous = 0, 0, None
+    for when, count in stamps:
+        if previous is not None and when - previous[0] >= together_s:
+            since = previous[1]
+        most, previous = max(most, count - since), (when, count)
+    return most
+
+
 def worker_stream(preset: str, tokens: int) -> dict:
-    """dlkit's streaming decoder: time to first token and tokens/s after it, cold and warm."""
+    """dlkit's streaming decoder, as the user sees it: when each piece of text arrives (time
+    to the first, tokens/s after it, the longest wait), cold and warm."""
     from dlkit.causal_lm.generate import open_pretrained
     from dlkit.core.sampling import Sampler
 
@@ -59,19 +84,22 @@ def worker_stream(preset: str, tokens: int) -> dict:
     gen.prepare(PROMPT, tokens)
     runs = []
     for _ in range(2):
-        stamps: list[float] = []
-        greedy = Sampler(greedy=True)
-
-        def timed(logits, greedy=greedy, stamps=stamps):
-            stamps.append(time.perf_counter())
-            return greedy(logits)
-
-        start = time.perf_counter()
-        text = "".join(gen.sample(timed))
+        stamps: list[tuple[float, int]] = []  # (when, tokens generated so far) per piece
+        text, before = "", gen.tokens
+        start, cpu = time.perf_counter(), cpu_seconds()
+        for piece in gen.sample(Sampler(greedy=True)):
+            stamps.append((time.perf_counter(), gen.tokens - before))
+            text += piece
         end = time.perf_counter()
-        runs.append({"first_token_s": stamps[0] - start,
-                     "tokens_per_s_after_first": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
-                     "total_s": end - start, "tokens": len(stamps), "text": text})
+        (first, first_count), (last, last_count) = stamps[0], stamps[-1]
+        waits = [b[0] - a[0] for a, b in zip(stamps, stamps[1:], strict=False)]
+        runs.append({"first_token_s": first - start,
+                     "tokens_per_s_after_first": (last_count - first_count) / max(last - first,
+                                                                                  1e-9),
+                     "longest_wait_s": max(waits, default=0.0),
+                     "most_tokens_at_once": most_at_once(stamps),
+                     "total_s": end - start, "cpu_s": cpu_seconds() - cpu,
+                     "tokens": gen.tokens - before, "text": text})
     return {"cold": runs[0], "warm": runs[1], "peak_mib": peak_mib()}
 
 
@@ -85,10 +113,11 @@ def worker_keras(preset: str, tokens: int) -> dict:
     length = len(prompt_ids(task, PROMPT)) + tokens
     runs = []
     for _ in range(2):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         text = task.generate(PROMPT, max_length=length, stop_token_ids=None)
         seconds = time.perf_counter() - start
-        runs.append({"total_s": seconds, "tokens_per_s": tokens / seconds, "text": text})
+        runs.append({"total_s": seconds, "tokens_per_s": tokens / seconds, "text": text,
+                     "cpu_s": cpu_seconds() - cpu})
     return {"cold": runs[0], "warm": runs[1], "peak_mib": peak_mib()}
 
 
@@ -120,9 +149,11 @@ def worker_step(preset: str, lora: int) -> dict:
             "parameters": task.count_params(), "peak_mib": peak_mib()}
 
 
-def run_worker(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True,
-                         text=True, cwd=ROOT)
+def run_worker(*args: str, checkout: Path | None = None) -> dict:
+    """A worker in its own process; `checkout`: import dlkit from that folder instead."""
+    extra = ["--checkout", str(checkout)] if checkout is not None else []
+    out = subprocess.run([sys.executable, __file__, "--worker", *args, *extra],
+                         capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"worker {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -141,9 +172,14 @@ def cli_seconds(preset: str, tokens: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--worker", nargs="+")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier commit whose "
+                        "streaming runs beside this one's")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--checkout", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.checkout is not None:
+        sys.path.insert(0, str(args.checkout.resolve()))
     if args.worker:
         kind, preset, number = args.worker
         work = {"stream": worker_stream, "keras": worker_keras, "step": worker_step}[kind]
@@ -159,8 +195,12 @@ def main() -> None:
         built = time.perf_counter() - start
         rounds = []
         for _ in range(args.rounds):  # alternating, so both see the same machine load
-            rounds.append({"dlkit": run_worker("stream", preset, str(args.tokens)),
-                           "keras_hub": run_worker("keras", preset, str(args.tokens))})
+            one = {"dlkit": run_worker("stream", preset, str(args.tokens)),
+                   "keras_hub": run_worker("keras", preset, str(args.tokens))}
+            if args.baseline is not None:
+                one["previous"] = run_worker("stream", preset, str(args.tokens),
+                                             checkout=args.baseline)
+            rounds.append(one)
         cli = cli_seconds(preset, args.tokens)
         full = run_worker("step", preset, "0")
         lora = run_worker("step", preset, "4")
@@ -169,53 +209,75 @@ def main() -> None:
     def med(side: str, phase: str, key: str) -> float:
         return statistics.median(r[side][phase][key] for r in rounds)
 
-    same = all(r["dlkit"]["warm"]["text"] in r["keras_hub"]["warm"]["text"] for r in rounds)
+    def streaming(side: str) -> dict:
+        figures = {f"{key}_{phase}": med(side, phase, key) for phase in ("cold", "warm")
+                   for key in ("first_token_s", "tokens_per_s_after_first", "longest_wait_s",
+                               "most_tokens_at_once", "total_s", "cpu_s")}
+        return {**figures, "peak_mib": statistics.median(r[side]["peak_mib"] for r in rounds)}
+
+    sides = ["dlkit", *(["previous"] if args.baseline is not None else [])]
+    same = all(r[side]["warm"]["text"] in r["keras_hub"]["warm"]["text"] for r in rounds
+               for side in sides)
     result = {
         "tokens": args.tokens, "rounds": args.rounds, "preset_build_s": built,
         "parameters": full["parameters"],
-        "dlkit": {"first_token_s_cold": med("dlkit", "cold", "first_token_s"),
-                  "tokens_per_s_cold": med("dlkit", "cold", "tokens_per_s_after_first"),
-                  "first_token_s_warm": med("dlkit", "warm", "first_token_s"),
-                  "tokens_per_s_warm": med("dlkit", "warm", "tokens_per_s_after_first"),
-                  "total_s_cold": med("dlkit", "cold", "total_s"),
-                  "total_s_warm": med("dlkit", "warm", "total_s"),
-                  "peak_mib": statistics.median(r["dlkit"]["peak_mib"] for r in rounds)},
+        **{side: streaming(side) for side in sides},
         "keras_hub": {"total_s_cold": med("keras_hub", "cold", "total_s"),
                       "total_s_warm": med("keras_hub", "warm", "total_s"),
+                      "cpu_s_warm": med("keras_hub", "warm", "cpu_s"),
                       "tokens_per_s_cold": med("keras_hub", "cold", "tokens_per_s"),
                       "tokens_per_s_warm": med("keras_hub", "warm", "tokens_per_s"),
                       "peak_mib": statistics.median(r["keras_hub"]["peak_mib"]
                                                     for r in rounds)},
+        "rounds_raw": [{side: {phase: {k: v for k, v in r[side][phase].items() if k != "text"}
+                               for phase in ("cold", "warm")} for side in r} for r in rounds],
         "same_greedy_text": same, "cli_wall_s": cli,
         "finetune_step_s": {"full": full["step_s"], "lora4": lora["step_s"]},
         "trainable": {"full": full["trainable"], "lora4": lora["trainable"]},
         "step_peak_mib": {"full": full["peak_mib"], "lora4": lora["peak_mib"]},
         "load_average": {"before": load, "after": load_after},
+        "baseline": str(args.baseline) if args.baseline is not None else None,
     }
-    d, k = result["dlkit"], result["keras_hub"]
-    result["ratio_warm_total"] = k["total_s_warm"] / d["total_s_warm"]
-    print(f"GPT-2 base size ({result['parameters']:,} parameters, random weights), greedy, "
-          f"{args.tokens} tokens after a {len(PROMPT)}-character prompt, median of "
-          f"{args.rounds} rounds; load {load[0]:.2f} -> {load_after[0]:.2f}")
-    print(f"{'':34}{'dlkit streaming':>18}{'keras-hub generate':>20}")
-    print(f"{'first token, cold (s)':34}{d['first_token_s_cold']:>18.2f}{'-':>20}")
-    print(f"{'first token, warm (s)':34}{d['first_token_s_warm']:>18.2f}{'-':>20}")
-    print(f"{'tokens/s after the first, cold':34}{d['tokens_per_s_cold']:>18.1f}{'-':>20}")
-    print(f"{'tokens/s after the first, warm':34}{d['tokens_per_s_warm']:>18.1f}{'-':>20}")
-    print(f"{'all tokens, cold (s)':34}{d['total_s_cold']:>18.2f}{k['total_s_cold']:>20.2f}")
-    print(f"{'all tokens, warm (s)':34}{d['total_s_warm']:>18.2f}{k['total_s_warm']:>20.2f}")
-    print(f"{'tokens/s overall, warm':34}{args.tokens / d['total_s_warm']:>18.1f}"
-          f"{k['tokens_per_s_warm']:>20.1f}")
-    print(f"{'peak memory (MiB)':34}{d['peak_mib']:>18.0f}{k['peak_mib']:>20.0f}")
-    print(f"dlkit warm speed / keras-hub warm speed: {result['ratio_warm_total']:.2f}x; same "
-          f"greedy text: {same}; `dlkit generate-text -n {args.tokens}` wall time "
-          f"{cli:.1f} s (process start, load, compile, generate)")
+    k = result["keras_hub"]
+    for side in sides:
+        result[side]["ratio_warm_wall"] = k["total_s_warm"] / result[side]["total_s_warm"]
+        result[side]["ratio_warm_cpu"] = k["cpu_s_warm"] / result[side]["cpu_s_warm"]
+    print_table(result, args.tokens, sides, load, load_after, args.baseline)
+    print(f"same greedy text as keras-hub: {same}; `dlkit generate-text -n {args.tokens}` "
+          f"wall time {cli:.1f} s (process start, load, compile, generate)")
     print(f"fine-tuning step (batch 4 x 128 tokens): full {full['step_s']:.2f} s "
           f"({full['trainable']:,} trained, peak {full['peak_mib']:.0f} MiB); --lora 4 "
           f"{lora['step_s']:.2f} s ({lora['trainable']:,} trained, peak "
           f"{lora['peak_mib']:.0f} MiB)")
     out = ROOT / "benchmarks" / "results" / f"gpt2-{args.tokens}-tokens.json"
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+
+
+def print_table(result: dict, tokens: int, sides: list[str], load: tuple, load_after: tuple,
+                baseline: Path | None) -> None:
+    """The streaming figures, one column per side, keras-hub's last."""
+    names = {"dlkit": "dlkit streaming", "previous": "previous streaming"}
+    print(f"GPT-2 base size ({result['parameters']:,} parameters, random weights), greedy, "
+          f"{tokens} tokens after a {len(PROMPT)}-character prompt, median of "
+          f"{result['rounds']} rounds; load average {load[0]:.2f} -> {load_after[0]:.2f}; "
+          f"{os.cpu_count()} CPU cores" + (f"; previous: {baseline}" if baseline else ""))
+    print(f"{'':36}" + "".join(f"{names[s]:>20}" for s in sides) + f"{'keras-hub generate':>20}")
+    k = result["keras_hub"]
+    rows = [("first text, cold (s)", "first_token_s_cold", ".2f", None),
+            ("first text, warm (s)", "first_token_s_warm", ".2f", None),
+            ("tokens/s after the first, warm", "tokens_per_s_after_first_warm", ".1f", None),
+            ("longest wait between pieces (s)", "longest_wait_s_warm", ".2f", None),
+            ("most tokens arriving at once", "most_tokens_at_once_warm", ".0f", None),
+            ("all tokens, cold (s)", "total_s_cold", ".2f", "total_s_cold"),
+            ("all tokens, warm (s)", "total_s_warm", ".2f", "total_s_warm"),
+            ("CPU seconds, warm", "cpu_s_warm", ".2f", "cpu_s_warm"),
+            ("peak memory (MiB)", "peak_mib", ".0f", "peak_mib"),
+            ("speed / keras-hub's, warm wall", "ratio_warm_wall", ".3f", None),
+            ("speed / keras-hub's, warm CPU s", "ratio_warm_cpu", ".3f", None)]
+    for label, key, form, keras_key in rows:
+        theirs = format(k[keras_key], form) if keras_key else "-"
+        print(f"{label:36}" + "".join(f"{format(result[s][key], form):>20}" for s in sides) +
+              f"{theirs:>20}")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,55 @@ def test_text_pieces_never_split_a_character(preset: Path) -> None:
     assert "".join(out) == text and "\ufffd" not in "".join(out)
 
 
+@pytest.mark.parametrize("settings", [
+    {"greedy": True}, {}, {"temperature": 0.7, "top_k": 40}, {"top_p": 0.9},
+    {"temperature": 1.3, "top_k": 50, "top_p": 0.8}])
+def test_the_graph_sampler_picks_what_the_numpy_sampler_picks(settings: dict) -> None:
+    """Streamed generation picks tokens inside the TensorFlow loop from the Sampler's own
+    uniform draws: on 200 random logit vectors (flat to peaked), every pick is NumPy's."""
+    import tensorflow as tf
+
+    from dlkit.causal_lm.decoding import graph_pick
+    from dlkit.core.sampling import Sampler
+
+    pick = tf.function(graph_pick(Sampler(**settings)))
+    numpy_side, graph_side = Sampler(**settings, seed=7), Sampler(**settings, seed=7)
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        logits = (rng.standard_normal(5000) * (1 + 2 * (i % 5))).astype(np.float32)
+        (uniform,) = graph_side.uniforms(1)
+        assert int(pick(tf.constant(logits), tf.constant(uniform))) == numpy_side(logits), i
+
+
+def test_tokens_stream_the_first_alone_then_a_few_per_call(preset: Path) -> None:
+    """The first token is out before any loop runs, then 2, 4 and 8 tokens per TensorFlow
+    call; an end-of-text token inside a call ends the sample there (not yielded)."""
+    from dlkit.causal_lm.generate import open_pretrained
+    from dlkit.core.sampling import Sampler
+
+    decoder = open_pretrained(str(preset)).decoder
+    ids, calls, seen = [1, 2, 3], [], []
+    run = decoder.run
+
+    def counted(token: int, count: int, sampler: Sampler, stops: set[int]) -> list[int]:
+        calls.append((len(seen), count))
+        return run(token, count, sampler, stops)
+
+    def stream(stops: set[int]) -> list[int]:
+        seen.clear()
+        calls.clear()
+        for token in decoder.tokens(ids, 30, Sampler(greedy=True), stops):
+            seen.append(token)
+        return list(seen)
+
+    decoder.run = counted
+    whole = stream(set())
+    assert len(whole) == 30 and calls == [(1, 2), (3, 4), (7, 8), (15, 8), (23, 7)]
+    # a token first made inside the third call (the 8-token one) ends the sample there
+    cut = next(i for i in range(7, 15) if whole[i] not in whole[:i])
+    assert stream({whole[cut]}) == whole[:cut] and calls == [(1, 2), (3, 4), (7, 8)]
+
+
 def test_load_by_name_from_the_planted_cache_offline(cli, preset: Path, cache: Path) -> None:
     """`--model gpt2_base_en` loads the cached copy with DLKIT_OFFLINE=1 (no network probe);
     the same seed gives the same text as the folder; the handle works too."""

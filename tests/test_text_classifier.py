@@ -154,6 +154,96 @@ def test_the_default_bag_of_words_learns_and_serves_strings(cli, tmp_path: Path)
         item["label"] for item in json.loads(labelled.stdout)]
 
 
+SENTIMENT = {"positive": "wonderful great lovely excellent delightful superb charming brilliant",
+             "negative": "terrible awful horrid dreadful boring poor dismal ugly"}
+
+
+def test_the_default_learns_small_separable_data_in_three_epochs(tmp_path: Path) -> None:
+    """Issue 26: 80 short, perfectly separable texts (40 per class, 4 words of the class's 8),
+    --epochs 3, through the real CLI: two new sentences (words never seen in training among
+    them) get the right label with confidence >= 0.9. Adam from random weights had both
+    wrong; the linear layer now starts at the logistic regression's solution."""
+    rng = random.Random(0)
+    for label, words in SENTIMENT.items():
+        (tmp_path / "reviews" / label).mkdir(parents=True)
+        for i in range(40):
+            text = " ".join(rng.sample(words.split(), 4))
+            (tmp_path / "reviews" / label / f"{i:02d}.txt").write_text(text + "\n")
+    trained = run_dlkit("train-text-classifier", "--data-dir", tmp_path / "reviews", "--epochs",
+                        "3", "-o", tmp_path / "m", "--json", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["arch"] == "bow" and report["epochs"] == 3 and report["val_accuracy"] == 1.0
+    start = json.loads((tmp_path / "m" / "metadata.json").read_text())["training"][
+        "closed_form_start"]
+    assert start["c"] > 0 and start["folds"] == 5, start
+    labelled = run_dlkit("classify-text", "-m", tmp_path / "m", "what a wonderful, lovely film",
+                         "a terrible and awful mess")
+    assert labelled.returncode == 0, labelled.stderr
+    rows = [line.split("\t") for line in labelled.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["positive", "negative"], rows
+    assert all(float(r[1]) >= 0.9 for r in rows), rows
+
+
+def test_the_closed_form_start_gives_scikit_learns_probabilities() -> None:
+    """The Dense layer's kernel and bias reproduce the logistic regression's probabilities
+    (multinomial, and binary where scikit-learn fits one logit); a class with no training
+    text gets the lowest probability; sample weights (--class-weight) reach the fit."""
+    import scipy.sparse as sp
+
+    from dlkit.text_classifier.linear import fit_logistic, softmax_weights
+
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix(rng.random((60, 12)) * (rng.random((60, 12)) < 0.3))
+    for classes in (3, 2):
+        y = (np.asarray(x[:, :classes].argmax(axis=1)).ravel() + (rng.random(60) < 0.2)) % classes
+        fitted, c, folds = fit_logistic(x, y)
+        assert c > 0 and folds == min(5, np.bincount(y).min())
+        kernel, bias = softmax_weights(fitted, classes + 1, len(y))  # the last class unseen
+        logits = x @ kernel + bias
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        seen = probs[:, :classes] / probs[:, :classes].sum(1, keepdims=True)
+        np.testing.assert_allclose(seen, fitted.predict_proba(x), atol=1e-5)
+        assert (probs[:, classes] < probs[:, :classes].min(1)).all()
+    weights = np.where(y == 0, 5.0, 1.0)
+    weighted, _, _ = fit_logistic(x, y, weights)
+    assert weighted.predict_proba(x)[:, 0].mean() > fitted.predict_proba(x)[:, 0].mean()
+
+
+def test_a_killed_bow_run_resumes_exactly(tmp_path: Path) -> None:
+    """The closed-form start is made once, before epoch 1: a default (bow) run killed once
+    epoch 2's checkpoint is written ends, with --resume, as an uninterrupted run (history,
+    weights, and the start it reports)."""
+    folder = write_folder(tmp_path / "corpus")
+
+    def train(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return run_dlkit("train-text-classifier", "--data-dir", folder, "--epochs", "3",
+                         "--batch-size", "16", "--seed", "4", "--deterministic", "-o", out,
+                         *extra, env=env)
+
+    straight = train(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    killed = train(tmp_path / "m", env={"DLKIT_FAULT": "checkpoint-after-publish@2:kill"})
+    assert killed.returncode == -9, killed.stderr
+    resumed = train(tmp_path / "m", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after 2" in resumed.stderr and "closed-form start" not in resumed.stderr
+    a, b = (json.loads((tmp_path / d / "metadata.json").read_text()) for d in ("straight", "m"))
+    assert b["history"] == a["history"] and len(a["history"]["loss"]) == 3
+    starts = [{k: v for k, v in m["training"]["closed_form_start"].items() if k != "seconds"}
+              for m in (a, b)]
+    assert starts[0] == starts[1] and starts[0]["c"] > 0
+    import keras
+
+    from dlkit.text_classifier import models  # noqa: F401 (registers the custom layers)
+
+    layers = [keras.saving.load_model(tmp_path / d / "model.keras").get_layer("probabilities")
+              for d in ("straight", "m")]
+    for x, y in zip(layers[0].get_weights(), layers[1].get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def bad_folder(tmp_path: Path, case: str) -> Path:
     root = write_folder(tmp_path / "corpus", per_class=3)
     if case == "empty class":

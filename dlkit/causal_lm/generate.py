@@ -34,6 +34,7 @@ class PretrainedGenerator:
         self.length = 0
         self.tokens = 0  # generated so far, over all samples
         self.unknown: list[str] = []  # a tokenizer has no unknown characters
+        self.table: list[bytes] | None = None  # each token's bytes (byte-level BPE), made once
 
     def prepare(self, prompt: str, length: int) -> None:
         """Tokenize the prompt; exit 2 when it is empty and the model has no start token, or
@@ -61,20 +62,16 @@ class PretrainedGenerator:
 
     def sample(self, sampler: Sampler) -> Iterator[str]:
         """The generated text, one piece per token, until `length` tokens or end of text."""
-        from dlkit.causal_lm.decoding import TextPieces, tokenizer_of
+        from dlkit.causal_lm.decoding import TextPieces, token_bytes, tokenizer_of
 
-        pieces = TextPieces(tokenizer_of(self.task))
-        logits = self.decoder.start(self.ids, len(self.ids) + self.length)
-        for i in range(self.length):
-            token = sampler(logits)
-            if token in self.stops:
-                break
+        if self.table is None:
+            self.table = token_bytes(tokenizer_of(self.task))
+        pieces = TextPieces(tokenizer_of(self.task), self.table)
+        for token in self.decoder.tokens(self.ids, self.length, sampler, self.stops):
             self.tokens += 1
             piece = pieces(token)
             if piece:
                 yield piece
-            if i + 1 < self.length:
-                logits = self.decoder.step(token)
         tail = pieces.flush()
         if tail:
             yield tail

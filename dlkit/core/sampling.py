@@ -32,6 +32,16 @@ class Sampler:
             top_p = DEFAULT_TOP_P
         return cls(temperature, top_k, top_p, seed, greedy=kind == SamplerKind.greedy)
 
+    def uniforms(self, count: int) -> np.ndarray:
+        """The uniform draws in [0, 1) that the next `count` calls would make, taken from the
+        generator (zeros for greedy, which draws nothing). A call draws exactly one:
+        `rng.choice(n, p=probs)` is `searchsorted(cumsum(probs) / total, rng.random(),
+        side="right")`, so a sampler running elsewhere (dlkit.causal_lm.decoding samples
+        inside the TensorFlow graph) makes the same choices from these draws."""
+        if self.greedy:
+            return np.zeros(count, np.float64)
+        return self.rng.random(count)
+
     def __call__(self, logits: np.ndarray) -> int:
         scores = np.asarray(logits, np.float64).reshape(-1)
         if self.greedy:

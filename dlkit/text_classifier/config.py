@@ -21,7 +21,8 @@ class TextClassifierArch(enum.StrEnum):
 
 
 # (epochs, peak learning rate) when the options do not say: the linear bag of words takes many
-# cheap epochs at a high rate (its inputs are unit-length tf-idf vectors).
+# cheap epochs at a high rate (its inputs are unit-length tf-idf vectors), fine-tuning the
+# logistic regression its linear layer starts at (dlkit.text_classifier.linear).
 ARCH_DEFAULTS = {"bow": (20, 2e-2), "bilstm": (5, 2e-3), "transformer": (5, 2e-3)}
 
 

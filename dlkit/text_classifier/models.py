@@ -3,7 +3,8 @@
 A `keras.layers.TextVectorization` layer (adapted on the training texts) is the model's first
 layer, so the saved model and the exported SavedModel take a batch of raw strings. Three bodies:
 `bow` is a linear classifier of the text's tf-idf vector (unit length, dropout 0.5: on a few
-hundred short texts it beats the sequence models, as tf-idf + logistic regression does);
+hundred short texts it beats the sequence models, as tf-idf + logistic regression does; its
+linear layer starts at that logistic regression, see `dlkit.text_classifier.linear`);
 `bilstm` is the seed's (Embedding 128, bidirectional LSTM 64, average pooling, softmax);
 `transformer` is one small encoder block over token + position embeddings.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 
 @keras.saving.register_keras_serializable(package="dlkit")
@@ -59,12 +61,30 @@ class MaskedAverage(keras.layers.Layer):
 def vectorizer(texts: list[str], vocab_size: int, seq_len: int,
                bag: bool = False) -> keras.layers.Layer:
     """Lower-case, strip punctuation, split on whitespace; adapted on `texts`. Token ids cut or
-    padded to `seq_len`, or with `bag` one tf-idf vector per text (every word counts)."""
+    padded to `seq_len`, or with `bag` one tf-idf vector per text (every word of the
+    vocabulary counts; words outside it do not, see `ignore_unknown_words`)."""
     layer = keras.layers.TextVectorization(
         max_tokens=vocab_size, name="vectorize",
         **({"output_mode": "tf_idf"} if bag else {"output_sequence_length": seq_len}))
     layer.adapt(texts, batch_size=1024)
+    if bag:
+        ignore_unknown_words(layer)
     return layer
+
+
+def ignore_unknown_words(layer: keras.layers.TextVectorization) -> None:
+    """Give the out-of-vocabulary slot of an adapted tf-idf vectorizer the weight 0.
+
+    Keras gives it the average idf, so that in a new text every unknown word counts like a
+    known one: "what a wonderful film" (three words unseen in training) becomes mostly
+    "unknown" once the vector has unit length, and the one word that carries evidence is
+    diluted. With weight 0 unknown words are left out, as scikit-learn's TfidfVectorizer
+    leaves them out. The weights are the layer's own variables (saved with the model)."""
+    store: dict[str, Any] = {}
+    layer.save_own_variables(store)
+    weights = np.array(store["idf_weights"], copy=True)
+    weights[0] = 0.0  # index 0 is "[UNK]" (tf-idf mode has no padding token)
+    layer.load_own_variables({"idf_weights": weights})
 
 
 def build(arch: str, vectorize: keras.layers.Layer, num_classes: int,

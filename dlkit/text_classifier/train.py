@@ -171,6 +171,7 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
         weights = class_weights(y_train, len(data.class_names), config.class_weight)
         columns = (x_train, y_train) if all(w == 1.0 for w in weights) else \
             (x_train, y_train, np.array(weights, np.float32)[y_train])
+        start = _linear_start(run, model, columns, done) if config.arch.value == "bow" else None
         train_ds = epoch_batches(columns, config.batch_size, config.seed, config.epochs, done)
         val_ds = _dataset(x_val, y_val, config.batch_size) if len(x_val) else None
         info(f"training {config.arch.value} ({model.count_params():,} parameters, vocabulary "
@@ -195,13 +196,15 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
                               "vocabulary": vectorize.vocabulary_size(),
                               "sequence_length": (None if config.arch.value == "bow" else
                                                   config.seq_len),
-                              "features": ("tf-idf of the words, unit length"
+                              "features": ("tf-idf of the vocabulary's words (unknown "
+                                           "words left out), unit length"
                                            if config.arch.value == "bow" else "token ids")},
             "metrics": {"val_accuracy": val_acc, "val_loss": val_loss,
                         "majority_rate": majority},
             "training": {"batch_size": config.batch_size, "learning_rate": config.learning_rate,
                          "seed": config.seed, "train_examples": len(x_train),
-                         "val_examples": len(x_val), "class_weights": weights},
+                         "val_examples": len(x_val), "class_weights": weights,
+                         "closed_form_start": start},
         }
 
         def write_plots(folder: Path) -> None:
@@ -218,8 +221,26 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
         return TextClassifierResult(
             "train-text-classifier", config.arch.value, data.source, data.class_names,
             len(x_train), len(x_val), val_acc, val_loss, majority,
-            vectorize.vocabulary_size(), config.epochs, run.train_seconds,
+            vectorize.vocabulary_size(), config.epochs,
+            run.train_seconds + (start or {}).get("seconds", 0.0),
             run.per_second(config.batch_size), runtime.device, paths, history).report()
+
+
+def _linear_start(run: Run, model: keras.Model, columns: tuple[Any, ...],
+                  done: int) -> dict[str, Any] | None:
+    """A new bow run sets its linear layer in closed form (`dlkit.text_classifier.linear`)
+    before the first epoch; a resumed one has its weights from the checkpoint and reports the
+    start its first session made (kept in every checkpoint)."""
+    if done:
+        start = run.extra_state("linear_start")
+    else:
+        from dlkit.text_classifier.linear import start_linear_layer
+
+        made = start_linear_layer(model, *columns)
+        info(made.describe())
+        start = asdict(made)
+    run.checkpoint.extra_state["linear_start"] = lambda: start
+    return start
 
 
 def _dataset(texts: list[str], labels: np.ndarray, batch: int) -> Any:

@@ -183,7 +183,7 @@ class FixedSamples:
 
     def _call(self, x: np.ndarray, t: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         inputs = [x, t] if labels is None else [x, t, labels]
-        return np.asarray(self.network(inputs, training=False), np.float32)
+        return np.asarray(self.network(inputs, training=False).numpy(), np.float32)
 
     def draw(self, visit: Any = None) -> np.ndarray:
         """The grid's uint8 images, drawn by the network as it is now."""

@@ -146,7 +146,9 @@ def write_samples(gen: Generator, count: int, seed: int, label: int | None, out:
     batch, never more than a batch in memory besides the grid's images) and, once they are all
     written, the grid PNG `out` (columns = classes when every class is drawn). The outputs
     must have been checked with `dlkit.core.artifacts.check_output_file`. Returns what
-    `--json` prints."""
+    `--json` prints (with the time it took and the images per second)."""
+    import time
+
     import numpy as np
 
     from dlkit.core import plots
@@ -159,6 +161,7 @@ def write_samples(gen: Generator, count: int, seed: int, label: int | None, out:
     if folder is not None:
         folder.mkdir(exist_ok=True)
     kept, paths = [], []
+    started = time.perf_counter()
     for batch in gen.draw(count, seed, labels):
         if out is not None:
             kept.append(batch)
@@ -175,6 +178,9 @@ def write_samples(gen: Generator, count: int, seed: int, label: int | None, out:
         written["grid"] = str(plots.save_grid(np.concatenate(kept), out.expanduser(), columns))
     if labels is not None:
         written["labels"] = [gen.class_names[k] for k in labels]
+    seconds = time.perf_counter() - started
+    written.update(backend=gen.backend, seconds=seconds,
+                   images_per_second=count / max(seconds, 1e-9))
     return written
 
 

@@ -160,7 +160,7 @@ def open_generator(folder: Path, meta: dict[str, Any], backend: Backend,
         return draw_batches(velocity, shape, sampling, count, seed, labels)
 
     return Generator(Path(folder), TASK, conditional, names, shape, str(meta.get("dataset", "")),
-                     model.backend, draw, {**sampling.as_dict(), "backend": model.backend})
+                     model.backend, draw, sampling.as_dict())
 
 
 def load_flow(folder: Path, backend: Backend, **settings: Any) -> Generator:
@@ -174,8 +174,6 @@ def load_flow(folder: Path, backend: Backend, **settings: Any) -> Generator:
 
 def sample_flow(config: SampleFlowConfig) -> Report:
     """Write a grid PNG and/or one PNG per image; the report lists what was written."""
-    import time
-
     from dlkit.core.artifacts import check_output_file
 
     if config.out is not None:  # checked before any work, so a failure writes nothing
@@ -184,9 +182,6 @@ def sample_flow(config: SampleFlowConfig) -> Report:
         check_output_file("--out-dir", config.out_dir, folder=True, protect=[config.model])
     gen = load_flow(config.model, config.backend, steps=config.steps, solver=config.solver,
                     guidance=config.guidance)
-    started = time.perf_counter()
     written = write_samples(gen, config.count, config.seed, config.label, config.out,
                             config.out_dir)
-    seconds = time.perf_counter() - started
-    written.update(seconds=seconds, images_per_second=config.count / max(seconds, 1e-9))
     return Report("sample-flow", {}, sample_lines(written), written)

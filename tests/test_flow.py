@@ -305,3 +305,36 @@ def test_wrong_model_kinds_and_options(cond_flow: tuple[Path, dict],
         assert_one_error_line(result.stderr)
         assert words in result.stderr, (args, result.stderr)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_and_saves_float32(policy: str) -> None:
+    """Under float16 (a GPU) the step scales its loss (Keras's LossScaleOptimizer), under
+    bfloat16 (a CPU that has it) it runs as is; the time embedding's phases stay float32,
+    and the network the model folder saves computes in float32 with the trained weights."""
+    import keras
+
+    from dlkit.flow import models
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        net = models.velocity_net((8, 8, 1), 3, 8)
+        flow = models.FlowMatcher(net, 3, seed=0)
+        flow.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-1, 1, (32, 8, 8, 1)).astype(np.float32)
+        history = flow.fit(x, rng.integers(0, 3, 32).astype(np.int32), batch_size=16,
+                           epochs=2, verbose=0).history
+        assert all(np.isfinite(history["loss"]))
+        assert (type(flow.optimizer).__name__ == "LossScaleOptimizer") == (
+            policy == "mixed_float16")
+        assert net.get_layer("time_phase").compute_dtype == "float32"
+    finally:
+        keras.config.set_dtype_policy(previous)
+    from dlkit.core.precision import as_float32
+
+    saved = as_float32(flow.ema)
+    assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
+    for a, b in zip(saved.get_weights(), flow.ema.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -30,6 +30,7 @@ from keras import layers, ops
 
 LABEL_DROPOUT = 0.1  # share of training images whose class is hidden (classifier-free guidance)
 EMA_DECAY = 0.999
+TIME_SAMPLING = "logit-normal"  # or "uniform"
 TIME_FREQUENCIES = 32  # sinusoids of the time embedding (as many sines as cosines)
 
 
@@ -42,6 +43,7 @@ def _time_embedding(t: Any, dim: int) -> Any:
     half = TIME_FREQUENCIES
     frequencies = 1000.0 * np.exp(-math.log(10_000.0) * np.arange(half) / half)
     phase = layers.Dense(half, use_bias=False, trainable=False, name="time_phase",
+                         dtype="float32",  # phases up to 1000 rad: float16/bfloat16 lose them
                          kernel_initializer=keras.initializers.Constant(
                              frequencies[None].astype("float32")))(
         layers.Reshape((1,), name="time_column")(t))
@@ -152,7 +154,7 @@ class FlowMatcher(keras.Model):
         x1, labels = data
         batch = ops.shape(x1)[0]
         x0 = keras.random.normal(ops.shape(x1), seed=self.noise_seed)
-        t = ops.sigmoid(keras.random.normal((batch,), seed=self.noise_seed))  # logit-normal
+        t = self._times(batch)
         t_map = ops.reshape(t, (-1, 1, 1, 1))
         x_t = (1.0 - t_map) * x0 + t_map * x1
         inputs = [x_t, t]
@@ -163,12 +165,19 @@ class FlowMatcher(keras.Model):
         with tf.GradientTape() as tape:
             velocity = self.velocity(inputs, training=True)
             loss = ops.mean(ops.square(velocity - (x1 - x0)))
-            scaled = loss / replicas
+            scaled = self.optimizer.scale_loss(loss / replicas)  # float16: loss scaling
         variables = self.velocity.trainable_weights
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         self._update_ema()
         self.loss_tracker.update_state(loss)
         return {m.name: m.result() for m in self.metrics}
+
+    def _times(self, batch: Any) -> Any:
+        """t for each image: logit-normal (more weight on the middle of the path, where the
+        velocity is hardest to predict) or uniform, as TIME_SAMPLING says."""
+        if TIME_SAMPLING == "uniform":
+            return keras.random.uniform((batch,), seed=self.noise_seed)
+        return ops.sigmoid(keras.random.normal((batch,), seed=self.noise_seed))
 
     def _update_ema(self) -> None:
         """EMA of every weight, its decay warming up from 0.9 ((1 + n) / (10 + n))."""

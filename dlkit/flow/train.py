@@ -31,6 +31,7 @@ from dlkit.core import plots
 from dlkit.core.callbacks import GridEachEpoch
 from dlkit.core.console import Report, fmt, info
 from dlkit.core.files import write_atomic
+from dlkit.core.precision import as_float32
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
 from dlkit.data.pipelines import plan_steps, training_dataset
@@ -89,7 +90,7 @@ def train_flow(config: FlowConfig) -> Report:
         image_shape = tuple(int(d) for d in x.shape[1:])
         batch = min(config.batch_size, len(x))
         steps, per_call = plan_steps(len(x), batch)
-        runtime = run.start(fingerprint(x, y), inputs=data.files, mixed_precision=False)
+        runtime = run.start(fingerprint(x, y), inputs=data.files, cpu_bfloat16=True)
 
         with run.scope():
             net = models.velocity_net(image_shape, num_classes, config.width)
@@ -156,7 +157,9 @@ def train_flow(config: FlowConfig) -> Report:
                 plots.training_curves({"loss": history["loss"]}, plot_dir / "loss_curves.png",
                                       f"train-flow {data.name}")
 
-        paths = run.save(flow.ema, metadata, write_plots, weights=[flow])
+        saved = as_float32(flow.ema)  # what training computed in, saved in float32
+        fixed.network = saved  # the trajectory GIF: drawn as sample-flow draws
+        paths = run.save(saved, metadata, write_plots, weights=[flow])
         plot_dir = Path(paths["model_dir"]) / "plots"
         final = str(plot_dir / shown[-1].name) if shown else None
         trajectory = plot_dir / "trajectory.gif"

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from common import RESULTS, ROOT  # noqa: E402 (benchmarks/ is on sys.path)
 
+from dlkit.core.config import recorded_settings  # noqa: E402 (either spelling of the keys)
+
 # command, its data options ({T}: the files written by `inputs`), the --json field holding
 # its throughput, the unit
 COMMANDS = [
@@ -78,7 +80,7 @@ def run(command: str, data: list[str], strategy: str, minutes: float, cpu: bool,
         return {"error": lines[-1][:160]}
     meta = json.loads((out / "metadata.json").read_text())
     return {"result": json.loads(done.stdout), "training": meta["training"],
-            "config": meta["config"]}
+            "config": recorded_settings(meta)}
 
 
 def row(command: str, strategy: str, unit: str, key: str | None, got: dict) -> dict:
@@ -87,7 +89,7 @@ def row(command: str, strategy: str, unit: str, key: str | None, got: dict) -> d
     training, result = got["training"], got["result"]
     rate = result.get(key) if key else None
     if rate is None and training.get("seconds"):  # from the steps and the batch size
-        rate = training["steps"] * got["config"]["batch_size"] / training["seconds"]
+        rate = training["steps"] * got["config"]["batch-size"] / training["seconds"]
     return {"command": command, "strategy": strategy, "per_second": rate, "unit": unit,
             "precision": training.get("precision_policy"), "xla": training.get("xla"),
             "peak_gpu_mib": training.get("peak_gpu_mib"), "device": training.get("device"),

@@ -187,7 +187,7 @@ def _run(target: str, tensorflow: bool, config_type: type[Config], values: dict[
 
 for _config, _target, _tensorflow in COMMANDS:
     app.command(_config.COMMAND)(command_function(
-        _config, functools.partial(_run, _target, _tensorflow)))
+        _config, functools.partial(_run, _target, _tensorflow), run_command))
 
 
 def _terminate(signum: int, frame: Any) -> None:

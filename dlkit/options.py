@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from dlkit.core.config import (
+    EMPTY_PATH,
     Config,
     base_type,
     cli_name,
@@ -29,7 +30,6 @@ from dlkit.core.config import (
     read_config_file,
     spec_of,
 )
-from dlkit.core.errors import UsageError
 
 
 def parameters(config_type: type[Config]) -> list[inspect.Parameter]:
@@ -43,7 +43,8 @@ def parameters(config_type: type[Config]) -> list[inspect.Parameter]:
         if spec is None:
             continue
         annotation = types[field.name]
-        info = _argument(field, spec) if spec.argument else _option(field, spec, annotation)
+        info = (_argument(field, spec, annotation) if spec.argument
+                else _option(field, spec, annotation))
         default = (inspect.Parameter.empty if field.default is dataclasses.MISSING
                    and field.default_factory is dataclasses.MISSING
                    else field.default if field.default is not dataclasses.MISSING
@@ -64,7 +65,7 @@ def _field(config_type: type, name: str) -> dataclasses.Field:
 def _option(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
     name = cli_name(field)
     decls = [name, *spec.flags]
-    if base_type(annotation) is bool and field.default is True:
+    if base_type(annotation) is bool and field.default is not False:  # None: the recipe decides
         decls[0] = f"{name}/--no-{name[2:]}"
     bounds = {}
     if base_type(annotation) in (int, float):
@@ -72,41 +73,71 @@ def _option(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
             bounds["min"] = spec.min if base_type(annotation) is float else int(spec.min)
         if spec.max is not None and not spec.max_open:
             bounds["max"] = spec.max if base_type(annotation) is float else int(spec.max)
-    return typer.Option(*decls, help=spec.help, metavar=spec.metavar,
-                        show_default=spec.show_default, hidden=spec.hidden, **bounds)
+    metavar = spec.metavar
+    if _is_path(annotation):  # parsed by `parse_path`, whose type Typer would show (<Path>)
+        metavar = metavar or "<path>"
+    return typer.Option(*decls, help=_plain(spec.help), metavar=metavar,
+                        show_default=spec.show_default, hidden=spec.hidden,
+                        parser=parse_path if _is_path(annotation) else None, **bounds)
 
 
-def _argument(field: dataclasses.Field, spec: Any) -> Any:
-    return typer.Argument(help=spec.help, metavar=spec.metavar, show_default=False)
+def _argument(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
+    return typer.Argument(help=_plain(spec.help), metavar=spec.metavar, show_default=False,
+                          parser=parse_path if _is_path(annotation) else None)
+
+
+def _plain(text: str) -> str:
+    """Help text shown as written: Typer renders help as rich markup, where "[default: 3e-3]"
+    would be taken for a tag and vanish."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _is_path(annotation: Any) -> bool:
+    return base_type(annotation) is Path
+
+
+def parse_path(value: str | Path) -> Path:
+    """A path parameter's value, seen as typed: an empty one is refused, as a config file
+    refuses it (Typer would make "" Path("."), the working directory)."""
+    if isinstance(value, Path):  # a default
+        return value
+    if value == "":  # Typer's line names the option: "Invalid value for '--x': ..."
+        raise typer.BadParameter(EMPTY_PATH)
+    return Path(value)
 
 
 def command_function(config_type: type[Config],
-                     body: Callable[[type[Config], dict[str, Any], bool], int]
-                     ) -> Callable[..., None]:
+                     body: Callable[[type[Config], dict[str, Any], bool], int],
+                     guard: Callable[[Callable[[], Any]], int]) -> Callable[..., None]:
     """A function with the config's parameters, plus `--config FILE.toml` and
     `--print-config`, that hands the parsed values to `body(config_type, values,
     print_config)`; a non-zero result becomes the exit code.
 
     `--config` is read first (an eager option) and becomes the command's default map, so its
-    keys (the long option names) act as defaults and options given on the command line win."""
+    keys (the long option names) act as defaults and options given on the command line win.
+    It is read through `guard` (the CLI's error mapping, `dlkit.cli.run_command`), so any
+    failure to read it is the same one `error:` line and exit code as a command's."""
 
     def load(ctx: typer.Context, value: Path | None) -> Path | None:
         if value is not None:
-            try:
-                settings = read_config_file(value, config_type)
-            except UsageError as exc:
-                raise typer.BadParameter(exc.message) from None
+            found: dict[str, Any] = {}
+            code = guard(lambda: found.update(read_config_file(value, config_type)))
+            if code:
+                raise typer.Exit(code)
             ctx.default_map = {**(ctx.default_map or {}),
-                               **{name: plain(v) for name, v in settings.items()}}
+                               **{name: plain(v) for name, v in found.items()}}
         return value
 
+    config_help = ("TOML file of settings (keys are the long option names, e.g. "
+                   "learning-rate = 0.004); options on the command line win.")
     params = [*parameters(config_type),
               inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None,
                                 annotation=Annotated[Path | None, typer.Option(
-                                    "--config", help="TOML file of settings (keys are the "
-                                    "long option names, e.g. learning-rate = 0.004); options "
-                                    "on the command line win.", is_eager=True, callback=load,
-                                    dir_okay=False, rich_help_panel="Settings")]),
+                                    "--config", help=config_help, is_eager=True,
+                                    callback=load, rich_help_panel="Settings",
+                                    parser=parse_path, metavar="<path>")]),
               inspect.Parameter("print_config", inspect.Parameter.KEYWORD_ONLY, default=False,
                                 annotation=Annotated[bool, typer.Option(
                                     "--print-config", help="Print the resolved settings as "

@@ -105,7 +105,10 @@ def cli():
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None, env: dict | None = None):
-        return runner.invoke(app, [str(a) for a in args], input=input, env=env)
+        try:
+            return runner.invoke(app, [str(a) for a in args], input=input, env=env)
+        finally:
+            _as_a_new_process()
 
     return invoke
 
@@ -117,17 +120,42 @@ def train_in_process(*args: object) -> None:
 
     from dlkit.cli import app
 
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], env={"DLKIT_DATA": ""})
+    finally:
+        _as_a_new_process()
     assert result.exit_code == 0, (args, result.stderr)
 
 
+def _as_a_new_process() -> None:
+    """Undo the process-wide state a command sets for its one run (Keras's global dtype policy:
+    a training in mixed bfloat16 would otherwise make the presets and models a later test builds
+    in this process mixed too), as a user's next command starts in a new process."""
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
 def run_dlkit(*args: str, input: str | None = None, env: dict | None = None,
-              cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m dlkit ...` in a subprocess, as a user's shell would."""
+              cwd: Path | None = None, timeout: float = 600,
+              file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m dlkit ...` in a subprocess, as a user's shell would.
+
+    `file_size_limit` (bytes, RLIMIT_FSIZE) makes a write that grows a file past it fail with
+    EFBIG, as a full disk fails one with ENOSPC, at the first file that large: a disk-full
+    test that needs no mount, so it runs anywhere."""
     full_env = {**os.environ, **(env or {})}
+
+    def limit_file_size() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, resource.RLIM_INFINITY))
+
     return subprocess.run([sys.executable, "-m", "dlkit", *map(str, args)], input=input,
                           capture_output=True, text=True, env=full_env, cwd=cwd,
-                          timeout=timeout)
+                          timeout=timeout,
+                          preexec_fn=limit_file_size if file_size_limit is not None else None)
 
 
 def assert_one_error_line(stderr: str) -> None:

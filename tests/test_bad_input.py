@@ -23,12 +23,14 @@ import contextlib
 import csv
 import fcntl
 import gzip
+import io
 import json
 import os
 import re
 import shutil
 import stat
 import tempfile
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ import pytest
 from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
 
 NOBODY = 65534
+ENDLESS = "<endless stdin>"  # Row.stdin: zero bytes without end, as `< /dev/zero` gives
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
            "To be, or not to be, that is the question. All that glitters is not gold.\n")
 TOPICS = {"space": "orbit rocket planet galaxy comet telescope lunar launch star moon",
@@ -59,7 +62,7 @@ class Row:
     args: tuple[str, ...]
     code: int = 2
     usage: bool = False  # rejected by Typer's option parser (still one `error:` line)
-    stdin: str | bytes | None = None
+    stdin: str | bytes | None = None  # text may hold placeholders
     existing: str | None = None  # an output that exists before the run and must not change
     as_user: bool = False  # needs folder permissions to count (runs unprivileged as root)
     errors: int = 1  # `error:` lines: classify-image reports each unreadable file on its own
@@ -212,6 +215,11 @@ def train_cifar_rows() -> list[Row]:
             "{A}/one_class_images", *out),
         row("train-cifar", "image folder with empty classes", *base, "--data-dir",
             "{A}/empty_classes", *out),
+        # issue 24: a class folder without a usable image is refused, not a class
+        row("train-cifar", "image folder with one empty class", *base, "--data-dir",
+            "{A}/one_empty_class", *out),
+        row("train-cifar", "image folder with one unreadable class", *base, "--data-dir",
+            "{A}/one_unreadable_class", *out),
         row("train-cifar", "output is the data-dir", *base, "--data-dir", "{A}/empty_classes",
             "-o", "{A}/empty_classes"),
         row("train-cifar", "output inside the data-dir", *base, "--data-dir",
@@ -343,6 +351,8 @@ def pretrained_text_rows() -> list[Row]:
         row("train-text", "lora 0", "--from-preset", "{A}/presets/gpt2", *tune, "--lora", "0",
             usage=True),
         row("train-text", "lora without from-preset", *TEXT, "--lora", "4", "-o", "{OUT}"),
+        row("train-text", "tensorboard inside the from-preset folder", "--from-preset",
+            "{A}/presets/gpt2", *tune, "--tensorboard", "{A}/presets/gpt2/logs"),
         row("train-text", "from-preset with --strategy multi-worker, no TF_CONFIG", "--from-preset",
             "{A}/presets/gpt2", *tune, "--strategy", "multi-worker"),
         row("models", "kind unknown", "--kind", "audio", usage=True),
@@ -380,6 +390,8 @@ def pretrained_image_rows() -> list[Row]:
             "2"),
         row("train-cifar", "head-epochs negative", *tune, *resnet, "--head-epochs", "-1",
             usage=True),
+        row("train-cifar", "backbone with an empty class folder", "--data-dir",
+            "{A}/one_empty_class", "--epochs", "2", "-o", "{OUT}", *resnet),
         row("train-cifar", "backbone with a one-class folder", "--data-dir",
             "{A}/one_class_images", "--epochs", "2", "-o", "{OUT}", *resnet),
         row("train-cifar", "images too small for the backbone", *tune, "--backbone",
@@ -388,6 +400,8 @@ def pretrained_image_rows() -> list[Row]:
             "--strategy", "multi-worker"),
         row("train-cifar", "backbone not cached, offline", *tune, "--backbone",
             "resnet_18_imagenet", code=1, env=offline),
+        row("train-cifar", "tensorboard inside the backbone folder", *tune, *resnet,
+            "--tensorboard", "{A}/presets/resnet/logs"),
     ]
 
 
@@ -449,6 +463,19 @@ def classify_image_rows() -> list[Row]:
             "{A}/models/text/p.csv"),
         row("classify-image", "metadata.json not an object", good, "--model", "{A}/listmeta"),
         row("classify-image", "top-k 10**6", good, *model, "--top-k", "1000000", usage=True),
+        # issue 24: an output is never one of the inputs nor inside an input folder
+        row("classify-image", "show is the input image", good, *model, "--show", good),
+        row("classify-image", "csv is the input image", good, *model, "--csv", good),
+        row("classify-image", "csv is an input through a link", good, *model, "--csv",
+            "{A}/images/../images/good.png"),
+        row("classify-image", "show inside the input folder", "{A}/image_classes", *model,
+            "--show", "{A}/image_classes/grid.png"),
+        row("classify-image", "csv is an image listed on stdin", "-", *model, "--csv", good,
+            stdin="{A}/images/good.png\n"),
+        row("classify-image", "show inside a folder listed on stdin", "-", *model, "--show",
+            "{A}/image_classes/0/grid.png", stdin="\n{A}/image_classes\n"),
+        row("classify-image", "csv is the labels file", good, *model, "--labels",
+            "{A}/labels10.txt", "--csv", "{A}/labels10.txt"),
     ]
 
 
@@ -666,6 +693,7 @@ def sample_gan_rows() -> list[Row]:
         row("sample-gan", "seed negative", *model, "--seed", "-1", *out, usage=True),
         row("sample-gan", "out inside the model folder", *model, "--out",
             "{A}/models/gan/grid.png"),
+        row("sample-gan", "out-dir is the model folder", *model, "--out-dir", "{A}/models/gan"),
         row("sample-gan", "metadata.json not an object", "--model", "{A}/listmeta", *out),
     ]
 
@@ -797,16 +825,17 @@ def sample_flow_rows() -> list[Row]:
 def config_rows(command: str, base: tuple[str, ...], wrong: str) -> list[Row]:
     """--config FILE.toml, which every command takes: missing, not TOML, a folder, a key the
     command does not have, a value of the wrong type (`wrong`: a file setting one of the
-    command's keys to a bad type)."""
+    command's keys to a bad type); a FIFO and /dev/zero, which were read forever (issue 24).
+    Reading the file is the command's work: its failures are the command's `error:` line."""
     return [
-        row(command, "config file missing", *base, "--config", "{T}/nowhere.toml",
-            usage=True),
-        row(command, "config file not TOML", *base, "--config", "{A}/bad.toml", usage=True),
-        row(command, "config file is a folder", *base, "--config", "{A}/empty", usage=True),
+        row(command, "config file missing", *base, "--config", "{T}/nowhere.toml"),
+        row(command, "config file not TOML", *base, "--config", "{A}/bad.toml"),
+        row(command, "config file is a folder", *base, "--config", "{A}/empty"),
         row(command, "config file with an unknown key", *base, "--config",
-            "{A}/unknown_key.toml", usage=True),
-        row(command, "config file with a wrong type", *base, "--config", f"{{A}}/{wrong}",
-            usage=True),
+            "{A}/unknown_key.toml"),
+        row(command, "config file with a wrong type", *base, "--config", f"{{A}}/{wrong}"),
+        row(command, "config file is a FIFO", *base, "--config", "{A}/fifo"),
+        row(command, "config file is /dev/zero", *base, "--config", "/dev/zero"),
     ]
 
 
@@ -827,7 +856,18 @@ def tools_rows() -> list[Row]:
                 "--tensorboard", "{OUT}/logs"),
             row(command, "tensorboard inside a model folder", *base, "-o", "{OUT}",
                 "--tensorboard", "{A}/models/mnist/logs"),
+            # issue 24: the logs never go into, onto or around the training data
+            row(command, "tensorboard holds the inputs", *base, "-o", "{OUT}",
+                "--tensorboard", "{A}"),
         ]
+        data_dir = base[base.index("--data-dir") + 1] if "--data-dir" in base else None
+        if data_dir is not None:
+            rows += [
+                row(command, "tensorboard is the data-dir", *base, "-o", "{OUT}",
+                    "--tensorboard", data_dir),
+                row(command, "tensorboard inside the data-dir", *base, "-o", "{OUT}",
+                    "--tensorboard", f"{data_dir}/logs"),
+            ]
     for command in ("train-cifar", "train-text-classifier"):
         rows.append(row(command, "class-weight unknown", *train[command], "--class-weight",
                         "heavy", "-o", "{OUT}", usage=True))
@@ -843,6 +883,16 @@ def tools_rows() -> list[Row]:
     for command, base in others.items():
         rows += config_rows(command, base, "wrong_model.toml")
     rows += config_rows("datasets", (), "wrong_data_dir.toml")
+    rows += [  # issue 24: bounded, and an empty path means nothing
+        row("datasets", "config file over 1 MiB", "--config", "{A}/big.toml"),
+        row("datasets", "config file nested too deeply", "--config", "{A}/deep.toml"),
+        row("datasets", "config file with an empty path", "--config", "{A}/empty_path.toml"),
+        row("datasets", "config file named by an empty path", "--config", "", usage=True),
+        row("datasets", "data-dir empty", "--data-dir", "", usage=True),
+        row("classify-image", "labels empty", "{A}/images/good.png", "--model",
+            "{A}/models/mnist", "--labels", "", usage=True),
+        row("export", "model folder named by an empty path", "", usage=True),
+    ]
     model = ("--model", "{A}/models/mnist")
     rows += [
         row("evaluate", "no data", *model, usage=True),
@@ -850,6 +900,7 @@ def tools_rows() -> list[Row]:
         row("evaluate", "data folder empty", "{A}/empty", *model),
         row("evaluate", "data folder without images", "{A}/empty_classes", *model),
         row("evaluate", "classes the model does not know", "{A}/one_class_images", *model),
+        row("evaluate", "data folder with one empty class", "{A}/one_empty_class", *model),
         row("evaluate", "csv without the path column", "{A}/labelled.csv", *model),
         row("evaluate", "csv not UTF-8", "{A}/latin1.csv", *model),
         row("evaluate", "csv is a FIFO", "{A}/fifo", *model),
@@ -867,6 +918,10 @@ def tools_rows() -> list[Row]:
         row("evaluate", "plots is a file", "{A}/image_classes", *model, "--plots", "{F}"),
         row("evaluate", "plots inside the model folder", "{A}/image_classes", *model,
             "--plots", "{A}/models/mnist/report"),
+        row("evaluate", "plots is the data folder", "{A}/image_classes", *model, "--plots",
+            "{A}/image_classes"),
+        row("evaluate", "plots inside a class folder of the data", "{A}/image_classes", *model,
+            "--plots", "{A}/image_classes/0"),
         row("evaluate", "texts of unknown classes", "{A}/texts_other", "--model",
             "{A}/models/tcls"),
         row("evaluate", "text csv without the text column", "{A}/labelled.csv", "--model",
@@ -953,9 +1008,136 @@ def litert_rows() -> list[Row]:
         row("export", "calibration-samples 0", mnist, "--calibration-samples", "0", *out,
             usage=True),
         row("export", "config file with an unknown key", mnist, "--config",
-            "{A}/unknown_key.toml", usage=True),
+            "{A}/unknown_key.toml"),
+        # issue 24: one writer per model folder; never into what it reads
+        row("export", "model folder locked by another run", "{OUT}", code=1, existing="{OUT}",
+            locked=True),
+        row("export", "int8 output inside the calibration data", mnist, "--quantize", "int8",
+            "-o", "{A}/data/m.tflite"),
     ]
     return rows
+
+
+def bounded_read_rows() -> list[Row]:
+    """Issue 24: nothing is read without a bound. Endless stdin (each read stops at its
+    documented limit), FIFOs and oversized files in a preset folder, a prompt longer than a
+    pretrained model's context can hold, and sizes a model declares beyond what --input-size
+    allows."""
+    photo = "{A}/images/good.png"
+    gpt2 = "{A}/presets/gpt2"
+    tune = ("--corpus", "{A}/corpus.txt", "--seq-len", "16", "--batch-size", "8", "--epochs",
+            "1", "-o", "{OUT}", "--quiet")
+    images = ("--data-dir", "{A}/image_classes", "--epochs", "2", "--batch-size", "8", "-o",
+              "{OUT}", "--quiet")
+    return [
+        row("generate-text", "prompt from an endless stdin", "--model", "{A}/models/text",
+            "--prompt", "-", stdin=ENDLESS),
+        row("generate-text", "preset prompt longer than its context can hold", "--model",
+            gpt2, "--prompt", "-", stdin="the quick fox " * 20_000),
+        row("generate-text", "preset weights file is a FIFO", "--model",
+            "{A}/presets/gpt2_fifoweights"),
+        row("generate-text", "preset vocabulary is a FIFO", "--model",
+            "{A}/presets/gpt2_fifovocab"),
+        row("generate-text", "preset vocabulary over 64 MiB", "--model",
+            "{A}/presets/gpt2_bigvocab"),
+        row("train-text", "corpus from an endless stdin", "--corpus", "-", "--epochs", "1",
+            "-o", "{OUT}", stdin=ENDLESS),
+        row("train-text", "from-preset weights file is a FIFO", "--from-preset",
+            "{A}/presets/gpt2_fifoweights", *tune),
+        row("classify-image", "paths from an endless stdin", "-", "--model",
+            "{A}/models/mnist", stdin=ENDLESS),
+        row("classify-image", "metadata declares 100000x100000 images", photo, "--model",
+            "{A}/models/huge_input"),
+        row("classify-image", "preset converter of 100000x100000", photo, "--model",
+            "{A}/presets/resnet_huge"),
+        row("classify-image", ".keras whose config.json is over 64 MiB", photo, "--model",
+            "{A}/bigconfig.keras"),
+        row("train-cifar", "backbone converter of 100000x100000", *images, "--backbone",
+            "{A}/presets/resnet_huge"),
+        row("export", "int8 with metadata declaring 100000x100000", "{A}/models/huge_input",
+            "--quantize", "int8", "-o", "{T}/m.tflite"),
+        row("train-sequence", "csv from an endless stdin", "--csv", "-", "--column", "value",
+            "-o", "{OUT}", stdin=ENDLESS),
+        row("forecast", "csv from an endless stdin", "--model", "{A}/models/seq", "--csv", "-",
+            stdin=ENDLESS),
+        row("classify-text", "texts from an endless stdin", "-", "--model", "{A}/models/tcls",
+            stdin=ENDLESS),
+    ]
+
+
+def metadata_rows() -> list[Row]:
+    """Issue 24: metadata.json fields in a form dlkit never writes ({A}/meta/KIND_BASE, see
+    `_meta_variant`) are one line naming the field, exit 2, whichever command opens the
+    folder (`class_names: []` was an IndexError in sample-gan)."""
+    good = "{A}/images/good.png"
+    return [
+        row("sample-gan", "class_names empty", "--model", "{A}/meta/noclasses_gan", "--out",
+            "{T}/g.png"),
+        row("classify-image", "class_names empty", good, "--model", "{A}/meta/noclasses_mnist"),
+        row("classify-image", "class_names repeated", good, "--model",
+            "{A}/meta/dupclasses_mnist"),
+        row("classify-image", "class_names not strings", good, "--model",
+            "{A}/meta/numclasses_mnist"),
+        row("classify-image", "input_shape not sizes", good, "--model",
+            "{A}/meta/wordshape_mnist"),
+        row("classify-image", "preprocessing not an object", good, "--model",
+            "{A}/meta/listprep_mnist"),
+        row("evaluate", "class_names empty", "{A}/image_classes", "--model",
+            "{A}/meta/noclasses_mnist"),
+        row("evaluate-gan", "classifier's class_names empty", "--model", "{A}/models/gan",
+            "--classifier", "{A}/meta/noclasses_mnist"),
+        row("classify-text", "class_names empty", "hello", "--model",
+            "{A}/meta/noclasses_tcls"),
+        row("sample-vae", "class_names empty", "--model", "{A}/meta/noclasses_vae", "--out",
+            "{T}/g.png"),
+        row("export", "class_names empty", "{A}/meta/noclasses_gan", "-o", "{T}/m.tflite"),
+    ]
+
+
+def untrusted_model_rows() -> list[Row]:
+    """Issue 24: a model is untrusted input (a SavedModel whose graph writes a file, a .keras
+    holding code), and metadata (metadata.json, or the entry a .tflite carries) that does not
+    fit its model or is missing is one line before anything is predicted."""
+    good = "{A}/images/good.png"
+    tf = ("--backend", "tensorflow")
+    return [
+        row("classify-image", "SavedModel whose serving function writes a file", good,
+            "--model", "{A}/hostile/folder_direct"),
+        row("classify-image", "SavedModel writing a file in a tf.cond branch, backend "
+            "tensorflow", good, "--model", "{A}/hostile/folder_cond", *tf),
+        row("classify-image", "plain SavedModel writing a file while it loads", good,
+            "--model", "{A}/hostile/sm_on_load", "--input-size", "28", "28"),
+        row("evaluate", "SavedModel writing a file in a nested function", "{A}/image_classes",
+            "--model", "{A}/hostile/folder_nested"),
+        row("export", "SavedModel whose serving function writes a file",
+            "{A}/hostile/folder_direct", "-o", "{T}/m.tflite"),
+        row("classify-image", ".keras with a Lambda layer (Keras safe mode)", good, "--model",
+            "{A}/lambda.keras"),
+        row("classify-image", "metadata input_shape not the model's", good, "--model",
+            "{A}/models/cifar_like"),
+        row("classify-image", "metadata input_shape not the model's, backend tensorflow",
+            good, "--model", "{A}/models/cifar_like", *tf),
+        row("classify-image", "metadata with too few class names", good, "--model",
+            "{A}/models/few_names"),
+        row("classify-image", "metadata with too few class names, backend tensorflow", good,
+            "--model", "{A}/models/few_names", *tf),
+        row("evaluate", "metadata input_shape not the model's", "{A}/image_classes",
+            "--model", "{A}/models/cifar_like"),
+        row("classify-image", "a .tflite without dlkit metadata, invert auto", good,
+            "--model", "{A}/tflite/bare.tflite"),
+        row("classify-image", "a .tflite with damaged dlkit metadata", good, "--model",
+            "{A}/tflite/damaged.tflite"),
+        row("classify-image", "a .tflite whose metadata input_shape is not the model's", good,
+            "--model", "{A}/tflite/cifar_like.tflite"),
+        row("classify-image", "a .tflite whose metadata has too few class names", good,
+            "--model", "{A}/tflite/few_names.tflite"),
+        row("sample-gan", "metadata with more class names than the generator", "--model",
+            "{A}/models/gan_more_names", "--out", "{T}/g.png"),
+        row("sample-gan", "metadata with more class names than the generator, backend "
+            "tensorflow", "--model", "{A}/models/gan_more_names", "--out", "{T}/g.png", *tf),
+        row("sample-gan", "metadata image_shape not the generator's", "--model",
+            "{A}/models/gan_colour", "--out", "{T}/g.png"),
+    ]
 
 
 ROWS: list[Row] = [
@@ -965,6 +1147,9 @@ ROWS: list[Row] = [
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
     *train_flow_rows(), *sample_flow_rows(),
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
+    *metadata_rows(),
+    *untrusted_model_rows(),
+    *bounded_read_rows(),
 ]
 
 
@@ -1000,12 +1185,19 @@ def _write_inputs(a: Path, tiny_root: Path) -> None:
     (a / "onechar.txt").write_text("a" * 500)
     (a / "latin1.txt").write_bytes("Crème brûlée, déjà vu, façade. ".encode("latin-1") * 20)
     (a / "labels3.txt").write_text("one\ntwo\nthree\n")
+    (a / "labels10.txt").write_text("".join(f"digit {i}\n" for i in range(10)))
     (a / "bad.toml").write_text("epochs = [\n")
     (a / "unknown_key.toml").write_text("json = true\n")
     (a / "wrong_epochs.toml").write_text('epochs = "many"\n')
     (a / "wrong_model.toml").write_text("model = 3\n")
     (a / "wrong_data_dir.toml").write_text("data-dir = 3\n")
     (a / "wrong_kind.toml").write_text("kind = 3\n")
+    (a / "big.toml").write_text("# padding\n" * 110_000)
+    (a / "deep.toml").write_text("data-dir = " + "[" * 100_000 + "\n")
+    (a / "empty_path.toml").write_text('data-dir = ""\n')
+    with zipfile.ZipFile(a / "bigconfig.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{" + " " * (65 << 20) + "}")  # 65 MiB, 65 KB zipped
+        archive.writestr("metadata.json", "{}")
     _write_csvs(a, rng)
     _write_text_folders(a)
     _write_bad_datasets(a, tiny_root, rng)
@@ -1094,6 +1286,13 @@ def _write_images(a: Path, rng: np.random.Generator) -> None:
     for k in ("0", "1"):  # two classes the digit model knows, for evaluate's rows
         (a / "image_classes" / k).mkdir(parents=True)
         assert cv2.imwrite(str(a / "image_classes" / k / "x.png"), images[int(k)])
+    for k in ("cats", "dogs"):  # two good classes, and a third that has no usable image
+        for name in ("one_empty_class", "one_unreadable_class"):
+            (a / name / k).mkdir(parents=True)
+            assert cv2.imwrite(str(a / name / k / "x.png"), images[0 if k == "cats" else 1])
+    (a / "one_empty_class" / "zebras").mkdir()
+    (a / "one_unreadable_class" / "zebras").mkdir()
+    (a / "one_unreadable_class" / "zebras" / "z.png").write_bytes(rng.bytes(300))
     (a / "one_class_images" / "cats").mkdir(parents=True)
     for i, image in enumerate(images):
         assert cv2.imwrite(str(a / "one_class_images" / "cats" / f"{i}.png"), image)
@@ -1130,7 +1329,22 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     """Train the models `args` name ({A}/models/NAME, {A}/broken/NAME) that are not there yet.
 
     `broken/NAME` is a copy whose model.keras and saved_model.pb are random bytes; `cifar_like`
-    is the mnist classifier with metadata saying it takes 32x32 colour images."""
+    and the other MISFITS are copies whose metadata does not fit their model (the mnist
+    classifier's saying it takes 32x32 colour images, or 100000x100000 ones...);
+    `hostile/...`, `tflite/NAME.tflite` and `lambda.keras` are built by `_hostile`,
+    `_lone_tflite` and `hostile_models.lambda_keras`."""
+    joined = " ".join(args)
+    if re.search(r"\{A\}/(hostile|tflite)/", joined):
+        ensure_models(a, ("{A}/models/mnist", "{A}/models/gan"))
+    for name in set(re.findall(r"\{A\}/hostile/(\w+)", joined)):
+        _hostile(a, name)
+    for name in set(re.findall(r"\{A\}/tflite/(\w+)\.tflite", joined)):
+        _lone_tflite(a, name)
+    if "{A}/lambda.keras" in joined and not (a / "lambda.keras").exists():
+        import hostile_models
+
+        hostile_models.lambda_keras(a / "lambda.keras")
+        (a / "lambda.keras").chmod(0o644)
     for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
         ensure_models(a, ("{A}/models/text",))
         _edited_text_model(a, variant)
@@ -1140,22 +1354,25 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for kind, base in set(re.findall(r"\{A\}/lite/([a-z]+(?:_data)?)_(\w+)", " ".join(args))):
         ensure_models(a, (f"{{A}}/models/{base}", "{A}/models/gan", "{A}/models/vae"))
         _lite_variant(a, kind, base)
+    for kind, base in set(re.findall(r"\{A\}/meta/([a-z]+)_(\w+)", " ".join(args))):
+        ensure_models(a, (f"{{A}}/models/{base}",))
+        _meta_variant(a, kind, base)
     for name in set(re.findall(r"\{A\}/presets/(\w+)", " ".join(args))):
         _preset(a, name)
     names = set(re.findall(r"\{A\}/(?:models|broken)/(\w+)", " ".join(args)))
     if re.search(r"\{A\}/models(?:\s|$)", " ".join(args)):  # the models folder itself
         names.add("mnist")
     for name in sorted(names):
-        base = "mnist" if name == "cifar_like" else name
+        base = MISFITS[name][0] if name in MISFITS else name
         model = a / "models" / base
         if not model.exists():
             recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
             train_in_process(*recipe, "-o", str(model), "--quiet")
-        if name == "cifar_like" and not (a / "models" / name).exists():
+        if name in MISFITS and not (a / "models" / name).exists():
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"
             meta = json.loads(meta_path.read_text())
-            meta_path.write_text(json.dumps({**meta, "input_shape": [32, 32, 3]}))
+            meta_path.write_text(json.dumps({**meta, **MISFITS[name][1](meta)}))
         broken = a / "broken" / base
         if f"{{A}}/broken/{base}" in " ".join(args) and not broken.exists():
             shutil.copytree(model, broken)
@@ -1169,20 +1386,88 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
 
 
+# Model folders whose metadata.json does not fit their model: name -> (the model copied,
+# what its metadata says instead).
+MISFITS = {
+    "cifar_like": ("mnist", lambda meta: {"input_shape": [32, 32, 3]}),
+    "huge_input": ("mnist", lambda meta: {"input_shape": [100_000, 100_000, 1]}),
+    "few_names": ("mnist", lambda meta: {"class_names": meta["class_names"][:7]}),
+    "gan_more_names": ("gan", lambda meta: {"class_names": [*meta["class_names"], "x", "y"]}),
+    "gan_colour": ("gan", lambda meta: {"image_shape": [32, 32, 3]}),
+}
+
+
+def _hostile(a: Path, name: str) -> None:
+    """{A}/hostile/sm_WHERE: a SavedModel writing {A}/hostile/pwned from WHERE (see
+    hostile_models.WRITERS); {A}/hostile/folder_WHERE: the mnist folder holding it."""
+    import hostile_models
+
+    kind, where = name.split("_", 1)
+    saved = a / "hostile" / f"sm_{where}"
+    if not saved.exists():
+        saved.parent.mkdir(exist_ok=True)
+        hostile_models.writing_saved_model(saved, a / "hostile" / "pwned", where)
+    folder = a / "hostile" / f"folder_{where}"
+    if kind == "folder" and not folder.exists():
+        hostile_models.with_saved_model(a / "models" / "mnist", folder, saved)
+    for path in [a / "hostile", *(a / "hostile").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _lone_tflite(a: Path, name: str) -> None:
+    """{A}/tflite/NAME.tflite: the mnist classifier's model.tflite alone, without its dlkit
+    metadata (bare), with it damaged (damaged), or with metadata that does not fit
+    (a key of MISFITS)."""
+    import hostile_models
+
+    out = a / "tflite" / f"{name}.tflite"
+    if out.exists():
+        return
+    out.parent.mkdir(exist_ok=True)
+    source = a / "models" / "mnist" / "model.tflite"
+    if name == "bare":
+        hostile_models.without_metadata(source, out)
+    elif name == "damaged":
+        hostile_models.damaged_metadata(source, out)
+    else:
+        meta = json.loads((a / "models" / "mnist" / "metadata.json").read_text())
+        hostile_models.with_metadata(source, out, **MISFITS[name][1](meta))
+    for path in [a / "tflite", out]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def _preset(a: Path, name: str) -> None:
     """{A}/presets/NAME: tiny keras-hub presets (gpt2, gpt2_nostart: no start token,
-    gpt2_noweights: its weights file removed, resnet and resnet224: image classifiers taking
-    32x32 and 224x224 images)."""
+    gpt2_noweights: its weights file removed, gpt2_fifoweights and gpt2_fifovocab: its weights
+    or vocabulary a FIFO, gpt2_bigvocab: its vocabulary 65 MiB (sparse), resnet and resnet224:
+    image classifiers taking 32x32 and 224x224 images, resnet_huge: one whose converter says
+    100000x100000)."""
     import hub_presets
 
     folder = a / "presets" / name
     if folder.exists():
         return
     folder.parent.mkdir(exist_ok=True)
-    if name == "gpt2_noweights":
+    damaged = {"gpt2_noweights": "model.weights.h5", "gpt2_fifoweights": "model.weights.h5",
+               "gpt2_fifovocab": "assets/tokenizer/vocabulary.json",
+               "gpt2_bigvocab": "assets/tokenizer/vocabulary.json"}
+    if name in damaged:
         _preset(a, "gpt2")
         shutil.copytree(a / "presets" / "gpt2", folder)
-        (folder / "model.weights.h5").unlink()
+        file = folder / damaged[name]
+        file.unlink()
+        if "fifo" in name:
+            os.mkfifo(file)
+        elif name == "gpt2_bigvocab":
+            with open(file, "wb") as f:
+                f.truncate(65 << 20)
+    elif name == "resnet_huge":
+        _preset(a, "resnet")
+        shutil.copytree(a / "presets" / "resnet", folder)
+        for config in folder.glob("*.json"):
+            text = re.sub(r'"image_size": \[\s*\d+,\s*\d+\s*\]',
+                          '"image_size": [100000, 100000]', config.read_text())
+            config.write_text(text)
     else:
         build = {"gpt2": hub_presets.save_gpt2_preset, "resnet": hub_presets.save_resnet_preset,
                  "resnet224": lambda f: hub_presets.save_resnet_preset(f, size=224),
@@ -1220,9 +1505,30 @@ def _lite_variant(a: Path, kind: str, base: str) -> None:
         lite.write_bytes(np.random.default_rng(4).bytes(2000))
         meta["litert"][lite.name]["sha256"] = hashlib.sha256(lite.read_bytes()).hexdigest()
     elif kind == "moved_data":
-        meta["config"]["data_dir"] = str(a / "moved-away")
+        meta["config"]["data-dir"] = str(a / "moved-away")
     (folder / "metadata.json").write_text(json.dumps(meta))
     for path in [a / "lite", folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _meta_variant(a: Path, kind: str, base: str) -> None:
+    """{A}/meta/KIND_BASE: a copy of models/BASE whose metadata.json has a field dlkit never
+    writes that way: no class names (noclasses), a name twice (dupclasses), numbers for names
+    (numclasses), words for the input shape (wordshape), a list for preprocessing
+    (listprep)."""
+    folder = a / "meta" / f"{kind}_{base}"
+    if folder.exists():
+        return
+    shutil.copytree(a / "models" / base, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    names = meta.get("class_names") or ["a", "b"]
+    meta.update({"noclasses": {"class_names": []},
+                 "dupclasses": {"class_names": [names[0], *names[:-1]]},
+                 "numclasses": {"class_names": list(range(len(names)))},
+                 "wordshape": {"input_shape": ["big", "tall"]},
+                 "listprep": {"preprocessing": ["scale"]}}[kind])
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    for path in [a / "meta", folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
@@ -1294,6 +1600,27 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
     return found
 
 
+class _Zeros(io.RawIOBase):
+    """Zero bytes without end."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        view[:] = bytes(len(view))
+        return len(view)
+
+
+def endless_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process runner's stdin becomes zero bytes without end (`< /dev/zero`): Typer's
+    runner takes its input as str or bytes only, so its input-stream maker is swapped."""
+    import typer.testing
+
+    monkeypatch.setattr(typer.testing, "make_input_stream",
+                        lambda input, charset: io.BufferedReader(_Zeros()))
+
+
 @contextlib.contextmanager
 def unprivileged() -> Iterator[None]:
     """Run the block as user `nobody` when running as root, so folder permissions count."""
@@ -1349,10 +1676,13 @@ def test_bad_input(case: Row, cli, assets: Path, tmp_path: Path,
     env = {"DLKIT_DATA": "", "KERAS_HOME": str(tmp_path_factory.getbasetemp() / "keras-home"),
            **{key: value.format_map(places) for key, value in case.env}}
 
+    stdin = case.stdin.format_map(places) if isinstance(case.stdin, str) else case.stdin
     with lock:
         before = (snapshot(tmp_path), snapshot(assets))
         with unprivileged() if case.as_user else contextlib.nullcontext():
-            result = cli(*args, input=case.stdin, env=env)
+            if case.stdin == ENDLESS:
+                endless_stdin(monkeypatch)
+            result = cli(*args, input=None if case.stdin == ENDLESS else stdin, env=env)
         after = (snapshot(tmp_path), snapshot(assets))
 
     assert result.exit_code == case.code, (args, result.stderr)

@@ -153,3 +153,36 @@ def test_real_datasets_read() -> None:
     cifar = readers.load_cifar10(REAL_DATA)
     assert cifar.x_train.shape[1:] == (32, 32, 3) and len(cifar.x_test) > 0
     assert cifar.class_names[3] == "cat"
+
+
+def test_a_class_folder_without_examples_is_refused_by_name(cli, image_folder: Path,
+                                                           tmp_path: Path) -> None:
+    """Issue 24: an image class folder with no images silently became a class. Every reader
+    of class folders (train-cifar, evaluate, train-text-classifier) refuses it, naming it."""
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(image_folder, images)
+    (images / "zebras").mkdir()
+    texts = tmp_path / "texts"
+    for name in ("space", "food"):
+        (texts / name).mkdir(parents=True)
+        (texts / name / "a.txt").write_text(f"{name} words\n")
+    (texts / "zebras").mkdir()
+    model, nothing = tmp_path / "m", tmp_path / "never"
+    trained = cli("train-cifar", "--data-dir", image_folder, "--arch", "seed", "--epochs", "1",
+                  "-o", model, "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    for folder, args in ((images, ("train-cifar", "--data-dir", images, "--arch", "seed", "-o",
+                                   nothing)),
+                         (images, ("evaluate", images, "--model", model)),
+                         (texts, ("train-text-classifier", "--data-dir", texts, "-o", nothing))):
+        result = cli(*args, "--quiet")
+        assert result.exit_code == 2, (args, result.stderr)
+        assert_one_error_line(result.stderr)
+        assert f"class folder {folder}/zebras holds no " in result.stderr, result.stderr
+        assert not nothing.exists()
+    (images / "zebras" / "z.png").write_bytes(b"\x89PNG not really")
+    result = cli("train-cifar", "--data-dir", images, "--arch", "seed", "-o", nothing,
+                 "--quiet")
+    assert result.exit_code == 2 and "zebras holds no readable image (z.png: " in result.stderr

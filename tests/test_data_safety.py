@@ -100,12 +100,14 @@ def small_disk(where: Path, size: str = "4m") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def fill(disk: Path) -> None:
-    """Write a filler file until the disk is full."""
-    with open(disk / "filler", "wb", buffering=0) as f:
+def fill(disk: Path, leave: int = 0) -> None:
+    """Write a filler file until the disk is full, or has only `leave` bytes free."""
+    stats = os.statvfs(disk)
+    room = stats.f_bavail * stats.f_frsize - leave
+    with open(disk / "filler", "ab", buffering=0) as f:
         try:
-            while True:
-                f.write(b"\0" * 65536)
+            while room > 0:
+                room -= f.write(b"\0" * min(room, 65536))
         except OSError:
             pass
 
@@ -166,26 +168,103 @@ def test_full_disk_keeps_the_previous_csv_and_show(cli, tiny_root: Path, tmp_pat
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "p.csv", "s.png"]
 
 
-@pytest.mark.parametrize("command", ["train-mnist", "train-text"])
+def small_training(command: str, root: Path, corpus: Path, out: Path) -> list[str]:
+    """A training command of a few seconds whose checkpoint is over 200 KB."""
+    return {"train-mnist": mnist(root, out, "--epochs", "2"),
+            "train-text": ["train-text", "--corpus", str(corpus), "--epochs", "2",
+                           "--seq-len", "8", "--dim", "64", "--quiet", "-o", str(out)],
+            "train-vae": ["train-vae", "--dataset", "mnist", "--data-dir", str(root), "--arch",
+                          "dense", "--latent-dim", "2", "--limit", "64", "--batch-size", "32",
+                          "--epochs", "2", "--quiet", "-o", str(out)]}[command]
+
+
+@pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
 def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_root: Path,
                                                           tmp_path: Path,
                                                           small_inputs: dict[str, Path]) -> None:
-    """A checkpoint or a model folder that cannot be written: one line, exit 1, no crash
-    (this used to end in SIGSEGV with h5py tracebacks), the lock released, nothing else left."""
-    args = {"train-mnist": mnist(tiny_root, Path("OUT"), "--epochs", "2"),
-            "train-text": ["train-text", "--corpus", str(small_inputs["corpus"]), "--epochs",
-                           "2", "--seq-len", "8", "--dim", "8", "--quiet", "-o", "OUT"]}[command]
-    with small_disk(tmp_path / "disk", "8m") as disk:
-        out = disk / "model"
-        first = run_dlkit(*[str(out) if a == "OUT" else a for a in args],
-                          env={"DLKIT_DATA": ""})
+    """A disk with 200 KB free (the checkpoint's write fails half-way), then none: one line,
+    exit 1, no crash (this used to end in SIGSEGV with h5py tracebacks), the earlier model
+    untouched, the lock released, nothing else left."""
+    with small_disk(tmp_path / "disk", "64m") as disk:
+        args = small_training(command, tiny_root, small_inputs["corpus"], disk / "model")
+        first = run_dlkit(*args, env={"DLKIT_DATA": ""})
         assert first.returncode == 0, first.stderr
-        before = fingerprint(out)
+        before = fingerprint(disk / "model")
+        for leave in (200 * 1024, 0):
+            fill(disk, leave)
+            full = run_dlkit(*args, env={"DLKIT_DATA": ""})
+            assert_disk_full_error(full)
+            assert "cannot write the checkpoint" in full.stderr, full.stderr
+            assert fingerprint(disk / "model") == before
+            assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
+
+
+@pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
+def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: Path,
+                                                       tmp_path: Path,
+                                                       small_inputs: dict[str, Path]) -> None:
+    """The checkpoint's write fails 4 KB in (the first write of a run that grows a file past
+    that): exit 1 and one line, where HDF5 used to fail mid-file and crash the process at exit
+    (SIGSEGV); the earlier model untouched, no checkpoint or temporary file left."""
+    out = tmp_path / "model"
+    args = small_training(command, tiny_root, small_inputs["corpus"], out)
+    first = run_dlkit(*args, env={"DLKIT_DATA": ""})
+    assert first.returncode == 0, first.stderr
+    before = fingerprint(out)
+    limited = run_dlkit(*args, env={"DLKIT_DATA": ""}, file_size_limit=4096)
+    assert limited.returncode == 1, (limited.returncode, limited.stderr[-3000:])
+    assert_one_error_line(limited.stderr)
+    assert "cannot write the checkpoint" in limited.stderr
+    assert "File too large" in limited.stderr and "h5py" not in limited.stderr
+    assert fingerprint(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_tensorboard_on_a_full_disk_is_one_line(tiny_root: Path, tmp_path: Path) -> None:
+    """TensorFlow reports the full disk as a ResourceExhaustedError: it is the one `cannot
+    write` line, exit 1, and the model is not written."""
+    out = tmp_path / "model"
+    with small_disk(tmp_path / "disk") as disk:
         fill(disk)
-        full = run_dlkit(*[str(out) if a == "OUT" else a for a in args], env={"DLKIT_DATA": ""})
+        full = run_dlkit(*mnist(tiny_root, out, "--epochs", "1", "--tensorboard",
+                                str(disk / "logs")), env={"DLKIT_DATA": ""})
         assert_disk_full_error(full)
-        assert fingerprint(out) == before
-        assert sorted(p.name for p in disk.iterdir()) == ["filler", "model"]
+        assert f"cannot write the TensorBoard logs in {disk / 'logs'}" in full.stderr
+        assert "ResourceExhaustedError" not in full.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk"]
+
+
+def test_tensorboard_write_failing_later_keeps_the_epochs(cli, tiny_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The logs of epoch 2 cannot be written (a fake full disk, so it runs anywhere): one
+    line that says the checkpointed epochs are kept, and --resume continues from them."""
+    import tensorflow as tf
+
+    from dlkit.core.callbacks import TensorBoard
+
+    log_epoch = TensorBoard._log_epoch_metrics
+
+    def full_at_epoch_2(self: TensorBoard, epoch: int, logs: dict) -> None:
+        if epoch == 1:
+            raise tf.errors.ResourceExhaustedError(None, None, f"{tmp_path}/logs/train/events"
+                                                   ".out.tfevents; No space left on device")
+        log_epoch(self, epoch, logs)
+
+    out = tmp_path / "model"
+    args = mnist(tiny_root, out, "--epochs", "2", "--tensorboard", tmp_path / "logs")
+    with monkeypatch.context() as patch:
+        patch.setattr(TensorBoard, "_log_epoch_metrics", full_at_epoch_2)
+        failed = cli(*args)
+    assert failed.exit_code == 1, failed.stderr
+    assert_one_error_line(failed.stderr)
+    assert f"cannot write the TensorBoard logs in {tmp_path / 'logs'} (No space left on " \
+           "device)" in failed.stderr
+    assert "2 of 2 epochs are saved" in failed.stderr and "--resume" in failed.stderr
+    assert not out.exists()
+    resumed = cli(*args, "--resume", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["epochs_completed"] == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,6 +385,25 @@ def test_a_huge_image_is_refused_without_decoding_it(tiny_root: Path, tmp_path: 
     assert peak_mib < 1500 or before / 1024 >= 1500, peak_mib
 
 
+@pytest.mark.parametrize("command", ["train-text", "classify-image"])
+def test_an_endless_stdin_is_read_only_to_its_limit(command: str, photos: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    """`< /dev/zero` in a real process: the read stops at the documented limit (256 MiB of
+    corpus, 64 MiB of image paths) with one line and exit 2, instead of growing until the
+    kernel kills the process."""
+    model, _ = photos
+    args = {"train-text": f"train-text --corpus - -o {tmp_path / 't'}",
+            "classify-image": f"classify-image - --model {model}"}[command]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = _shell(f"{sys.executable} -m dlkit {args} < /dev/zero", tmp_path)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert_one_error_line(result.stderr)
+    assert "on stdin: more than" in result.stderr and result.stdout == ""
+    assert peak_mib < 2000 or before / 1024 >= 2000, peak_mib
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_fifo_is_refused_not_read_forever(cli, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -380,3 +478,126 @@ def test_tsv_is_one_line_per_image_whatever_the_name(photos: tuple[Path, Path]) 
     paths = sorted(line.split("\t")[0].rsplit("/", 1)[1] for line in lines)
     assert paths == sorted(["plain.png", "tab\\there.png", "new\\nline.png", "caf\\xe9.png",
                             "back\\\\.png"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24: outputs never overwrite inputs or user files; one writer per model folder (the
+# exit codes of the refusals are rows of tests/test_bad_input.py)
+
+def _without_manifest(folder: Path) -> None:
+    """Make `folder` look saved before dlkit kept a manifest in metadata.json."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta.pop("manifest", None)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_retraining_keeps_what_a_user_added_anywhere_in_the_model_folder(
+        cli, tiny_root: Path, tmp_path: Path) -> None:
+    """A model folder is replaced only when it holds nothing but what dlkit wrote, at any
+    depth: its manifest (or, for a folder saved before there was one, the known layout of
+    saved_model/ and plots/) is compared with the whole tree."""
+    out = tmp_path / "m"
+    train = mnist(tiny_root, out, "--epochs", "1")
+    assert cli(*train).exit_code == 0
+    manifest = json.loads((out / "metadata.json").read_text())["manifest"]
+    assert {"plots/", "plots/training_curves.png", "saved_model/", "saved_model/saved_model.pb",
+            "saved_model/variables/variables.index", "model.keras"} <= set(manifest)
+    assert cli(*train).exit_code == 0  # only its own files: replaced
+    added = {"plots/NOTES.txt": "plots/NOTES.txt", "saved_model/mine/": "saved_model/mine/",
+             "saved_model/variables/mine.bin": "saved_model/variables/mine.bin"}
+    for name, shown in added.items():
+        for legacy in (False, True):
+            if legacy:
+                _without_manifest(out)
+            path = out / name
+            path.mkdir() if name.endswith("/") else path.write_text("the user's\n")
+            before = fingerprint(out)
+            result = cli(*train)
+            assert result.exit_code == 2, (name, legacy, result.stderr)
+            assert_one_error_line(result.stderr)
+            assert f"holds files dlkit did not write ({shown})" in result.stderr
+            assert fingerprint(out) == before and path.exists()
+            path.rmdir() if name.endswith("/") else path.unlink()
+    assert cli(*train).exit_code == 0  # the user's files gone, a folder without manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_lock_or_checkpoint_name_that_is_a_link_is_never_written_through(
+        cli, tiny_root: Path, tmp_path: Path) -> None:
+    """The names dlkit picks beside an output (`.NAME.lock`, `.NAME.resume`) are refused when
+    they are links (or a hard link to another file, or a file that is not a lock): the file
+    or folder they point at is untouched, for a training and for `export`."""
+    out = tmp_path / "m"
+    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    precious, elsewhere = tmp_path / "precious.txt", tmp_path / "elsewhere"
+    precious.write_text("the user's file\n")
+    elsewhere.mkdir()
+    (elsewhere / ".tmp-keep").mkdir()
+    lock, resume = tmp_path / ".m.lock", tmp_path / ".m.resume"
+    cases = [(lock, lambda: lock.symlink_to(precious), "symbolic link"),
+             (lock, lambda: lock.symlink_to(tmp_path / "nowhere.txt"), "symbolic link"),
+             (lock, lambda: os.link(precious, lock), "hard links"),
+             (lock, lambda: lock.write_text("not a process id\n"), "not a dlkit lock file"),
+             (resume, lambda: resume.symlink_to(elsewhere), "symbolic link")]
+    model_before = fingerprint(out)
+    for name, make, why in cases:
+        make()
+        for args in (mnist(tiny_root, out, "--epochs", "1"), ["export", str(out)]):
+            if args[0] == "export" and name == resume:
+                continue  # export writes no checkpoint
+            result = cli(*args)
+            assert result.exit_code == 2 and why in result.stderr, (args, result.stderr)
+            assert_one_error_line(result.stderr)
+        name.unlink()
+    assert precious.read_text() == "the user's file\n" and precious.stat().st_nlink == 1
+    assert not (tmp_path / "nowhere.txt").exists()
+    assert [p.name for p in elsewhere.iterdir()] == [".tmp-keep"]
+    assert fingerprint(out) == model_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "m", "precious.txt"]
+
+
+def test_export_into_a_linked_model_folder_writes_the_real_one(cli, tiny_root: Path,
+                                                              tmp_path: Path) -> None:
+    """`export LINK` rewrites the folder the link points at (the link stays a link, nothing is
+    left beside either), keeps what else is in it as it is (a link inside stays a link) and
+    keeps that out of the manifest, so a later training still refuses to delete it."""
+    real = tmp_path / "real" / "m"
+    assert cli(*mnist(tiny_root, real, "--epochs", "1")).exit_code == 0
+    link = tmp_path / "m"
+    link.symlink_to(real, target_is_directory=True)
+    (real / "plots" / "NOTES.txt").write_text("the user's notes\n")
+    (real / "plots" / "data").symlink_to(tiny_root, target_is_directory=True)
+    old_lite = (real / "model.tflite").stat().st_ino
+    result = cli("export", link, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["file"] == str(link / "model.tflite")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert (real / "model.tflite").stat().st_ino != old_lite  # the real folder was rewritten
+    assert (real / "plots" / "NOTES.txt").read_text() == "the user's notes\n"
+    assert (real / "plots" / "data").is_symlink()
+    meta = json.loads((real / "metadata.json").read_text())
+    assert "model.tflite" in meta["files"] and "model.tflite" in meta["manifest"]
+    assert "plots/NOTES.txt" not in meta["manifest"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "real"]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["m"]  # no lock, no staging left
+    retrain = cli(*mnist(tiny_root, link, "--epochs", "1"))
+    assert retrain.exit_code == 2 and "plots/NOTES.txt" in retrain.stderr, retrain.stderr
+
+
+def test_export_into_a_model_folder_takes_its_lock(cli, tiny_root: Path, tmp_path: Path) -> None:
+    """One writer per model folder: `export FOLDER` while another run holds the folder's lock
+    (a training writing it) is one line naming that run, exit 1, and the folder unchanged;
+    `export -o FILE` writes no folder and needs no lock."""
+    from test_bad_input import held_lock
+
+    out = tmp_path / "m"
+    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    before = fingerprint(out)
+    with held_lock(out):
+        refused = cli("export", out)
+        to_file = cli("export", out, "--quantize", "dynamic", "-o", tmp_path / "q.tflite")
+    assert refused.exit_code == 1, refused.stderr
+    assert_one_error_line(refused.stderr)
+    assert "another dlkit run (pid 4242) is writing" in refused.stderr
+    assert fingerprint(out) == before
+    assert to_file.exit_code == 0 and (tmp_path / "q.tflite").is_file(), to_file.stderr

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import (
     REAL_DATA,
+    assert_one_error_line,
     needs_real_data,
     pattern_images,
     run_dlkit,
@@ -73,6 +74,23 @@ def test_each_folder_holds_a_recorded_tflite(models: dict[str, Path]) -> None:
         assert record["sha256"] == hashlib.sha256((folder / file).read_bytes()).hexdigest()
         assert record["signatures"], name
     assert not (models["text_gru"] / "model.tflite").exists()  # variable-length input
+
+
+def test_every_saved_model_and_tflite_dlkit_writes_passes_its_own_checks(
+        models: dict[str, Path]) -> None:
+    """dlkit's scan of untrusted SavedModels lets every family's own through, and each
+    model.tflite carries its folder's serving metadata (class names, preprocessing)."""
+    from dlkit.core import litert
+    from dlkit.core.saved_model import scan
+
+    for name in ("mnist", "gan", "vae", "seq", "text_transformer", "text_gru"):
+        scan(models[name] / "saved_model")
+        meta = json.loads((models[name] / "metadata.json").read_text())
+        if (models[name] / "model.tflite").exists():
+            carried = litert.read_metadata((models[name] / "model.tflite").read_bytes())
+            assert carried == litert.serving_metadata(meta) and carried["task"], name
+    assert litert.read_metadata((models["mnist"] / "model.tflite").read_bytes())[
+        "outputs"] == "probabilities"
 
 
 def _both(*args: object) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
@@ -268,3 +286,144 @@ def test_int8_export_calibrates_every_numeric_family(models: dict[str, Path], tm
         outputs.append(model("serving_default", **feed)[output])
     spread = float(np.ptp(outputs[0])) or 1.0
     assert np.abs(outputs[0] - outputs[1]).max() < 0.25 * spread, name
+
+
+def test_int8_export_finds_a_relative_data_dir_from_anywhere(cli, tiny_root: Path,
+                                                             tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """Issue 24: metadata.json records --data-dir (and train-sequence's --csv) resolved, so
+    `export --quantize int8` finds the training data from another working directory; a folder
+    whose metadata records its settings in the old spelling (`data_dir`) still exports."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(tiny_root, work / "data")
+    monkeypatch.setenv("DLKIT_DATA", "")
+    monkeypatch.chdir(work)
+    trained = cli("train-mnist", "--dataset", "mnist", "--data-dir", "data", "--arch", "mlp",
+                  "--limit", "48", "--epochs", "1", "-o", "model", "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    meta_path = work / "model" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["config"]["data-dir"] == str(work / "data")
+    monkeypatch.chdir(elsewhere)
+    for spelling in ("current", "old"):
+        if spelling == "old":  # as folders written before issue 24 record their settings
+            meta["config"] = {key.replace("-", "_"): value
+                              for key, value in meta["config"].items()}
+            meta_path.write_text(json.dumps(meta))
+        out = elsewhere / f"{spelling}.tflite"
+        result = cli("export", work / "model", "--quantize", "int8", "-o", out,
+                     "--calibration-samples", "16")
+        assert result.exit_code == 0, (spelling, result.stderr)
+        assert out.stat().st_size > 0
+
+    # the forecaster calibrates on its --csv, recorded resolved too
+    monkeypatch.chdir(work)
+    (work / "series.csv").write_text("t,value\n" + "".join(
+        f"{i},{10 + np.sin(i / 3):.3f}\n" for i in range(80)))
+    trained = cli("train-sequence", "--csv", "series.csv", "--column", "value", "--window",
+                  "4", "--units", "4", "--epochs", "1", "-o", "seq", "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    monkeypatch.chdir(elsewhere)
+    result = cli("export", work / "seq", "--quantize", "int8", "-o", elsewhere / "seq.tflite",
+                 "--calibration-samples", "16")
+    assert result.exit_code == 0, result.stderr
+# ---------------------------------------------------------------------------------------------
+# issue 24: right answers from every artifact, a .tflite file alone included
+
+@pytest.fixture(scope="module")
+def digits(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A digit model that has learnt the tiny training set (confident predictions), the
+    training pictures as files (light on dark) and the same pictures as dark ink on paper
+    (bigger, colour), for `--invert auto`."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("digits")
+    train("train-mnist", "--dataset", "mnist", "--data-dir", tiny_root, "--arch", "cnn",
+          "--epochs", "4", "--limit", "240", "-o", root / "model", "--quiet")
+    x, _ = pattern_images(240, 28, 1, seed=1)  # the tiny set's training pictures
+    for folder in ("light", "paper"):
+        (root / folder).mkdir()
+    for i, image in enumerate(x[:10]):
+        assert cv2.imwrite(str(root / "light" / f"{i}.png"), image)
+        paper = np.full((140, 140), 250, np.uint8)  # a white sheet, the digit in its middle
+        paper[28:112, 28:112] = cv2.resize(255 - image, (84, 84),
+                                           interpolation=cv2.INTER_NEAREST)
+        assert cv2.imwrite(str(root / "paper" / f"{i}.png"), np.dstack([paper] * 3))
+    return {"root": root, "model": root / "model", "light": root / "light",
+            "paper": root / "paper"}
+
+
+def _classified(cli, *args: object) -> list[dict]:
+    result = cli("classify-image", *args, "--json", "--top-k", "3")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _same(a: list[dict], b: list[dict], atol: float) -> None:
+    assert [p["label"] for p in a] == [p["label"] for p in b]
+    np.testing.assert_allclose([p["confidence"] for p in a], [p["confidence"] for p in b],
+                               atol=atol)
+
+
+def test_int8_file_confidences_are_the_float_models(cli, digits: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """The int8 file's probabilities (which sum to about 1, not exactly) are shown as they
+    are, not softmaxed a second time (that gave about 0.23 for every image)."""
+    out = tmp_path / "int8.tflite"
+    result = cli("export", digits["model"], "--quantize", "int8", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    float32 = _classified(cli, digits["light"], "--model", digits["model"])
+    assert np.mean([p["confidence"] for p in float32]) > 0.5  # a confident model
+    for model in ([out], [out, "--labels", tmp_path / "labels.txt"]):
+        int8 = _classified(cli, digits["light"], "--model", *model)
+        assert [p["label"] for p in int8] == [p["label"] for p in float32]
+        np.testing.assert_allclose([p["confidence"] for p in int8],
+                                   [p["confidence"] for p in float32], atol=0.05)
+
+
+def test_a_tflite_file_alone_keeps_its_folders_preprocessing(cli, digits: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """The folder's model.tflite copied out, and `export -o FILE`, classify dark-on-paper
+    digits as the folder does (inverted and centred by --invert auto), with its class
+    names."""
+    alone = tmp_path / "digits.tflite"
+    shutil.copyfile(digits["model"] / "model.tflite", alone)
+    exported = tmp_path / "exported.tflite"
+    assert cli("export", digits["model"], "-o", exported).exit_code == 0
+    folder = _classified(cli, digits["paper"], "--model", digits["model"])
+    _same(folder, _classified(cli, digits["paper"], "--model", digits["model"], "--invert",
+                              "yes"), 1e-6)  # the folder inverts these
+    for file in (alone, exported):
+        _same(_classified(cli, digits["paper"], "--model", file), folder, 1e-6)
+    raw = _classified(cli, digits["paper"], "--model", alone, "--invert", "no")
+    assert [p["confidence"] for p in raw] != [p["confidence"] for p in folder]
+
+
+def test_a_tflite_file_without_dlkit_metadata_is_not_guessed(cli, digits: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """Without the metadata dlkit writes, --invert auto cannot know the model: one line
+    saying what is missing; with --invert given it runs. Damaged metadata is one line too."""
+    from hostile_models import damaged_metadata, with_metadata, without_metadata
+
+    bare = without_metadata(digits["model"] / "model.tflite", tmp_path / "bare.tflite")
+    result = cli("classify-image", digits["paper"], "--model", bare)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert_one_error_line(result.stderr)
+    assert "carries no dlkit metadata" in result.stderr and "--invert" in result.stderr
+    folder = _classified(cli, digits["paper"], "--model", digits["model"], "--invert", "no")
+    _same(_classified(cli, digits["paper"], "--model", bare, "--invert", "no"), folder, 1e-6)
+    damaged = damaged_metadata(digits["model"] / "model.tflite", tmp_path / "damaged.tflite")
+    result = cli("classify-image", digits["paper"], "--model", damaged)
+    assert result.exit_code == 2 and "damaged dlkit metadata" in result.stderr
+    assert_one_error_line(result.stderr)
+    malformed = {"preprocessing": ["x"], "class_names": "0123456789", "input_shape": [28, 28],
+                 "outputs": "percent", "task": "train-gan"}
+    for key, value in malformed.items():
+        odd = with_metadata(digits["model"] / "model.tflite", tmp_path / f"{key}.tflite",
+                            **{key: value})
+        result = cli("classify-image", digits["paper"], "--model", odd)
+        assert result.exit_code == 2 and result.stdout == "", (key, result.stderr)
+        assert_one_error_line(result.stderr)

@@ -74,6 +74,38 @@ def test_classify_image_top1_equals_the_presets_own_predict(cli, presets: dict, 
             assert row["label"] == str(int(probs.argmax()))
 
 
+def test_images_of_any_size_get_the_presets_own_predictions(cli, presets: dict,
+                                                            tmp_path: Path) -> None:
+    """Issue 24: photos smaller and larger than the converter's 32x32, of several aspect
+    ratios, are handed to the preset's image converter as they are (it resizes and crops
+    them itself): classify-image gives what the preset's own `predict()` gives on each."""
+    from dlkit.pretrained.hub import Preset, load_task
+
+    rng = np.random.default_rng(4)
+    files = []
+    for i, (h, w) in enumerate([(20, 20), (24, 40), (31, 30), (50, 50), (90, 70), (64, 33),
+                                (20, 20), (45, 120)]):
+        image = rng.integers(0, 255, (h, w, 3)).astype(np.uint8)
+        image[: h // 3] = 240  # some structure: a bright band
+        files.append(tmp_path / f"{i}_{h}x{w}.png")
+        cv2.imwrite(str(files[-1]), image)
+    task = load_task(Preset("r", presets["resnet3"], "local folder"), "ImageClassifier")
+    expected = []
+    for f in files:
+        logits = task.predict(rgb(f)[None], verbose=0)[0]
+        probs = np.exp(logits - logits.max())
+        expected.append(probs / probs.sum())
+    result = cli("classify-image", *map(str, files), "--model", str(presets["resnet3"]),
+                 "--json", "--top-k", "3", "--batch-size", "4")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["path"] for r in rows] == [str(f) for f in files]
+    for row, probs in zip(rows, expected, strict=True):
+        got = {int(t["label"]): t["confidence"] for t in row["top"]}
+        assert all(abs(p - probs[k]) < 1e-4 for k, p in got.items()), (row, probs)
+        assert row["label"] == str(int(probs.argmax()))
+
+
 def test_imagenet_names_bad_files_and_a_cached_name(cli, presets: dict, photos: Path,
                                                     tmp_path: Path) -> None:
     """A 1,000-class preset loaded by name from a planted cache shows ImageNet class names;
@@ -146,7 +178,9 @@ def test_transfer_learning_folder_is_served_by_classify_image(cli, presets: dict
     import tensorflow as tf
 
     import dlkit.pretrained.hub as hub
+    from dlkit.core.saved_model import scan
 
+    scan(out / "saved_model")  # dlkit's scan of untrusted graphs lets its own through
     hub.import_keras_hub()
     model = keras.models.load_model(out / "model.keras", compile=False)
     images = np.random.default_rng(2).uniform(0, 255, (3, 45, 37, 3)).astype("float32")
@@ -164,3 +198,15 @@ def test_transfer_learning_folder_is_served_by_classify_image(cli, presets: dict
         assert [r["label"] for r in rows] == [names[i] for i in expected.argmax(axis=1)]
         np.testing.assert_allclose([r["confidence"] for r in rows], expected.max(axis=1),
                                    atol=1e-4)
+
+    # issue 24: no LiteRT file, and the messages say why instead of suggesting `dlkit export`
+    # (which refuses this folder)
+    litert = cli("classify-image", str(files[0]), "--model", str(out), "--backend", "litert")
+    assert litert.exit_code == 2 and litert.stdout == ""
+    assert_one_error_line(litert.stderr)
+    assert "dlkit export" not in litert.stderr and "fixed input shape" in litert.stderr
+    exported = cli("export", str(out))
+    assert exported.exit_code == 2
+    assert_one_error_line(exported.stderr)
+    assert "fixed input shape" in exported.stderr and "without --backbone" in exported.stderr
+    assert f"dlkit classify-image IMAGE --model {out}" in exported.stderr

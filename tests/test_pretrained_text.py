@@ -207,12 +207,32 @@ def test_finetuning_lowers_validation_loss_and_its_folder_generates(
     assert resolve(str(out), "CausalLM").path == out / "preset"  # --from-preset FOLDER too
 
 
+def test_export_of_a_finetuned_folder_says_what_export_converts(cli, finetuned: dict) -> None:
+    """Issue 24: `dlkit export` said the folder "holds a train-text model, not a text model".
+    It says why it cannot convert this folder, what it converts, and what serves it."""
+    out = finetuned["out"]
+    for args in (("export", out), ("export", out, "--quantize", "dynamic", "-o",
+                                    out.parent / "x.tflite")):
+        result = cli(*args)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert_one_error_line(result.stderr)
+        assert "not a text model" not in result.stderr
+        assert "no fixed length" in result.stderr and "train-text without --from-preset" \
+            in result.stderr
+        assert f"dlkit generate-text --model {out}" in result.stderr
+        assert not (out.parent / "x.tflite").exists()
+    refused = cli("generate-text", "--model", out, "--backend", "litert")
+    assert refused.exit_code == 2 and "export" not in refused.stderr
+
+
 def test_saved_model_serves_the_same_logits(finetuned: dict) -> None:
     import tensorflow as tf
 
+    from dlkit.core.saved_model import scan
     from dlkit.pretrained.hub import Preset, load_task
 
     out = finetuned["out"]
+    scan(out / "saved_model")  # dlkit's scan of untrusted graphs lets its own through
     task = load_task(Preset("ft", out / "preset", "local folder"), "CausalLM")
     ids = np.array([[316, 116, 257, 275, 261, 40]], np.int32)
     mask = np.ones_like(ids, bool)
@@ -255,3 +275,48 @@ def test_interrupted_finetuning_resumes_to_the_same_history(preset: Path, corpus
     assert "resuming after" in resumed.stderr
     a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
     assert a["history"] == b["history"] and b["epochs_run"] == 4
+
+
+def test_a_preset_that_cannot_be_written_is_one_line(preset: Path, corpus: Path,
+                                                     tmp_path: Path) -> None:
+    """keras-hub's `save_to_preset` writes the weights with HDF5, which crashed the process
+    (SIGSEGV) when the write failed half-way; under a file size limit smaller than the weights
+    (a full disk, runnable anywhere) it is one line, exit 1, the trained weights are kept, and
+    --resume saves them once there is room."""
+    out = tmp_path / "fox"
+    args = ("train-text", "--from-preset", preset, "--corpus", corpus, "--seq-len", "32",
+            "--batch-size", "8", "--epochs", "1", "-o", out, "--quiet")
+    trained = run_dlkit(*args, env={"DLKIT_FAULT": "after-fit:error"})
+    assert trained.returncode == 1 and "--resume" in trained.stderr, trained.stderr
+    weights = (preset / "model.weights.h5").stat().st_size
+    limited = run_dlkit(*args, "--resume", file_size_limit=weights // 2)
+    assert limited.returncode == 1, (limited.returncode, limited.stderr[-2000:])
+    assert_one_error_line(limited.stderr)
+    assert f"cannot write the model folder {out} (File too large)" in limited.stderr
+    assert "--resume" in limited.stderr and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fox.resume"]
+    saved = run_dlkit(*args, "--resume")
+    assert saved.returncode == 0, saved.stderr
+    assert (out / "preset" / "model.weights.h5").stat().st_size > weights // 2
+
+
+def test_a_prompt_beyond_the_context_is_refused_before_it_is_tokenized(
+        preset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt of more characters than the context's tokens can stand for is refused from
+    its length (a tokenizer handed hundreds of megabytes aborted the process); one that fits
+    is tokenized and checked in tokens as before."""
+    from dlkit.causal_lm import decoding
+    from dlkit.causal_lm.generate import PretrainedGenerator
+    from dlkit.core.errors import UsageError
+    from dlkit.pretrained.hub import Preset, load_task
+
+    generator = PretrainedGenerator(load_task(Preset("tiny", preset, "local folder"),
+                                              "CausalLM"), "tiny")
+    tokenize = decoding.prompt_ids
+    with monkeypatch.context() as patch:
+        patch.setattr(decoding, "prompt_ids", lambda *a: pytest.fail("the prompt was tokenized"))
+        with pytest.raises(UsageError, match="characters, more than tiny's context of 128"):
+            generator.prepare("the fox " * 1_000_000, 10)
+    monkeypatch.setattr(decoding, "prompt_ids", tokenize)
+    generator.prepare("the fox", 10)
+    assert generator.ids and generator.length == 10

@@ -260,7 +260,7 @@ def test_missing_model_says_how_to_train(cli, tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "metadata.json").write_text('{"task": "train-mnist"}')
     wrong = cli("generate-text", "--model", tmp_path / "other")
-    assert wrong.exit_code == 2 and "not a text model" in wrong.stderr
+    assert wrong.exit_code == 2 and "not a dlkit character model" in wrong.stderr
 
 
 SHAKESPEARE = REAL_DATA / "tinyshakespeare" / "input.txt"

@@ -82,7 +82,10 @@ def test_train_text_classifier_folder(trained: tuple[Path, dict]) -> None:
 def test_saved_model_takes_raw_strings(trained: tuple[Path, dict]) -> None:
     import tensorflow as tf
 
+    from dlkit.core.saved_model import scan
+
     out, _ = trained
+    scan(out / "saved_model")  # dlkit's scan of untrusted graphs lets its own through
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["task"] == "train-text-classifier" and meta["class_names"][0] == "cooking"
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]

@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import assert_one_error_line, interrupt_after, pattern_images
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -192,7 +195,6 @@ def test_config_file_and_print_config(cli, tiny_root: Path, tmp_path: Path) -> N
                       f'data-dir = "{tiny_root}"\ndataset = "mnist"\n')
     printed = cli("train-mnist", "--config", config, "--epochs", "3", "--print-config")
     assert printed.exit_code == 0, printed.stderr
-    import tomllib
 
     settings = tomllib.loads(printed.stdout)
     assert settings["arch"] == "mlp" and settings["batch-size"] == 16
@@ -205,7 +207,57 @@ def test_config_file_and_print_config(cli, tiny_root: Path, tmp_path: Path) -> N
     assert trained.exit_code == 0, trained.stderr
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["config"]["arch"] == "mlp" and meta["config"]["epochs"] == 2
-    assert meta["config"]["batch_size"] == 16
+    assert meta["config"]["batch-size"] == 16  # the config file's spelling (issue 24)
+
+    # A model's recorded settings, written as a config file, read back as the same settings.
+    recorded = {key: value for key, value in meta["config"].items() if value is not None}
+    assert recorded["data-dir"] == str(tiny_root) and recorded["output"] == str(out)
+    fed = tmp_path / "fed.toml"
+    fed.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in recorded.items()))
+    again = cli("train-mnist", "--config", fed, "--print-config")
+    assert again.exit_code == 0, again.stderr
+    assert tomllib.loads(again.stdout) == recorded
+
+
+def test_config_file_failures_are_the_commands_error_line(cli, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading --config runs inside the CLI's one error mapping: an unexpected failure (here a
+    MemoryError, as /dev/zero gave before reads were bounded) is one line, exit 1."""
+    import dlkit.options
+
+    def exhausted(*args: object) -> None:
+        raise MemoryError
+
+    config = tmp_path / "run.toml"
+    config.write_text("epochs = 2\n")
+    monkeypatch.setattr(dlkit.options, "read_config_file", exhausted)
+    result = cli("datasets", "--config", config)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert_one_error_line(result.stderr)
+    assert "MemoryError" in result.stderr
+
+
+def test_print_config_round_trips_any_path(tmp_path: Path) -> None:
+    """Whatever bytes a path holds (not UTF-8, astral characters, quotes, backslashes, control
+    characters), `--print-config > f.toml` then `--config f.toml` gives the same path; an empty
+    path is refused on the command line and in a file alike (bad-input rows)."""
+    import os
+    import subprocess
+
+    from dlkit.core.config import read_config_file
+    from dlkit.image_classifier.config import MnistConfig
+
+    odd = os.fsdecode(b"/tmp/caf\xe9/\xf0\x9f\x98\x80 \"q\" \\ \t\nend\x7f")
+    command = [sys.executable, "-m", "dlkit", "train-mnist", "--data-dir", odd, "-o",
+               os.fsdecode(b"out\xff\xfe"), "--print-config"]
+    first = subprocess.run(command, capture_output=True, check=True).stdout
+    (tmp_path / "f.toml").write_bytes(first)
+    settings = read_config_file(tmp_path / "f.toml", MnistConfig)
+    assert os.fsencode(settings["data_dir"]) == os.fsencode(odd)
+    assert os.fsencode(settings["output"]) == b"out\xff\xfe"
+    second = subprocess.run([*command[:4], "--config", str(tmp_path / "f.toml"),
+                             "--print-config"], capture_output=True, check=True).stdout
+    assert second == first
 
 
 def test_class_weight_balanced_is_recorded_and_resumable(cli, image_folder: Path,
@@ -215,6 +267,45 @@ def test_class_weight_balanced_is_recorded_and_resumable(cli, image_folder: Path
                  "--batch-size", "8", "--class-weight", "balanced", "-o", out, "--quiet")
     assert result.exit_code == 0, result.stderr
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["config"]["class_weight"] == "balanced"
+    assert meta["config"]["class-weight"] == "balanced"
     weights = meta["training"]["class_weights"]
     assert len(weights) == 2 and all(w > 0 for w in weights)
+
+
+def test_names_and_paths_are_shown_as_typed_never_as_markup(cli, image_model: Path,
+                                                            holdout: Path,
+                                                            tmp_path: Path) -> None:
+    """Issue 24: a class named `[/]` crashed `evaluate` (rich's MarkupError) and `[red]x`
+    showed as `x`. Nothing dlkit prints through rich is read as markup."""
+    import shutil
+
+    model = tmp_path / "model [bold]v2[/bold]"
+    shutil.copytree(image_model, model)
+    meta = json.loads((model / "metadata.json").read_text())
+    names = ["[/]", "[red]x", *meta["class_names"][2:]]
+    (model / "metadata.json").write_text(json.dumps({**meta, "class_names": names}))
+    rows = [f"{path},{names[int(path.parent.name)]}"
+            for path in sorted(holdout.glob("*/*.png")) if path.parent.name in ("0", "1")]
+    labelled = tmp_path / "labels.csv"
+    labelled.write_text("path,label\n" + "\n".join(rows) + "\n")
+    result = cli("evaluate", labelled, "--model", model)
+    assert result.exit_code == 0, result.stderr
+    assert "[/]" in result.stderr and "[red]x" in result.stderr  # the per-class table
+    assert "[bold]v2[/bold]" in result.stderr  # the summary's title names the model
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(min_size=1, max_size=64).filter(lambda b: b"\0" not in b))
+def test_any_path_the_shell_can_give_round_trips(tmp_path: Path, raw: bytes) -> None:
+    """Property: a path of any bytes but NUL, as `--print-config` writes it (to_toml, then the
+    surrogateescape stdout), reads back with --config as the same bytes."""
+    import os
+
+    from dlkit.core.config import read_config_file, to_toml
+    from dlkit.image_classifier.config import MnistConfig
+
+    written = to_toml(MnistConfig(data_dir=Path(os.fsdecode(raw))))
+    (tmp_path / "f.toml").write_bytes(written.encode("utf-8", "surrogateescape"))
+    settings_read = read_config_file(tmp_path / "f.toml", MnistConfig)
+    assert os.fsencode(settings_read["data_dir"]) == os.fsencode(Path(os.fsdecode(raw)))

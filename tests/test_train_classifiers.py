@@ -13,10 +13,14 @@ PNG_MAGIC = b"\x89PNG"
 
 
 def assert_model_folder(folder: Path, task: str, input_shape: list[int]) -> dict:
-    """The DESIGN.md model folder: loadable SavedModel, .keras, metadata and PNG plots."""
+    """The DESIGN.md model folder: loadable SavedModel (which passes dlkit's own scan of
+    untrusted graphs), .keras, metadata and PNG plots."""
     import tensorflow as tf
 
+    from dlkit.core.saved_model import scan
+
     meta = json.loads((folder / "metadata.json").read_text())
+    scan(folder / "saved_model")
     assert meta["task"] == task and meta["input_shape"] == input_shape
     assert len(meta["class_names"]) == 10 and "test_accuracy" in meta["metrics"]
     assert meta["versions"]["tensorflow"] and meta["training"]["seed"] == 0
@@ -144,7 +148,7 @@ def test_empty_image_folder(cli, tmp_path: Path) -> None:
     result = cli("train-cifar", "--data-dir", folder, "-o", tmp_path / "m")
     assert result.exit_code == 2
     assert_one_error_line(result.stderr)
-    assert "no readable images" in result.stderr
+    assert f"class folder {folder / 'cats'} holds no images" in result.stderr  # issue 24
 
 
 def test_seed_and_deterministic_repeat_exactly(cli, tmp_path: Path) -> None:

@@ -40,6 +40,21 @@ def context_length(task: Any) -> int | None:
     return int(length) if length else None
 
 
+TOKEN_CHARS_FALLBACK = 256  # characters per token when a tokenizer lists no vocabulary
+
+
+def longest_token(task: Any) -> int:
+    """The most characters one token of the task's tokenizer can stand for (its longest
+    vocabulary entry: a byte-level BPE entry has one symbol per byte, so at least as many as
+    characters), so that `len(text) > context * longest_token(task)` proves a text too long
+    for the context without tokenizing it."""
+    try:
+        vocabulary = tokenizer_of(task).get_vocabulary()
+    except Exception:  # a tokenizer without a listable vocabulary raises several types
+        return TOKEN_CHARS_FALLBACK
+    return max((len(str(token)) for token in vocabulary), default=0) or TOKEN_CHARS_FALLBACK
+
+
 def prompt_ids(task: Any, prompt: str) -> list[int]:
     """The prompt's token ids as keras-hub's `generate_preprocess` makes them: the start token
     (when the preprocessor adds one), then the tokens, no end token."""

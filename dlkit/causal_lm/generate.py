@@ -37,9 +37,17 @@ class PretrainedGenerator:
 
     def prepare(self, prompt: str, length: int) -> None:
         """Tokenize the prompt; exit 2 when it is empty and the model has no start token, or
-        when prompt plus `length` overflow the context."""
-        from dlkit.causal_lm.decoding import prompt_ids
+        when prompt plus `length` overflow the context (before tokenizing, when the prompt
+        has more characters than the context's tokens can stand for: a tokenizer handed
+        hundreds of megabytes aborts the process)."""
+        from dlkit.causal_lm.decoding import longest_token, prompt_ids
 
+        if self.context is not None:
+            most = self.context * longest_token(self.task)
+            if len(prompt) > most:
+                raise UsageError(f"the prompt is {len(prompt):,} characters, more than "
+                                 f"{self.name}'s context of {self.context} tokens can hold "
+                                 f"(at most {most:,} characters); shorten the prompt")
         self.ids, self.length = prompt_ids(self.task, prompt), length
         if not self.ids:
             raise UsageError(f"{self.name} needs a prompt (it has no start token); give "

@@ -16,6 +16,9 @@ from dlkit.core.config import (
     opt,
 )
 from dlkit.core.errors import UsageError
+from dlkit.core.files import TEXT_LIMIT, MiB, size_text
+
+PROMPT_LIMIT = MiB  # a prompt read from stdin
 
 
 class TextArch(enum.StrEnum):
@@ -44,9 +47,10 @@ class TextConfig(TrainConfig):
 
     COMMAND = "train-text"
 
-    corpus: str | None = opt(None, "UTF-8 text file to learn (any language), or - for stdin. "
-                             "Default: Tiny Shakespeare, found through the data lookup or "
-                             "downloaded.", show_default=False, resume=False)
+    corpus: str | None = opt(None, "UTF-8 text file to learn (any language), or - for stdin; "
+                             f"at most {size_text(TEXT_LIMIT)}. Default: Tiny Shakespeare, "
+                             "found through the data lookup or downloaded.",
+                             show_default=False, resume=False)
     from_preset: str | None = opt(None, "Fine-tune this pretrained keras-hub language model "
                                   "instead of training a character model: a preset name "
                                   "(gpt2_base_en; `dlkit models` lists them), a kaggle:// or "
@@ -106,7 +110,9 @@ class GenerateConfig(Config):
                      "keras-hub language model: a preset name (gpt2_base_en; `dlkit models` "
                      "lists them), a kaggle:// or hf:// handle, or a preset folder.",
                      flags=("-m",))
-    prompt: str = opt("", "Text to start from (echoed first), or - to read it from stdin.")
+    prompt: str = opt("", "Text to start from (echoed first), or - to read it from stdin (at "
+                      f"most {size_text(PROMPT_LIMIT)}). A pretrained model's context must hold "
+                      "it.")
     length: int = opt(500, "How much to generate per sample (after the prompt): characters "
                       "for dlkit's character models, tokens (sub-words, about 4 characters of "
                       "English each) for pretrained models, which also stop at their "

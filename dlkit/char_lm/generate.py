@@ -77,8 +77,10 @@ def text_metadata(folder: Path) -> dict[str, Any]:
     text = metadata.get("text")
     if metadata.get("task") != "train-text" or not isinstance(text, dict) \
             or not text.get("vocab"):
-        raise UsageError(f"{folder} holds a {metadata.get('task', 'unknown')} model, not a "
-                         f"text model; {hint}")
+        what = ("a keras-hub language model fine-tuned by train-text --from-preset"
+                if isinstance(metadata.get("pretrained"), dict)
+                else f"a {metadata.get('task', 'unknown')} model")
+        raise UsageError(f"{folder} holds {what}, not a dlkit character model; {hint}")
     vocab = text["vocab"]
     if (not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1
                                                for c in vocab) or len(set(vocab)) != len(vocab)):
@@ -131,11 +133,14 @@ def _check_vocabulary(folder: Path, metadata: dict[str, Any], outputs: int) -> N
 
 
 def read_prompt(prompt: str) -> str:
-    """`-` reads the prompt from stdin (as UTF-8, kept exactly as given)."""
+    """`-` reads the prompt from stdin (as UTF-8, kept exactly as given; at most PROMPT_LIMIT
+    bytes)."""
     if prompt != "-":
         return prompt
-    stream = getattr(sys.stdin, "buffer", None)
-    raw = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    from dlkit.char_lm.config import PROMPT_LIMIT
+    from dlkit.core.files import read_stdin
+
+    raw = read_stdin("the prompt", PROMPT_LIMIT, "give a shorter prompt")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

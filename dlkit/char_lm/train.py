@@ -29,6 +29,7 @@ from dlkit.core import litert, plots
 from dlkit.core.console import Report, err, fmt, info, is_quiet, warn
 from dlkit.core.errors import UsageError
 from dlkit.core.files import write_atomic
+from dlkit.core.precision import as_float32
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.sampling import Sampler
 from dlkit.core.schedules import Schedule
@@ -85,7 +86,8 @@ def train_text(config: TextConfig) -> Report:
         seq_len = _fit_seq_len(config.seq_len, len(train_ids))
         batch = config.batch_size
         steps = max(1, math.ceil(len(train_ids) / (batch * seq_len)))
-        runtime = run.start(fingerprint(train_ids, val_ids, corpus.vocab), inputs=corpus.files)
+        runtime = run.start(fingerprint(train_ids, val_ids, corpus.vocab), inputs=corpus.files,
+                            cpu_bfloat16=True)
 
         with run.scope():
             model = models.build(config.arch, len(corpus.vocab), seq_len, config.layers,
@@ -117,6 +119,7 @@ def train_text(config: TextConfig) -> Report:
                                             warmup_steps=100, floor=0.1),
                           callbacks=[PerCharacter()], after=[sampler], save_on_interrupt=True)
 
+        model = as_float32(model)  # what is sampled, converted and saved
         val_loss = history["val_loss"][-1] if history.get("val_loss") else None
         val_bpc = val_loss / math.log(2) if val_loss is not None else None
         train_loss = history["loss"][-1] if history.get("loss") else None

@@ -8,14 +8,22 @@ sibling folder and swapped into place at the end, so a run that fails or is inte
 leaves half a model and never touches the previous one.
 
 `claim_output` decides, before any work, whether a run may write its `--output`: an existing
-folder is replaced only when it is a model folder that dlkit wrote (nothing else in it); the
-working directory, the home folder, a folder inside a model folder, and a folder that is, holds or
-lies inside one of the command's inputs are refused with one line (exit 2), untouched.
+folder is replaced only when it is a model folder that dlkit wrote with nothing else anywhere in
+it (its metadata.json keeps the manifest of every path the save wrote); the working directory,
+the home folder, a folder inside a model folder, and a folder that is, holds or lies inside one
+of the command's inputs are refused with one line (exit 2), untouched. `check_inputs` is that
+last rule for every output of every command (`check_output_file` and `check_log_folder` apply
+it with the other checks an output file or a log folder needs).
+
+One writer per folder: every command that writes into a model folder (a training, `export`)
+first takes the folder's lock (`lock_folder`: a `.NAME.lock` file beside it, never opened
+through a symbolic link); a second one fails at start (exit 1) naming the first one's PID.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import datetime as _dt
@@ -27,21 +35,41 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from dlkit import __version__
 from dlkit.core import litert
 from dlkit.core.console import to_json
-from dlkit.core.errors import DlkitError, UsageError, disk_error
-from dlkit.core.files import fsync_dir, fsync_tree, umask, write_atomic
+from dlkit.core.errors import DlkitError, UsageError, disk_cause, disk_error
+from dlkit.core.files import (
+    MiB,
+    fsync_dir,
+    fsync_tree,
+    open_lock_file,
+    read_bytes,
+    size_text,
+    umask,
+    write_atomic,
+)
 
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
 PLOTS = "plots"
+KERAS_JSON_LIMIT = 64 * MiB  # a JSON file in a .keras archive (config.json, metadata.json)
+METADATA_LIMIT = 64 * MiB  # a model folder's metadata.json
+MANIFEST = "manifest"  # metadata.json's list of every path the save wrote in the folder
 # What folders written before metadata.json listed its files may hold.
 _KNOWN_FILES = {METADATA, SAVED_MODEL, KERAS_FILE, PLOTS, "encoder.keras"}
+# What the subfolders of a folder written before metadata.json kept a manifest may hold.
+_KNOWN_LAYOUT = {
+    SAVED_MODEL: ("saved_model.pb", "fingerprint.pb", "keras_metadata.pb", "variables/",
+                  "variables/variables.index", "variables/variables.data-*-of-*", "assets/",
+                  "assets/*"),
+    PLOTS: ("*.png", "*.gif"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +111,7 @@ def claim_output(output: Path, inputs: Iterable[Path | str | None] = (),
     except OSError as exc:
         raise UsageError(f"cannot write to {parent} ({exc.strerror}); choose a writable "
                          "--output") from None
-    _lock_output(output)
+    lock_folder(output)
     _refuse_foreign(output)
     return output
 
@@ -101,28 +129,56 @@ def _refuse_special(output: Path) -> None:
                          "of its own, such as -o models/NAME")
 
 
-def check_inputs(output: Path, inputs: Iterable[Path | str | None]) -> None:
-    """Exit 2 when the output is one of the inputs, holds one, or lies inside an input folder
-    (training into its own data would destroy or pollute it)."""
-    output = Path(output).resolve()
+def check_inputs(output: Path, inputs: Iterable[Path | str | None], option: str = "output",
+                 holds: bool = True) -> None:
+    """Exit 2 when `output` is one of the inputs, lies inside an input folder, or (`holds`, for
+    an output folder that is replaced or filled with folders of its own) holds an input:
+    writing it would destroy an input or add to the data the next run reads. `option` names
+    the output in the message. Symbolic links are followed on both sides; None, "" and `-`
+    (stdin) are skipped; thousands of inputs in a few folders cost one `lstat` each."""
+    output = Path(os.path.realpath(Path(output).expanduser()))
+    real = _RealPaths()
     for given in inputs:
-        if given is None or str(given) == "-":
+        if given is None or str(given) in ("", "-"):
             continue
-        path = Path(given).expanduser().resolve()
-        if path == output or path.is_relative_to(output):
-            raise UsageError(f"output {output} is or holds the input {path}; choose an output "
-                             "folder away from the data")
-        if path.is_dir() and output.is_relative_to(path):
-            raise UsageError(f"output {output} is inside the input folder {path}; choose an "
-                             "output folder away from the data")
+        path = real(given)
+        if path == output:
+            raise UsageError(f"{option} {output} is one of the inputs; choose another {option} "
+                             "(dlkit never writes over what it reads)")
+        if holds and path.is_relative_to(output):
+            raise UsageError(f"{option} {output} holds the input {path}; choose {option} away "
+                             "from the inputs")
+        if output.is_relative_to(path) and path.is_dir():
+            raise UsageError(f"{option} {output} is inside the input folder {path}; choose "
+                             f"{option} outside the inputs")
+
+
+class _RealPaths:
+    """The real paths (absolute, no symbolic links) of many paths, each folder resolved once
+    (the inputs of a run are thousands of files in a few folders)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, given: Path | str) -> Path:
+        text = os.path.expanduser(os.fspath(given))
+        if ".." in Path(text).parts:  # ".." after a link is not what abspath makes of it
+            return Path(os.path.realpath(text))
+        folder, name = os.path.split(os.path.abspath(text))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        path = os.path.join(real, name)
+        return Path(os.path.realpath(path) if os.path.islink(path) else path)
 
 
 def check_output_file(option: str, path: Path, folder: bool = False,
-                      protect: Iterable[Path] = ()) -> Path:
+                      inputs: Iterable[Path | str | None] = ()) -> Path:
     """Exit 2 before any work when an inference command cannot write `path` (a file, or with
     `folder` a folder it may create): the wrong kind of thing is there, its parent folder is
-    missing or not writable, or it lies inside a dlkit model folder or one of `protect` (the
-    model being used). Returns the resolved path."""
+    missing or not writable, it lies inside a dlkit model folder, or it is one of `inputs` (the
+    files and folders the command reads: the model, the images) or lies inside an input
+    folder (`check_inputs`). Returns the resolved path."""
     path = Path(path).expanduser().resolve()
     if path.exists() and path.is_dir() != folder:
         raise UsageError(f"{option} {path} is {'a file' if folder else 'a folder'}; choose "
@@ -133,18 +189,20 @@ def check_output_file(option: str, path: Path, folder: bool = False,
     if not os.access(parent, os.W_OK) or (path.is_dir() and not os.access(path, os.W_OK)):
         raise UsageError(f"{option} {path}: {parent} is not a writable folder; choose another "
                          f"{option}")
-    guarded = [Path(p).expanduser().resolve() for p in protect]
-    for above in [path, *path.parents]:
-        if above in guarded or (above != path and is_model_folder(above)):
+    for above in path.parents:
+        if is_model_folder(above):
             raise UsageError(f"{option} {path} is inside the model folder {above}; write it "
                              "elsewhere (dlkit never writes into a model folder it reads)")
+    check_inputs(path, inputs, option, holds=False)
     return path
 
 
-def check_log_folder(option: str, folder: Path, output: Path) -> Path:
+def check_log_folder(option: str, folder: Path, output: Path,
+                     inputs: Iterable[Path | str | None] = ()) -> Path:
     """A folder a run will create and keep writing (TensorBoard logs): exit 2 before any work
-    when it is a file, when the nearest existing folder above it is not writable, or when it
-    lies inside a model folder (replacing the model would delete the logs)."""
+    when it is a file, when the nearest existing folder above it is not writable, when it lies
+    inside a model folder (replacing the model would delete the logs), or when it is, holds or
+    lies inside one of `inputs` (the next run would read the logs as data)."""
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{option} {folder} is a file; give a folder")
@@ -157,70 +215,143 @@ def check_log_folder(option: str, folder: Path, output: Path) -> Path:
         if above == output or is_model_folder(above):
             raise UsageError(f"{option} {folder} is inside the model folder {above}, which a "
                              "new model replaces; keep the logs beside it")
+    check_inputs(folder, inputs, option)
     return folder
 
 
 def _refuse_foreign(output: Path) -> None:
-    """An existing output must be empty or a model folder dlkit wrote (checked under the lock)."""
+    """An existing output must be empty or a model folder dlkit wrote with nothing else in it,
+    at any depth (checked under the lock)."""
     if not output.is_dir():
         return
-    entries = sorted(p.name for p in output.iterdir())
-    if not entries or is_model_folder(output):
+    try:
+        entries = sorted(p.name for p in output.iterdir())
+    except OSError as exc:
+        raise UsageError(f"cannot read output {output} ({exc.strerror}); choose another "
+                         "--output") from None
+    if not entries:
         return
-    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    meta = model_metadata(output)
+    foreign = entries if meta is None else foreign_entries(output, meta)
+    if not foreign:
+        return
+    shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
     raise UsageError(f"output {output} holds files dlkit did not write ({shown}); to replace "
                      "it, delete it first, or choose another --output")
 
 
 def is_model_folder(folder: Path) -> bool:
-    """A folder dlkit wrote: its metadata.json names the task and dlkit's version, and it holds
-    nothing but the files that metadata lists."""
+    """A folder dlkit wrote: its metadata.json names the task and dlkit's version."""
+    return model_metadata(folder) is not None
+
+
+def model_metadata(folder: Path) -> dict[str, Any] | None:
+    """The metadata.json of a folder dlkit wrote, or None when it is not one."""
     try:
-        meta = json.loads((folder / METADATA).read_text())
-        entries = {p.name for p in folder.iterdir()}
-    except (OSError, ValueError):
-        return False
+        meta = json.loads(read_bytes(folder / METADATA, METADATA, limit=METADATA_LIMIT))
+    except (OSError, ValueError, UsageError):  # none, unreadable, a FIFO, too large
+        return None
     if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
-        return False
+        return None
     if not isinstance(meta.get("versions"), dict) or "dlkit" not in meta["versions"]:
+        return None
+    return meta
+
+
+def foreign_entries(folder: Path, meta: dict[str, Any]) -> list[str]:
+    """What a model folder holds that dlkit did not write there (paths relative to it, folders
+    with a trailing /, sorted): whatever its manifest does not list, or, for a folder saved
+    before dlkit kept one, what is neither a top-level name metadata.json lists nor in the
+    known layout of saved_model/ and plots/."""
+    found = tree(folder)
+    listed = meta.get(MANIFEST)
+    if isinstance(listed, list):
+        allowed = {str(p) for p in listed} | {METADATA}
+        return sorted(p for p in found if p not in allowed)
+    names = meta.get("files")
+    top_level = (set(map(str, names)) if isinstance(names, list) else _KNOWN_FILES) | {METADATA}
+    return sorted(p for p in found if not _in_layout(p, top_level))
+
+
+def _in_layout(entry: str, top_level: set[str]) -> bool:
+    top, _, rest = entry.partition("/")
+    if top not in top_level:
         return False
-    listed = meta.get("files")
-    allowed = set(listed) if isinstance(listed, list) else _KNOWN_FILES
-    return entries <= allowed | {METADATA}
+    if not rest or top not in _KNOWN_LAYOUT:
+        return True
+    return any(fnmatchcase(rest, pattern) and rest.count("/") == pattern.count("/")
+               for pattern in _KNOWN_LAYOUT[top])
+
+
+def tree(folder: Path) -> list[str]:
+    """Every path under `folder`, relative to it, folders with a trailing / (a symbolic link is
+    listed as what it is, never followed); a folder that cannot be read is `NAME/ (unreadable)`."""
+    found: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        name = Path(exc.filename or folder).relative_to(folder).as_posix()
+        found.append(f"{name}/ (unreadable)")
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
+        here = Path(root).relative_to(folder)
+        for name in dirs:
+            link = os.path.islink(os.path.join(root, name))
+            found.append((here / name).as_posix() + ("" if link else "/"))
+        found.extend((here / name).as_posix() for name in files)
+    return found
 
 
 _held_locks: dict[Path, int] = {}
 
 
-def _lock_output(output: Path) -> None:
-    """Hold an exclusive lock on `output` for the rest of this process, so two runs never write
-    the same model folder at once: the second fails at start with a clear message."""
-    if output in _held_locks:
-        return
-    lock_path = output.with_name(f".{output.name}.lock")
+def lock_folder(folder: Path, hint: str = "wait for it to finish or choose another --output",
+                ) -> Path:
+    """Hold an exclusive lock on the model folder `folder` (resolved) for the rest of this
+    process, so two commands never write it at once: the second fails at start (exit 1, with
+    `hint`). The lock is the file `.NAME.lock` beside it, holding the PID; it is never opened
+    through a symbolic link, and a file there that is not a dlkit lock is refused (exit 2).
+    Returns `folder`."""
+    if folder in _held_locks:
+        return folder
+    lock_path = _lock_path(folder)
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(lock_path, "the lock file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise DlkitError(f"another dlkit run (pid {holder}) is writing {output}; wait for "
-                             "it to finish or choose another --output") from None
-        try:  # the previous holder may have removed the file after we opened it: retry then
-            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
+            raise DlkitError(f"another dlkit run (pid {holder}) is writing {folder}; "
+                             f"{hint}") from None
+        if _same_file(fd, lock_path):  # the previous holder may have removed it: retry then
             break
         os.close(fd)
-    _held_locks[output] = fd
+    held = os.pread(fd, 64, 0).strip()
+    if len(held) > 32 or (held and not held.isdigit()):  # a stale lock holds a PID
+        os.close(fd)
+        raise UsageError(f"{lock_path} is not a dlkit lock file (it holds something else than "
+                         "a process id); move it away, then run the command again")
+    _held_locks[folder] = fd
     try:  # who holds it, for the other run's message (a full disk may refuse even this)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
     except OSError:
         pass
-    _remove_stale_staging(output)
+    _remove_stale_staging(folder)
+    return folder
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.lock")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` (not followed) is still the file open as `fd`."""
+    try:
+        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _remove_stale_staging(output: Path) -> None:
@@ -237,7 +368,10 @@ def release_output_locks() -> None:
     """Drop the output locks this process holds (the CLI calls it when a command ends)."""
     while _held_locks:
         output, fd = _held_locks.popitem()
-        output.with_name(f".{output.name}.lock").unlink(missing_ok=True)
+        lock_path = _lock_path(output)
+        if _same_file(fd, lock_path):  # never another's file, or a link put in its place
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
         os.close(fd)
 
 
@@ -306,56 +440,42 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
     SavedModel and `model.tflite` (a keras-hub preset).
     A full or read-only disk is one `DlkitError` (exit 1) and the previous folder is untouched.
     """
-    from dlkit.core.checkpoint import fault_point, quiet_h5py
+    from dlkit.core.checkpoint import fault_point, quiet_h5py, weights_in_memory
 
     staging = Staging(output)
     try:
         fault_point("model-save")
         lite = dict(metadata.get(litert.META_KEY) or {})
         if write_model is not None:
-            with quiet_h5py():
+            with quiet_h5py(), weights_in_memory():
                 write_model(staging.path)
         else:
             with quiet_h5py():
                 model.save(staging.path / KERAS_FILE)
                 model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model",
                              verbose=False)
-            converted = litert.convert_model_folder(staging.path, model)
+            converted = litert.convert_model_folder(staging.path, model, metadata)
             if converted is not None:
                 write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
                 lite[litert.TFLITE_FILE] = converted[1]
         if write_extras is not None:
-            write_extras(staging.path)
+            with weights_in_memory():  # a keras-hub preset among them
+                write_extras(staging.path)
         files = sorted({p.name for p in staging.path.iterdir()} | {METADATA})
-        meta = {**metadata, "files": files, "versions": versions(), "created": _now()}
+        manifest = sorted({*tree(staging.path), METADATA})
+        meta = {**metadata, "files": files, MANIFEST: manifest, "versions": versions(),
+                "created": _now()}
         if lite:
             meta[litert.META_KEY] = lite
         write_atomic(staging.path / METADATA, to_json(meta) + "\n")
         final = staging.commit()
     except BaseException as exc:
         staging.discard()
-        cause = _disk_cause(exc)
+        cause = disk_cause(exc)
         if cause is not None:
             raise disk_error(f"the model folder {output}", cause) from None
         raise
     return artifact_paths(final)
-
-
-def _disk_cause(exc: BaseException) -> OSError | None:
-    """The OSError behind a failed write (TensorFlow reports a full disk as an OpError)."""
-    if isinstance(exc, DlkitError):
-        return None
-    if isinstance(exc, OSError):
-        return exc
-    text = str(exc)
-    for errno_name, phrase in (("ENOSPC", "No space left on device"),
-                               ("EROFS", "Read-only file system"),
-                               ("EDQUOT", "Disk quota exceeded")):
-        if phrase in text:
-            import errno
-
-            return OSError(getattr(errno, errno_name), phrase)
-    return None
 
 
 def artifact_paths(folder: Path) -> dict[str, Any]:
@@ -381,20 +501,53 @@ def load_metadata(folder: Path, task: str | None = None, train_hint: str | None 
         what = "is a file, not a model folder" if folder.exists() else "does not exist"
         raise UsageError(f"model folder {folder} {what}; train one first (`{train}`)")
     path = folder / METADATA
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise UsageError(f"{folder} is not a dlkit model folder (no {METADATA}); train one "
-                         f"first (`{train}`)") from None
-    except (OSError, ValueError) as exc:
+                         f"first (`{train}`)")
+    try:
+        meta = json.loads(read_bytes(path, "the model's metadata", limit=METADATA_LIMIT))
+    except ValueError as exc:
         raise UsageError(f"{path} is unreadable ({exc}); retrain the model") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{path} is not a JSON object; it is not a dlkit model's metadata "
                          "(retrain the model)")
+    check_metadata_fields(meta, path)
     if task is not None and meta.get("task") != task:
         raise UsageError(f"{folder} was not written by {task} (task {meta.get('task')!r}); "
                          f"pass a {task} model folder or train one (`{train}`)")
     return meta
+
+
+def _class_names_ok(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) > 0 and all(isinstance(v, str) for v in value)
+            and len(set(value)) == len(value))
+
+
+def _shape_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in value)
+
+
+# The metadata.json fields commands read, each with what it must be when present.
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "class_names": (_class_names_ok, "a non-empty list of distinct class names (strings)"),
+    "input_shape": (_shape_ok, "a list of sizes (positive integers, or null for any size)"),
+    **{key: (lambda v: isinstance(v, dict), "an object")
+       for key in ("preprocessing", "config", "text", "pretrained", "metrics")},
+}
+
+
+def check_metadata_fields(meta: dict[str, Any], path: Path) -> None:
+    """Exit 2 naming the field when metadata.json holds one of the fields commands read in a
+    form dlkit never writes (`class_names: []`, an `input_shape` of words, ...): a hand-edited
+    or foreign file is one line here, not an IndexError deep inside a command."""
+    for key, (valid, what) in _FIELDS.items():
+        if key in meta and not valid(meta[key]):
+            shown = json.dumps(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise UsageError(f"{path}: {key!r} must be {what} (got {shown}); retrain the "
+                             "model, or restore its metadata.json")
 
 
 def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:
@@ -410,15 +563,72 @@ def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise UsageError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+        raise keras_load_error(path, exc) from None
+
+
+# What Keras safe mode refuses to deserialise, as its messages name it, and what to say.
+_SAFE_MODE_REFUSALS = (
+    ("`Lambda` layer", "its Lambda layer holds Python code"),
+    ("Python lambda", "it holds a Python lambda"),
+    ("TFSMLayer", "its TFSMLayer would load and run an external SavedModel"),
+    ("vocabulary file", "a layer would read a vocabulary file outside the archive"),
+    ("torch.nn.Module", "it holds a pickled PyTorch module"),
+)
+
+
+def keras_load_error(path: Path, exc: BaseException) -> UsageError:
+    """The one line for a `.keras` file (or preset) Keras could not load. Keras safe mode
+    (always on in dlkit) refusing code in the file is said as such: the file is not damaged,
+    it asks to run code dlkit will not run."""
+    text = str(exc)
+    if "safe_mode" in text or "arbitrary code execution" in text:
+        why = next((w for needle, w in _SAFE_MODE_REFUSALS if needle in text),
+                   "it asks to run code")
+        return UsageError(f"Keras safe mode refused to run code from {path} ({why}); dlkit "
+                          "loads models in safe mode only: rebuild the model without it, or "
+                          "retrain it with dlkit")
+    first = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
+    return UsageError(f"cannot load {path}: {first}")
+
+
+def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
+    """The config of the layer named `layer` in a `.keras` archive's config.json, read as JSON
+    without Keras (nothing is deserialised); None when the archive, its config or the layer
+    is not there."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > KERAS_JSON_LIMIT:
+                return None
+            pending = [json.loads(archive.read(info))]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            config = item.get("config")
+            if isinstance(config, dict) and config.get("name") == layer and "class_name" in item:
+                return config
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
 
 
 def register_layers_of(path: Path) -> None:
     """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
     backbone), and dlkit's own modules whose registered layers it holds, so Keras can find
-    their classes; keras-hub is not imported otherwise (seconds)."""
+    their classes; keras-hub is not imported otherwise (seconds). Every `.keras` load passes
+    here first: an archive whose JSON files (which Keras reads whole) are larger than
+    KERAS_JSON_LIMIT is refused (exit 2) before Keras opens it."""
     try:
         with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.filename.endswith(".json") and member.file_size > KERAS_JSON_LIMIT:
+                    raise UsageError(f"{path} holds a {member.filename} of "
+                                     f"{member.file_size:,} bytes, more than the "
+                                     f"{size_text(KERAS_JSON_LIMIT)} dlkit reads; it is not a "
+                                     "model dlkit can load")
             config = archive.read("config.json")
     except (OSError, KeyError, zipfile.BadZipFile):
         return

@@ -9,25 +9,31 @@
 - `ReseedEachEpoch`: the same dropout masks in a resumed run as in an uninterrupted one;
 - `SaveEachEpoch`: the checkpoint at every epoch's end (`dlkit.core.checkpoint`);
 - `KeepBest`: the best validation epoch's weights, kept across resumes;
-- `GridEachEpoch`: a generator's sample grid after each epoch, kept across resumes.
+- `GridEachEpoch`: a generator's sample grid after each epoch, kept across resumes;
+- `TensorBoard` and `SampleImages`: `--tensorboard` logs, a write that fails (a full disk) being
+  the one `cannot write` line like every other write.
 
 Imports Keras at module level: import this module inside command bodies only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from dlkit.core.checkpoint import Checkpoint, deferred_interrupts, quiet_h5py
+from dlkit.core.checkpoint import Checkpoint, deferred_interrupts, weights_h5
 from dlkit.core.console import err, is_quiet, stderr_is_terminal
+from dlkit.core.errors import disk_cause, disk_error
+from dlkit.core.files import write_atomic
 from dlkit.core.schedules import Schedule
 
 
@@ -300,16 +306,50 @@ class SampleImages(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         import tensorflow as tf
 
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.folder))
         picture = np.asarray(self.draw(), np.uint8)
-        with self._writer.as_default():
-            tf.summary.image("samples", picture[None], step=epoch)
-        self._writer.flush()
+        with writing_logs(self.folder):
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(str(self.folder))
+            with self._writer.as_default():
+                tf.summary.image("samples", picture[None], step=epoch)
+            self._writer.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._writer is not None:
-            self._writer.close()
+            with writing_logs(self.folder):
+                self._writer.close()
+
+
+@contextlib.contextmanager
+def writing_logs(folder: Path | str) -> Iterator[None]:
+    """TensorBoard logs being written to `folder`: a write that fails for want of space (which
+    TensorFlow raises as a ResourceExhaustedError or another OpError) becomes the one
+    `cannot write` line (exit 1)."""
+    try:
+        yield
+    except Exception as exc:
+        cause = disk_cause(exc)
+        if cause is None:
+            raise
+        raise disk_error(f"the TensorBoard logs in {folder}", cause) from None
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, each hook run inside `writing_logs` (its writers are made,
+    written, flushed and closed in several of them)."""
+
+
+def _in_writing_logs(hook: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(hook)
+    def guarded(self: TensorBoard, *args: Any, **kwargs: Any) -> Any:
+        with writing_logs(self.log_dir):
+            return hook(self, *args, **kwargs)
+    return guarded
+
+
+for _hook in ("set_model", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end"):
+    setattr(TensorBoard, _hook, _in_writing_logs(getattr(keras.callbacks.TensorBoard, _hook)))
 
 
 class GridEachEpoch(keras.callbacks.Callback):
@@ -370,17 +410,13 @@ class KeepBest(keras.callbacks.Callback):
         self._weights = self.model.get_weights()  # every worker keeps its own copy
         if not self.checkpoint.writer:
             return
-        from dlkit.core.errors import disk_error
-
-        with deferred_interrupts(), quiet_h5py():
-            tmp = self.checkpoint.folder / ".tmp-best.weights.h5"
+        what = f"the checkpoint in {self.checkpoint.folder}"
+        with deferred_interrupts():
             try:
                 self.checkpoint.folder.mkdir(parents=True, exist_ok=True)
-                self.model.save_weights(tmp)
-                os.replace(tmp, self._path(epoch))
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise disk_error(f"the checkpoint in {self.checkpoint.folder}", exc) from None
+                raise disk_error(what, exc) from None
+            write_atomic(self._path(epoch), weights_h5(self.model), what)
 
     def restore(self) -> int | None:
         """Load the best epoch's weights into the model; that epoch (1-based), or None when

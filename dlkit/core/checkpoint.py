@@ -12,7 +12,10 @@ An interrupted run leaves the folder behind; the same command with `--resume` re
 from the same settings, loads the weights into it and continues; a finished run removes it.
 Weights rather than a whole `.keras` model, so that any model a command builds (functional
 models, and subclassed ones with their own `train_step` such as the VAE and the GAN) can be
-checkpointed without registering it for deserialisation.
+checkpointed without registering it for deserialisation. The `.weights.h5` is built in memory
+(`weights_h5`) and written as plain bytes: HDF5 never holds a file on disk, so a full disk fails
+a plain write (one line) instead of an HDF5 write, which leaves the HDF5 library in a state that
+crashes the process at exit (SIGSEGV in `H5_term_library`), whatever is closed by hand.
 
 Imports Keras: import this module inside command bodies only.
 """
@@ -20,6 +23,7 @@ Imports Keras: import this module inside command bodies only.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -34,7 +38,7 @@ from typing import Any
 import keras
 
 from dlkit.core.errors import DlkitError, Interrupted, UsageError, disk_error
-from dlkit.core.files import fsync_dir, fsync_tree
+from dlkit.core.files import fsync_dir, fsync_tree, refuse_link
 
 WEIGHTS_FILE = "checkpoint.weights.h5"
 STATE_FILE = "state.json"
@@ -49,6 +53,8 @@ class Checkpoint:
                  labels: Callable[[str], str] | None = None) -> None:
         self.folder = output.with_name(f".{output.name}.resume")
         self.writer = writer  # False on the non-chief workers of a multi-worker run
+        if writer:  # it is written, emptied and removed: never wherever a link points
+            refuse_link(self.folder, "the checkpoint folder")
         self.settings = settings
         self.labels = labels or (lambda key: key)  # a setting's name as the user knows it
         self.epochs_saved = 0
@@ -118,7 +124,7 @@ class Checkpoint:
              seconds: list[float]) -> None:
         """Publish the checkpoint of `epochs_done` epochs as one unit (see the module doc)."""
         if self.writer:
-            with deferred_interrupts(), quiet_h5py():
+            with deferred_interrupts():
                 self._write(model, epochs_done, history, seconds)
         self.epochs_saved = epochs_done
 
@@ -133,7 +139,7 @@ class Checkpoint:
             self.folder.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            model.save_weights(tmp / WEIGHTS_FILE)
+            (tmp / WEIGHTS_FILE).write_bytes(weights_h5(model))
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
             fsync_tree(tmp)
             fault_point("checkpoint-before-publish")
@@ -174,6 +180,48 @@ class Checkpoint:
         return Interrupted(f"interrupted; {kept}{self.epochs_saved} of {total_epochs} epochs "
                            f"are saved in the checkpoint at {self.folder}: run the same "
                            "command with --resume to continue")
+
+
+class _MemoryWeightsFile(io.BytesIO):
+    """An in-memory `.weights.h5` for `keras.Model.save_weights`: Keras checks the suffix of
+    the name it is given (`str()` of it) and hands any `io.BytesIO` to h5py as the file."""
+
+    def __str__(self) -> str:
+        return WEIGHTS_FILE
+
+
+def weights_h5(model: keras.Model) -> memoryview:
+    """The bytes of `model.save_weights(...)` (weights and optimizer state), built in memory
+    (see the module doc for why never on disk); a view of the buffer, not a second copy."""
+    buffer = _MemoryWeightsFile()
+    model.save_weights(buffer)
+    return buffer.getbuffer()
+
+
+@contextlib.contextmanager
+def weights_in_memory() -> Iterator[None]:
+    """Within the block, Keras's `save_weights` to a `.weights.h5` path (which keras-hub's
+    `save_to_preset` calls for a backbone and a task head) builds the file in memory and
+    writes its bytes with a plain write, as `weights_h5` does (see the module doc): keras-hub
+    gives no other way in. Sharded weights (keras-hub shards past 10 GB) are left to Keras."""
+    from keras.src.saving import saving_lib
+
+    original = saving_lib.save_weights_only
+
+    def save_weights_only(model: keras.Model, filepath: Any, max_shard_size: Any = None,
+                          objects_to_skip: Any = None) -> None:
+        if max_shard_size is not None or isinstance(filepath, io.IOBase):
+            original(model, filepath, max_shard_size, objects_to_skip)
+            return
+        buffer = _MemoryWeightsFile()
+        original(model, buffer, None, objects_to_skip)
+        Path(filepath).write_bytes(buffer.getbuffer())
+
+    saving_lib.save_weights_only = save_weights_only
+    try:
+        yield
+    finally:
+        saving_lib.save_weights_only = original
 
 
 _fault_counts: dict[str, int] = {}

@@ -8,7 +8,8 @@ default, its help, its bounds, its choices (an `Enum` type), its short flag and 
   name, the help, the bounds and the choices cannot drift from the config;
 - `Config.validate()` checks the same bounds when a config is made in Python;
 - `TrainConfig.resume_settings()` is what a checkpoint must match to be resumed;
-- `Config.as_dict()` is what `metadata.json` records as the run's settings.
+- `Config.as_dict()` is what `metadata.json` records as the run's settings, by the same keys
+  as a config file (`settings`), so a model's settings can be fed back with `--config`.
 
 No TensorFlow, no Typer here: `dlkit --help` imports every config.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import math
 import tomllib
 import types
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dlkit.core.errors import UsageError
+from dlkit.core.files import MiB, read_bytes
 
 SEED_MAX = 2**32 - 1  # what keras.utils.set_random_seed (NumPy's seeding) accepts
 
@@ -139,8 +140,10 @@ class Config:
         """Checks across fields (overridden by commands that have some)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON values (Enums by value, paths as strings)."""
-        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The settings as metadata.json records them: plain JSON values by config-file key
+        (Enums by value, paths absolute), so a model's settings can be fed back as a
+        `--config` file (see `settings`)."""
+        return settings(self, resolve=True)
 
 
 def plain(value: Any) -> Any:
@@ -160,6 +163,14 @@ class Strategy(enum.StrEnum):
     one_device = "one-device"
     mirrored = "mirrored"
     multi_worker = "multi-worker"
+
+
+class Precision(enum.StrEnum):
+    """What a training command computes in (see dlkit.core.precision)."""
+
+    auto = "auto"
+    float32 = "float32"
+    mixed = "mixed"
 
 
 class ClassWeight(enum.StrEnum):
@@ -240,6 +251,10 @@ _COMMON: dict[str, Opt] = {
                     "or multi-worker (several machines, TF_CONFIG).", resume=False),
     "deterministic": Opt("Deterministic kernels (same seed, same metrics; slower).",
                          resume=False),
+    "precision": Opt("What training computes in: auto (mixed float16 on a GPU, mixed bfloat16 on "
+                     "a CPU with native bfloat16 such as AVX512-BF16 or AMX, where it is about "
+                     "twice as fast; float32 otherwise), float32, or mixed. Weights stay "
+                     "float32, and the saved model computes in float32 either way."),
     "resume": Opt("Continue an interrupted run from its checkpoint (same options).",
                   resume=False),
     "tensorboard": Opt("Write TensorBoard event files here: per-epoch losses, metrics and "
@@ -269,6 +284,7 @@ class TrainConfig(Config):
     max_minutes: float | None = common("max_minutes", None)
     strategy: Strategy = common("strategy", Strategy.auto)
     deterministic: bool = common("deterministic", False)
+    precision: Precision = common("precision", Precision.auto)
     resume: bool = common("resume", False)
     tensorboard: Path | None = common("tensorboard", None)
 
@@ -289,25 +305,32 @@ class TrainConfig(Config):
 
 # ---------------------------------------------------------------------------------------------
 # Config files: TOML whose keys are the long option names (`learning-rate = 0.004`)
+#
+# A config file is read the way the command line is: a path that is not UTF-8 keeps its bytes
+# (`--print-config` writes them as they are, and they come back as the same path), and an empty
+# path is refused in both. It is untrusted input: a regular file of at most MAX_CONFIG_BYTES.
+
+MAX_CONFIG_BYTES = MiB  # a settings file is a few hundred bytes
+
 
 def option_key(field: dataclasses.Field) -> str:
     """A field's key in a config file: its long option name without the dashes."""
     return cli_name(field)[2:]
 
 
-def read_config_file(path: Path, config_type: type[Config]) -> dict[str, Any]:
+def file_fields(config_type: type[Config]) -> list[dataclasses.Field]:
+    """The fields a config file (and `--print-config`, and metadata.json) holds: every option
+    but the per-run output switches (--json, --quiet) and the positional arguments."""
+    return [f for f in dataclasses.fields(config_type) if spec_of(f) is not None
+            and not spec_of(f).argument and f.name not in ("json", "quiet")]
+
+
+def read_config_file(path: Path | str, config_type: type[Config]) -> dict[str, Any]:
     """The settings of a TOML config file as {field name: value}, each checked against its
     field's type and choices; exit 2 naming the file and the key for anything wrong."""
-    try:
-        with open(Path(path).expanduser(), "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"config file {path} is not valid TOML ({exc})") from None
-    fields = {option_key(f): f for f in dataclasses.fields(config_type)
-              if spec_of(f) is not None and not spec_of(f).argument
-              and f.name not in ("json", "quiet")}
+    table = _read_toml(Path(path), f"`dlkit {config_type.COMMAND} --print-config > run.toml` "
+                       "writes one")
+    fields = {option_key(f): f for f in file_fields(config_type)}
     types = field_types(config_type)
     settings = {}
     for key, value in table.items():
@@ -321,7 +344,23 @@ def read_config_file(path: Path, config_type: type[Config]) -> dict[str, Any]:
     return settings
 
 
-def _checked_value(path: Path, key: str, value: Any, annotation: Any) -> Any:
+def _read_toml(path: Path, hint: str) -> dict[str, Any]:
+    """The table of a TOML file that is a regular file of at most MAX_CONFIG_BYTES (read by
+    `read_bytes`: a FIFO or a device such as /dev/zero is refused before it is read); bytes
+    that are not UTF-8 are kept as Python keeps them in file names (`surrogateescape`), as on
+    the command line."""
+    raw = read_bytes(path, "config file", hint, limit=MAX_CONFIG_BYTES)
+    try:
+        table = tomllib.loads(raw.decode("utf-8", "surrogateescape"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML ({exc})") from None
+    except RecursionError:  # thousands of nested arrays
+        raise UsageError(f"config file {path} is nested too deeply to be a settings file") \
+            from None
+    return table
+
+
+def _checked_value(path: Path | str, key: str, value: Any, annotation: Any) -> Any:
     kind = base_type(annotation)
     if isinstance(annotation, types.UnionType):  # `X | None`: look at X
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
@@ -346,19 +385,52 @@ def _checked_value(path: Path, key: str, value: Any, annotation: Any) -> Any:
                              f"{value!r})")
         return kind(value)
     if kind is Path:
-        return Path(value)
+        return path_value(value, f"{path}: {key}")
     return float(value) if kind is float else value
+
+
+EMPTY_PATH = "an empty path; give a path, or leave the option out"
+
+
+def path_value(text: str, where: str) -> Path:
+    """A path option's value; an empty one is refused (Python would read it as ".", the
+    working directory, which nobody means by an empty string): leave the option out instead."""
+    if text == "":
+        raise UsageError(f"{where} is {EMPTY_PATH}")
+    return Path(text)
+
+
+def settings(config: Config, resolve: bool = False) -> dict[str, Any]:
+    """The config as a config file holds it: {key: plain value} by long option name, None for
+    an unset option; with `resolve`, paths made absolute (for metadata.json, read later from
+    anywhere)."""
+    out = {}
+    for field in file_fields(type(config)):
+        value = getattr(config, field.name)
+        if resolve and isinstance(value, Path):
+            value = value.expanduser().resolve()
+        out[option_key(field)] = plain(value)
+    return out
+
+
+def recorded_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """A model's recorded settings (metadata.json's "config") by config-file key, whichever
+    spelling the folder has: `batch-size` (now) or `batch_size` (folders written before)."""
+    recorded = meta.get("config")
+    if not isinstance(recorded, dict):
+        return {}
+    return {str(key).replace("_", "-"): value for key, value in recorded.items()}
 
 
 def to_toml(config: Config) -> str:
     """The resolved settings as a TOML config file (`dlkit CMD --print-config > run.toml`):
-    every option with a value, by long option name; unset ones as comments."""
+    every option with a value, by long option name; unset ones as comments. Reading it back
+    with --config gives the same settings, whatever characters its paths hold."""
     lines = [f"# dlkit {config.COMMAND} settings (dlkit {config.COMMAND} --config FILE)"]
-    options = [f for f in dataclasses.fields(config) if spec_of(f) is not None
-               and not spec_of(f).argument and f.name not in ("json", "quiet")]
-    for field in sorted(options, key=lambda f: spec_of(f).group):  # as --help lists them
-        value = plain(getattr(config, field.name))
-        key = option_key(field)
+    values = settings(config)
+    for field in sorted(file_fields(type(config)), key=lambda f: spec_of(f).group):
+        key = option_key(field)  # in --help's order
+        value = values[key]
         lines.append(f"# {key} = (not set)" if value is None else f"{key} = {_toml(value)}")
     return "\n".join(lines) + "\n"
 
@@ -367,7 +439,27 @@ def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
+        return repr(value)  # Python's float spellings (1e-05, inf, nan) are TOML's too
+    if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a TOML basic string
+    return toml_string(str(value))
+
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string: quotes, backslashes and control characters escaped, every
+    other character as itself (astral ones included: TOML takes no surrogate-pair escapes). A
+    byte that is not UTF-8 (kept by Python as a lone surrogate) stays a lone surrogate here,
+    for the output stream to write as the byte it was (see `_read_toml`)."""
+    out = []
+    for ch in text:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

@@ -1,5 +1,13 @@
 """Where output goes: results on stdout, everything else (logs, progress, warnings) on stderr.
 
+Nothing printed through rich here is read as rich markup: class names, paths, prompts and
+model names come from users and model files, and `[/]` or `[red]x` in one must show as typed
+(markup would crash on the first and swallow the second). Style is given with `style=` or
+`rich.text.Text`, never with markup in the text.
+
+Tables of results (`result_table`) are never cut: whole cells on a terminal, tab-separated lines
+in a pipe or a file.
+
 No TensorFlow here: this module is imported by `dlkit --help`.
 """
 
@@ -10,11 +18,13 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def open_standard_streams() -> None:
@@ -70,8 +80,10 @@ class _Stderr:
         return sys.stderr.fileno()
 
 
-# stderr console for humans; `highlight=False` keeps paths and numbers uncoloured in logs.
-err = Console(file=_Stderr(), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
+# stderr console for humans; `highlight=False` keeps paths and numbers uncoloured in logs, and
+# `markup=False` shows every string as it is (see the module doc), tables' cells included.
+err = Console(file=_Stderr(), highlight=False, markup=False,  # type: ignore[arg-type]
+              soft_wrap=True)
 
 _quiet = False
 
@@ -94,17 +106,17 @@ def stderr_is_terminal() -> bool:
 def info(message: str) -> None:
     """An informational line on stderr (suppressed by --quiet)."""
     if not _quiet:
-        err.print(message, markup=False)
+        err.print(message)
 
 
 def warn(message: str) -> None:
     """A warning line on stderr (never suppressed)."""
-    err.print(f"warning: {message}", markup=False, style="yellow")
+    err.print(f"warning: {message}", style="yellow")
 
 
 def error_line(message: str) -> None:
     """The one `error: ...` line for a failure."""
-    err.print(f"error: {message}", markup=False, style="bold red")
+    err.print(f"error: {message}", style="bold red")
 
 
 def to_json(obj: Any) -> str:
@@ -168,6 +180,47 @@ def summary_table(title: str, rows: dict[str, Any]) -> None:
     for key, value in rows.items():
         table.add_row(key, _format(value))
     err.print(table)
+
+
+def result_table(columns: Sequence[str], rows: Iterable[Sequence[str | Text]]) -> None:
+    """A table of results on stdout, never cut. On a terminal, a rich table whose long cells
+    fold onto more lines (no "…"); in a pipe or a file, where no width is right and scripts
+    read it, tab-separated lines under a header line, each cell whole (`tsv_field`), for
+    `cut`, `awk` and `sort`. A `Text` cell keeps its style on a terminal."""
+    if not _stdout_is_terminal():
+        lines = ["\t".join(columns)]
+        lines += ["\t".join(tsv_field(str(cell)) for cell in row) for row in rows]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(*columns)
+    for column in table.columns:
+        column.overflow = "fold"
+    for row in rows:
+        table.add_row(*row)
+    Console(highlight=False, markup=False).print(table)
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def tsv_field(text: str) -> str:
+    """`text` as one field of a tab-separated line: backslash, tab, newline and carriage return
+    as `\\\\`, `\\t`, `\\n`, `\\r`; bytes that are not UTF-8 (a file name in another
+    encoding) as `\\xNN`. Ordinary text is unchanged."""
+    out = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    out = out.replace("\r", "\\r")
+    return out.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+        if has_surrogates(out) else out
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether `text` holds bytes that were not UTF-8 (Python keeps them as lone surrogates)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -48,8 +48,25 @@ class Interrupted(DlkitError):
 
 def disk_error(what: str, exc: OSError) -> DlkitError:
     """The one line for an OSError while writing `what` (disk full, read-only, ...)."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
+    reason = " ".join((exc.strerror or str(exc) or type(exc).__name__).split())  # one line
     if exc.errno in DISK_ERRNOS:
         return DlkitError(f"cannot write {what} ({reason}); free some space or choose another "
                           "place, then run the command again")
     return DlkitError(f"cannot write {what} ({reason})")
+
+
+def disk_cause(exc: BaseException) -> OSError | None:
+    """The OSError behind a failed write, or None when `exc` is not one (TensorFlow reports a
+    full disk as an OpError, e.g. a ResourceExhaustedError, with the reason in its text)."""
+    if isinstance(exc, DlkitError):
+        return None
+    if isinstance(exc, OSError):
+        return exc
+    text = str(exc)
+    for number, phrase in ((errno.ENOSPC, "No space left on device"),
+                           (errno.EROFS, "Read-only file system"),
+                           (errno.EDQUOT, "Disk quota exceeded"),
+                           (errno.EFBIG, "File too large")):
+        if phrase in text:
+            return OSError(number, phrase)
+    return None

@@ -5,16 +5,25 @@ conversion of its SavedModel (a character model holds `decoder.tflite`, its one-
 instead). `metadata.json` records each file's SHA-256 and signatures under "litert", so a
 replaced, truncated or foreign file is refused with one line instead of being run.
 
+Each `model.tflite` dlkit writes (training, `dlkit export`, `export -o FILE`) also carries what
+serving it needs from metadata.json, so that the file works on its own: a TFLite metadata entry
+named "dlkit" holding a JSON object (task, class names, input shape, preprocessing, what the
+output is), written and read with the flatbuffers schema the LiteRT package ships.
+
 Conversion needs TensorFlow's converter (training and `dlkit export` have TensorFlow loaded);
 serving (`LiteModel`, `open_model`) needs only NumPy and Google's `ai-edge-litert` interpreter,
-so a command that serves a `.tflite` file never imports TensorFlow or Keras.
+so a command that serves a `.tflite` file never imports TensorFlow or Keras. That interpreter
+runs LiteRT's built-in operations only: a file holding TensorFlow ops (Flex) or custom ops is
+refused when it is loaded, so a `.tflite` file cannot reach files or the network.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,6 +37,10 @@ from dlkit.core.files import read_bytes
 
 TFLITE_FILE = "model.tflite"
 META_KEY = "litert"  # metadata.json: {file name: record (sha256, signatures)}
+METADATA_NAME = "dlkit"  # the TFLite metadata entry dlkit writes into its files
+# What a file carries of metadata.json: what serving the model alone needs.
+SERVING_KEYS = ("task", "dataset", "class_names", "input_shape", "preprocessing", "outputs")
+MAX_METADATA_BYTES = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,14 +58,36 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
+def unavailable_reason(meta: dict[str, Any]) -> str | None:
+    """Why a model folder has no LiteRT file and `dlkit export` cannot write one, told from its
+    metadata.json (no model is loaded); None when export can write one."""
+    pretrained = meta.get("pretrained")
+    task = meta.get("task")
+    if isinstance(pretrained, dict) and task == "train-text":
+        return (f"it is a keras-hub {pretrained.get('class') or 'language model'} fine-tuned "
+                f"from {pretrained.get('from') or 'a preset'}, whose token inputs have no fixed "
+                "length, which a LiteRT file needs (dlkit serves keras-hub models with "
+                "TensorFlow only)")
+    if isinstance(pretrained, dict):
+        return (f"its keras-hub backbone ({pretrained.get('backbone') or 'a preset'}) takes "
+                "images of any size, and a LiteRT file needs a fixed input shape")
+    if task == "train-text-classifier":
+        return "it reads text (strings), which LiteRT's built-in operations cannot take"
+    return None
+
+
 def convert_saved_model(folder: Path, quantize: Quantize = Quantize.none,
                         calibration: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None,
                         signature_keys: list[str] | None = None) -> bytes:
     """The SavedModel in `folder` as a `.tflite` flatbuffer (only built-in LiteRT operations).
 
-    `calibration()` yields sample inputs ({input name: batch}) for int8 quantisation."""
+    `calibration()` yields sample inputs ({input name: batch}) for int8 quantisation. The
+    converter loads the SavedModel (running its initialisers), so its graph is scanned first
+    (`dlkit.core.saved_model.scan`)."""
+    from dlkit.core import saved_model
     from dlkit.core.runtime import import_tensorflow, silenced_stderr
 
+    saved_model.scan(folder)
     tf = import_tensorflow()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder),
                                                          signature_keys=signature_keys)
@@ -100,15 +135,51 @@ def describe(content: bytes, input_order: list[str] | None = None) -> dict[str, 
             "signatures": signatures}
 
 
-def convert_model_folder(staging: Path, model: Any) -> tuple[bytes, dict[str, Any]] | None:
-    """`model.tflite` for a model folder being written (from its SavedModel): the file's bytes
-    and its metadata record; None when the model's inputs have no fixed shape."""
+def convert_model_folder(staging: Path, model: Any, meta: dict[str, Any],
+                         ) -> tuple[bytes, dict[str, Any]] | None:
+    """`model.tflite` for a model folder being written (from its SavedModel, carrying `meta`'s
+    serving keys): the file's bytes and its metadata record; None when the model's inputs
+    have no fixed shape."""
     from dlkit.core.artifacts import SAVED_MODEL
 
     if unsupported_reason(model) is not None:
         return None
-    return converted(lambda: convert_saved_model(staging / SAVED_MODEL),
+    return converted(lambda: with_metadata(convert_saved_model(staging / SAVED_MODEL), meta),
                      [t.name for t in model.inputs])
+
+
+def serving_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model folder's metadata.json that a `.tflite` file carries."""
+    return {key: meta[key] for key in SERVING_KEYS if key in meta}
+
+
+def with_metadata(content: bytes, meta: dict[str, Any]) -> bytes:
+    """`content` with its "dlkit" metadata entry set to `serving_metadata(meta)` (the file is
+    rewritten through the schema's object API, as TensorFlow's converter adds its own
+    metadata). A model whose weights lie outside the flatbuffer (over 2 GB) is kept as it is."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    info = serving_metadata(meta)
+    if not info:
+        return content
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
+    model.buffers = model.buffers or []
+    if any(buffer.offset > 1 for buffer in model.buffers):
+        return content
+    data = np.frombuffer(json.dumps(info, sort_keys=True, ensure_ascii=False).encode(),
+                         np.uint8)
+    model.metadata = model.metadata or []
+    entry = next((m for m in model.metadata if m.name == METADATA_NAME.encode()), None)
+    if entry is None:  # a new entry; else its buffer is replaced
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = METADATA_NAME, len(model.buffers)
+        model.buffers.append(schema.BufferT())
+        model.metadata.append(entry)
+    model.buffers[entry.buffer] = schema.BufferT(data=data)
+    builder = flatbuffers.Builder(len(content) + len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def converted(convert: Callable[[], bytes], input_order: list[str] | None = None,
@@ -152,9 +223,10 @@ class LiteModel:
     """A `.tflite` file loaded into LiteRT's interpreter, run by signature."""
 
     def __init__(self, interpreter: Any, description: str,
-                 record: dict[str, Any] | None = None) -> None:
+                 record: dict[str, Any] | None = None, content: bytes = b"") -> None:
         self.interpreter, self.description = interpreter, description
         self.record = record or {}  # what metadata.json says of the file
+        self.content = content  # the flatbuffer (the interpreter holds it anyway)
         self.signature_keys = sorted(interpreter.get_signature_list())
         self._runners: dict[str, Any] = {}
         self._ran: set[str] = set()
@@ -177,7 +249,16 @@ class LiteModel:
                 from None
         if not interpreter.get_signature_list():
             raise UsageError(f"{description} has no signatures; write it with `dlkit export`")
-        return cls(interpreter, description, record)
+        return cls(interpreter, description, record, content)
+
+    def metadata(self) -> dict[str, Any] | None:
+        """The "dlkit" metadata entry the file carries (None when it has none); damaged
+        metadata is exit 2."""
+        return read_metadata(self.content, self.description)
+
+    def output_op(self, key: str, output: str) -> str | None:
+        """The built-in operation that computes a signature's output ("SOFTMAX"...)."""
+        return output_op(self.content, key, output)
 
     def runner(self, key: str) -> Any:
         if key not in self._runners:
@@ -217,6 +298,10 @@ def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
     hint = f"rewrite it with `dlkit export {folder}` or use --backend tensorflow"
     if not path.is_file():
         if backend == Backend.litert:
+            reason = unavailable_reason(meta)
+            if reason is not None:
+                raise UsageError(f"--backend litert cannot serve {folder}: {reason}; use "
+                                 "--backend tensorflow (or auto)")
             raise UsageError(f"{folder} has no {name} for --backend litert; write one with "
                              f"`dlkit export {folder}` or use --backend tensorflow")
         return None
@@ -239,3 +324,84 @@ def input_order(model: LiteModel, key: str = "serving_default") -> list[str]:
     if isinstance(recorded, dict) and sorted(recorded) == names:
         return list(recorded)
     return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a file's own structure (the flatbuffer, through the LiteRT package's schema)
+
+def read_metadata(content: bytes, description: str = "the LiteRT file") -> dict[str, Any] | None:
+    """The JSON object of the file's "dlkit" metadata entry; None when it has none."""
+    try:
+        return _read_metadata(content, description)
+    except (IndexError, TypeError, ValueError, struct.error):  # offsets out of the file
+        raise UsageError(f"{description} is damaged (its flatbuffer cannot be read); export "
+                         "the model again with `dlkit export`") from None
+
+
+def _read_metadata(content: bytes, description: str) -> dict[str, Any] | None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() != METADATA_NAME.encode():
+            continue
+        size = model.Buffers(entry.Buffer()).DataLength() if \
+            entry.Buffer() < model.BuffersLength() else 0
+        data = model.Buffers(entry.Buffer()).DataAsNumpy() if size else None
+        if data is None or size > MAX_METADATA_BYTES:
+            raise UsageError(f"{description} has a damaged dlkit metadata entry; export the "
+                             "model again with `dlkit export`")
+        try:
+            info = json.loads(bytes(data))
+        except (ValueError, UnicodeDecodeError):
+            info = None
+        if not isinstance(info, dict):
+            raise UsageError(f"{description} has a damaged dlkit metadata entry (not a JSON "
+                             "object); export the model again with `dlkit export`")
+        return info
+    return None
+
+
+_PASS_THROUGH = frozenset({"DEQUANTIZE", "QUANTIZE", "RESHAPE", "CAST"})
+
+
+def output_op(content: bytes, key: str, output: str) -> str | None:
+    """The name of the built-in operation computing output `output` of signature `key`
+    (through (de)quantisation and reshapes): "SOFTMAX" for a model that outputs
+    probabilities; None when it cannot be told."""
+    try:
+        return _output_op(content, key, output)
+    except (IndexError, TypeError, ValueError, struct.error):  # offsets out of the file
+        return None
+
+
+def _output_op(content: bytes, key: str, output: str) -> str | None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    for i in range(model.SignatureDefsLength()):
+        signature = model.SignatureDefs(i)
+        if signature.SignatureKey() != key.encode():
+            continue
+        tensors = [signature.Outputs(j) for j in range(signature.OutputsLength())]
+        tensor = next((t.TensorIndex() for t in tensors if t.Name() == output.encode()), None)
+        if tensor is None or signature.SubgraphIndex() >= model.SubgraphsLength():
+            return None
+        graph = model.Subgraphs(signature.SubgraphIndex())
+        producers = {}
+        for k in range(graph.OperatorsLength()):
+            op = graph.Operators(k)
+            for out in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+                producers[int(out)] = op
+        for _ in range(graph.OperatorsLength() + 1):
+            op = producers.get(tensor)
+            if op is None or op.OpcodeIndex() >= model.OperatorCodesLength():
+                return None
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+            if name not in _PASS_THROUGH or not op.InputsLength():
+                return name
+            tensor = int(op.Inputs(0))
+    return None

@@ -47,13 +47,15 @@ from dlkit.core.callbacks import (
     SaveEachEpoch,
     StopOnNaN,
     StopOnSignal,
+    TensorBoard,
     TimeBudget,
     weights_finite,
 )
 from dlkit.core.checkpoint import Checkpoint, fault_point, reset_faults
 from dlkit.core.config import TrainConfig, cli_name
 from dlkit.core.console import info, warn
-from dlkit.core.errors import DlkitError
+from dlkit.core.errors import EXIT_FAILURE, DlkitError
+from dlkit.core.precision import as_float32
 from dlkit.core.schedules import Schedule
 
 
@@ -68,9 +70,13 @@ class Run:
             rt.check_multi_worker()
             rt.form_cluster()  # before anything (a preset, a tokenizer) runs a TensorFlow op
         self.chief = rt.is_chief(config.strategy)
-        self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
+        inputs = list(inputs)
+        self.tensorboard: Path | None = None  # checked before the output is claimed and locked
         if config.tensorboard is not None:
-            artifacts.check_log_folder("--tensorboard", config.tensorboard, self.output)
+            output = Path(config.output).expanduser().resolve()
+            self.tensorboard = artifacts.check_log_folder("--tensorboard", config.tensorboard,
+                                                          output, inputs)
+        self.output = artifacts.claim_output(config.output, inputs, chief=self.chief)
         self.runtime: rt.Runtime | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: dict[str, Any] = {}
@@ -100,11 +106,11 @@ class Run:
     # -- before training ----------------------------------------------------------------------
 
     def start(self, fingerprint: str, inputs: Iterable[Path | str | None] = (),
-              mixed_precision: bool | None = None) -> rt.Runtime:
+              mixed_precision: bool | None = None, cpu_bfloat16: bool = False) -> rt.Runtime:
         """Once the data is read: check its files against the output, check a --resume
         against its checkpoint (exit 2 before any work on a mismatch), start TensorFlow."""
         config = self.config
-        artifacts.check_inputs(self.output, inputs)
+        self._check_outputs(inputs)
         settings = {**config.resume_settings(), "data": fingerprint}
         self.checkpoint = Checkpoint(self.output, settings, writer=self.chief,
                                      labels=functools.partial(_label, type(config)))
@@ -116,8 +122,17 @@ class Run:
             self.checkpoint.remove()
         self.checkpoint.clean_stale()
         self.runtime = rt.start(config.seed, config.strategy, config.deterministic,
-                                mixed_precision)
+                                mixed_precision, config.precision, cpu_bfloat16)
         return self.runtime
+
+    def _check_outputs(self, inputs: Iterable[Path | str | None]) -> None:
+        """Every output the run writes (the model folder, the TensorBoard logs) against the
+        inputs found once the data is read (exit 2 when one is, holds or lies inside an
+        input); the options' own inputs were checked when the run began."""
+        inputs = list(inputs)
+        artifacts.check_inputs(self.output, inputs)
+        if self.tensorboard is not None:
+            artifacts.check_inputs(self.tensorboard, inputs, "--tensorboard")
 
     def scope(self) -> Any:
         """Build and compile models inside this (the distribution strategy's scope)."""
@@ -187,6 +202,13 @@ class Run:
             if not save_on_interrupt:
                 raise self.checkpoint.interrupted(config.epochs) from None
             self.interrupted = True
+        except DlkitError as exc:  # a write that failed mid-run (a full disk)
+            saved = self.checkpoint.epochs_saved
+            if saved and exc.code == EXIT_FAILURE and self.checkpoint.latest() is not None:
+                exc.message += (f"; {saved} of {config.epochs} epochs are saved in the "
+                                f"checkpoint at {self.checkpoint.folder}: run the same command "
+                                "with --resume to continue")
+            raise
         self.trained = True
         self.xla = bool(getattr(model, "jit_compile", False))
         fault_point("after-fit")
@@ -198,13 +220,13 @@ class Run:
         """The TensorBoard callbacks (after the checkpoint's: only saved epochs are logged,
         so a resumed run never logs a step twice); none without --tensorboard or on a
         worker that writes nothing."""
-        folder = self.config.tensorboard
+        folder = self.tensorboard
         if folder is None or not self.chief:
             return []
-        board = [keras.callbacks.TensorBoard(str(Path(folder).expanduser()), write_graph=False,
-                                             profile_batch=0, update_freq="epoch")]
+        board = [TensorBoard(str(folder), write_graph=False, profile_batch=0,
+                             update_freq="epoch")]
         if images is not None:
-            board.append(SampleImages(Path(folder).expanduser() / "samples", images))
+            board.append(SampleImages(folder / "samples", images))
         return board
 
     @property
@@ -260,9 +282,11 @@ class Run:
         `plots(folder)` draws the pictures: it cannot fail the run (a drawing that breaks is a
         warning; a full disk is still an error); `extras(folder)` writes other files the folder
         needs (an encoder); `model_files(folder)`, when given, writes the model itself in
-        place of `model.keras`, the SavedModel and `model.tflite`. Non-finite metrics or
+        place of `model.keras`, the SavedModel and `model.tflite`. The model is saved computing
+        in float32 (`precision.as_float32`), whatever the run computed in. Non-finite metrics or
         weights (in `model` and in `weights`) are a divergence; a full disk keeps the
         checkpoint, so `--resume` can save the trained model later without training again."""
+        model = as_float32(model)
         metrics = metadata.get("metrics", {})
         bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:

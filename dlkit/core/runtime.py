@@ -115,10 +115,15 @@ def silenced_stderr() -> Iterator[None]:
 
 
 def start(seed: int | None = None, strategy: str = "auto", deterministic: bool = False,
-          mixed_precision: bool | None = None) -> Runtime:
+          mixed_precision: bool | None = None, precision: str = "auto",
+          cpu_bfloat16: bool = False) -> Runtime:
     """Import TensorFlow, seed every RNG, pick devices, precision and distribution strategy
     (`strategy` is a `dlkit.core.config.Strategy` value; check `multi-worker` first with
-    `check_multi_worker`)."""
+    `check_multi_worker`). `precision` is `--precision` (see `dlkit.core.precision`);
+    `mixed_precision=False` is a family that must compute in float32 whatever it says, and
+    `cpu_bfloat16` a family whose training was measured to keep its accuracy in bfloat16."""
+    from dlkit.core.precision import policy_name
+
     strategy = str(strategy)
     tf = import_tensorflow()
     import keras
@@ -130,10 +135,14 @@ def start(seed: int | None = None, strategy: str = "auto", deterministic: bool =
         keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    use_mp = bool(gpus) if mixed_precision is None else mixed_precision
-    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
+    if mixed_precision is False:
+        precision = "float32"
+    elif mixed_precision:
+        precision = "mixed"
+    policy = policy_name(precision, gpus, cpu_bfloat16)
+    keras.mixed_precision.set_global_policy(policy)
     device = f"{gpus} GPU" if gpus else "CPU"
-    return Runtime(device, gpus, use_mp, strat, strategy, is_chief(strategy))
+    return Runtime(device, gpus, policy != "float32", strat, strategy, is_chief(strategy))
 
 
 _CLUSTER: list[Any] = []  # the process's one MultiWorkerMirroredStrategy, once formed

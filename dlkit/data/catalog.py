@@ -19,7 +19,8 @@ class DatasetsConfig(Config):
 
 
 def list_datasets(config: DatasetsConfig) -> None:
-    """A table on stdout (or, with --json, one JSON object)."""
+    """A table on stdout, whole (see `console.result_table`), or with --json one JSON
+    object."""
     from dlkit.core import console
     from dlkit.data.locate import find, search_roots
     from dlkit.data.registry import DATASETS
@@ -35,11 +36,8 @@ def list_datasets(config: DatasetsConfig) -> None:
     if config.json:
         console.emit_json({"datasets": rows})
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("dataset", "description", "where")
-    for row in rows:
-        table.add_row(row["name"], row["description"],
-                      row["where"] if row["found"] else "[red]not found[/red]")
-    Console(highlight=False).print(table)
+    console.result_table(("dataset", "description", "where"), [
+        (row["name"], row["description"],
+         row["where"] if row["found"] else Text(row["where"], style="red")) for row in rows])

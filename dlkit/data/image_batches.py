@@ -5,7 +5,9 @@ on stdin) into a list of image paths plus the arguments that could not be used. 
 decoded RGB image into what a model takes (grey or RGB, inverted and centred for digit models,
 resized). `image_batches` decodes the files in parallel inside a `tf.data` pipeline, drops the
 unreadable ones (reporting each through a callback), batches and prefetches; `numpy_batches`
-does the same with a thread pool, for the LiteRT path that never imports TensorFlow.
+does the same with a thread pool, for the LiteRT path that never imports TensorFlow, and for
+models that resize images themselves (a keras-hub preset's image converter): with no size to
+prepare to, each batch holds images of one size.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from dlkit.data.images import IMAGE_SUFFIXES, ImageError, find_images, read_image, resize
 
 INVERT_CHOICES = ("auto", "yes", "no")
+BATCH_VALUES = 1 << 25  # pixel values in one batch of images at their own size (128 MB)
 # Model input scaling: pixel * factor + offset, applied in the graph after batching.
 SCALES = {"raw": (1.0, 0.0), "unit": (1.0 / 255.0, 0.0), "signed": (1.0 / 127.5, -1.0)}
 
@@ -32,7 +35,7 @@ SCALES = {"raw": (1.0, 0.0), "unit": (1.0 / 255.0, 0.0), "signed": (1.0 / 127.5,
 class Preprocess:
     """How one decoded image becomes a model input."""
 
-    size: tuple[int, int]  # (height, width)
+    size: tuple[int, int] | None  # (height, width); None: each image keeps its own size
     channels: int = 3  # 1: greyscale, 3: RGB
     invert: str = "no"  # "auto": invert dark-on-light images; "yes"/"no": always/never
     center_digit: bool = False  # MNIST's normalisation for inverted digit photos
@@ -60,6 +63,17 @@ def collect_inputs(args: Iterable[str], read_stdin: Callable[[], Iterable[str]])
         else:
             _add_path(arg, paths, errors)
     return Inputs(paths, errors)
+
+
+def stdin_paths() -> list[str]:
+    """The paths on stdin, one per line, as file names (any bytes a name may hold); at most
+    LINES_LIMIT bytes of them (exit 2 beyond: `find / | dlkit classify-image -` is a folder
+    argument's job)."""
+    from dlkit.core.files import LINES_LIMIT, read_stdin
+
+    raw = read_stdin("the list of image paths", LINES_LIMIT,
+                     "pass folders instead, or classify the list in parts")
+    return [os.fsdecode(line) for line in raw.splitlines()]
 
 
 def _add_path(arg: str, paths: list[str], errors: list[tuple[str, str]]) -> None:
@@ -92,10 +106,10 @@ def prepare(image: np.ndarray, prep: Preprocess) -> np.ndarray:
         if image.ndim == 3:
             image = 255 - image
         else:
-            image = ink_to_light_on_dark(image, max(224, 2 * max(prep.size)))
-            if prep.center_digit:
+            image = ink_to_light_on_dark(image, max(224, 2 * max(prep.size or image.shape[:2])))
+            if prep.center_digit and prep.size is not None:
                 return center_digit(image, prep.size)[..., None]
-    out = resize(image, prep.size)
+    out = image if prep.size is None else resize(image, prep.size)
     return out if out.ndim == 3 else out[..., None]
 
 
@@ -182,14 +196,23 @@ def numpy_batches(paths: list[str], prep: Preprocess, batch_size: int,
     """What `image_batches` gives, without TensorFlow: (float32 images, indices) in order.
 
     A thread pool decodes ahead of the consumer (two batches at most in flight: OpenCV
-    releases the GIL); an unreadable file is `on_error(index, why)`, in order, and left out."""
+    releases the GIL); an unreadable file is `on_error(index, why)`, in order, and left out.
+    Images kept at their own size (`prep.size` None) are batched while their size stays the
+    same, and up to `BATCH_VALUES` pixel values."""
     factor, offset = SCALES[prep.scale]
     ahead = 2 * batch_size
+    images: list[np.ndarray] = []
+    indices: list[int] = []
+
+    def batch() -> tuple[np.ndarray, np.ndarray]:
+        out = np.stack(images).astype(np.float32) * factor + offset, np.array(indices, np.int64)
+        images.clear()
+        indices.clear()
+        return out
+
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
         pending: deque[tuple[int, Future]] = deque()
         queued = 0
-        images: list[np.ndarray] = []
-        indices: list[int] = []
         while pending or queued < len(paths):
             while queued < len(paths) and len(pending) < ahead:
                 pending.append((queued, pool.submit(load_prepared, paths[queued], prep)))
@@ -199,12 +222,13 @@ def numpy_batches(paths: list[str], prep: Preprocess, batch_size: int,
             if image is None:
                 on_error(index, why)
             else:
+                if images and (image.shape != images[0].shape
+                               or (len(images) + 1) * image.size > BATCH_VALUES):
+                    yield batch()
                 images.append(image)
                 indices.append(index)
             if len(images) == batch_size or (images and not pending and queued == len(paths)):
-                batch = np.stack(images).astype(np.float32) * factor + offset
-                yield batch, np.array(indices, np.int64)
-                images, indices = [], []
+                yield batch()
 
 
 def image_batches(paths: list[str], prep: Preprocess, batch_size: int,

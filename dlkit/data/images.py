@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff")
+IMAGE_KINDS = "JPEG, PNG, BMP, WebP, TIFF"
 MAX_PIXELS = 50_000_000  # decoded RGB: 150 MB; a larger picture is refused, not decoded
 
 
@@ -136,10 +137,14 @@ class ImageFolder:
 
 def read_image_folder(folder: Path, size: tuple[int, int], workers: int = 8) -> ImageFolder:
     """Read every image under `folder/<class>/`, resized to `size`; unreadable files are
-    returned in `skipped` with the reason."""
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    entries = [(path, index) for index, name in enumerate(classes)
-               for path in find_images(folder / name)]
+    returned in `skipped` with the reason. A class folder with no image, or none that can be
+    read, is exit 2 naming it (`dlkit.data.classes`): it would be a class with no examples."""
+    from dlkit.core.errors import UsageError
+    from dlkit.data.classes import class_folders
+
+    found = class_folders(folder, find_images, f"images ({IMAGE_KINDS})")
+    classes = [class_folder.name for class_folder, _ in found]
+    entries = [(path, index) for index, (_, paths) in enumerate(found) for path in paths]
 
     def load(entry: tuple[Path, int]) -> tuple[np.ndarray | None, str]:
         try:
@@ -154,4 +159,10 @@ def read_image_folder(folder: Path, size: tuple[int, int], workers: int = 8) -> 
     images = (np.stack([decoded[i][0] for i in keep]) if keep
               else np.zeros((0, *size, 3), np.uint8))
     labels = np.array([entries[i][1] for i in keep], np.int32)
+    unread = sorted(set(range(len(classes))) - set(labels.tolist()))
+    if unread:  # every file of that class was skipped: say why for its first one
+        first = next(i for i, (_, index) in enumerate(entries) if index == unread[0])
+        raise UsageError(f"class folder {found[unread[0]][0]} holds no readable image "
+                         f"({entries[first][0].name}: {decoded[first][1]}); add readable "
+                         f"images of class {classes[unread[0]]!r} or remove the folder")
     return ImageFolder(images, labels, classes, skipped)

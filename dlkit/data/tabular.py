@@ -8,14 +8,13 @@ empty file) becomes one `UsageError` line that names the file, the row and what 
 from __future__ import annotations
 
 import csv
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dlkit.core.errors import UsageError
-from dlkit.core.files import read_bytes
+from dlkit.core.files import TEXT_LIMIT, read_bytes, read_stdin
 
 
 @dataclass
@@ -30,13 +29,15 @@ class Series:
 
 
 def read_rows(path: Path | str) -> tuple[list[str], list[list[str]]]:
-    """The header and the data rows of a CSV file (`-` reads stdin); blank lines are skipped."""
+    """The header and the data rows of a CSV file (`-` reads stdin), at most TEXT_LIMIT bytes;
+    blank lines are skipped."""
     source = str(path)
     try:
         if source == "-":
-            text = sys.stdin.read()
+            text = read_stdin("the CSV", TEXT_LIMIT).decode("utf-8-sig")
         else:
-            text = read_bytes(path, "CSV file", "check the --csv path").decode("utf-8-sig")
+            text = read_bytes(path, "CSV file", "check the --csv path",
+                              limit=TEXT_LIMIT).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{source} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
                          "CSV") from None

@@ -7,7 +7,6 @@ corpus, so Chinese, Cyrillic or emoji corpora train the same way as English.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from dlkit.core.errors import UsageError
+from dlkit.core.files import TEXT_LIMIT, read_bytes, read_stdin
 
 STDIN = "-"
 _SNIFF_BYTES = 8192
@@ -72,16 +72,14 @@ def make_corpus(text: str, source: str) -> Corpus:
 
 
 def _read_bytes(path: str | Path) -> tuple[bytes, str]:
+    """The corpus's bytes (at most TEXT_LIMIT) and where they came from."""
     if str(path) == STDIN:
-        stream = getattr(sys.stdin, "buffer", None)
-        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
-        return data, "<stdin>"
+        return read_stdin("the corpus", TEXT_LIMIT, "give a smaller corpus"), "<stdin>"
     from dlkit.core.console import info
-    from dlkit.core.files import read_bytes
 
     file = Path(path).expanduser()
     data = read_bytes(file, "corpus", "give a text file (--corpus FILE, or --corpus - to read "
-                      "stdin)")
+                      "stdin)", limit=TEXT_LIMIT)
     info(f"reading the corpus from {file}")
     return data, str(file)
 

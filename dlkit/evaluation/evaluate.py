@@ -89,7 +89,8 @@ def evaluate(config: EvaluateConfig) -> Report:
 
     meta = load_metadata(config.model, train_hint=f"dlkit train-cifar --output {config.model}")
     if config.plots is not None:
-        check_output_file("--plots", config.plots, folder=True, protect=[config.model])
+        check_output_file("--plots", config.plots, folder=True,
+                          inputs=[config.data, config.model])
     task = meta.get("task")
     if task in ("train-mnist", "train-cifar"):
         return _images(config, meta).report()
@@ -134,12 +135,13 @@ def _images(config: EvaluateConfig, meta: dict[str, Any]) -> ClassificationScore
 
 def _labelled_images(config: EvaluateConfig) -> tuple[list[str], list[str]]:
     """(image paths, their label names) from a folder of class subfolders or a CSV."""
-    from dlkit.data.images import find_images
+    from dlkit.data.classes import class_folders
+    from dlkit.data.images import IMAGE_KINDS, find_images
 
     data = Path(config.data).expanduser()
     if data.is_dir():
-        classes = sorted(d for d in data.iterdir() if d.is_dir() and not d.name.startswith("."))
-        pairs = [(str(p), c.name) for c in classes for p in find_images(c)]
+        pairs = [(str(p), folder.name) for folder, paths in
+                 class_folders(data, find_images, f"images ({IMAGE_KINDS})") for p in paths]
     else:
         from dlkit.data.tabular import column_index, read_rows
 

@@ -1,11 +1,17 @@
 """`dlkit export`: a LiteRT file for a trained model folder, float32 or quantised.
 
 Numeric models are converted from the folder's SavedModel (the serving graph, preprocessing
-included); character models from their one-step decoder (`dlkit.char_lm.models`). int8
-quantisation is calibrated on inputs like the ones the model saw in training: a sample of its
-training images (found the way training found them), its latent noise (GAN, VAE), or windows of
-its training series. Models that LiteRT cannot take (the text classifier reads strings) are one
-line naming the reason.
+included, after `dlkit.core.saved_model.scan` has checked its graph) and carry the folder's
+serving metadata (class names, preprocessing) in the file; character models from their
+one-step decoder (`dlkit.char_lm.models`). int8 quantisation is calibrated on inputs like the
+ones the model saw in training: a sample of its training images (found the way training found
+them), its latent noise (GAN, VAE), or windows of its training series. Models that LiteRT
+cannot take (the text classifier reads strings) are one line naming the reason.
+
+Without `-o` the file is added to the model folder, which is then rewritten like a training
+writes it: under the folder's lock (one writer at a time), as one atomic swap, and in the real
+folder when the one named is a symbolic link (the link stays a link). With `-o FILE`, FILE must
+not be one of what the export reads (the folder, the calibration data) nor lie inside it.
 
 Imports TensorFlow and Keras: import this module inside command bodies only.
 """
@@ -20,24 +26,25 @@ from typing import Any
 import numpy as np
 
 from dlkit.core import artifacts, litert
-from dlkit.core.config import Quantize
+from dlkit.core.config import Quantize, recorded_settings
 from dlkit.core.console import Report, to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
 from dlkit.core.files import write_atomic
 from dlkit.export.config import ExportConfig
+from dlkit.pretrained.hub import PRESET_DIR
 
 
 def export(config: ExportConfig) -> Report:
     """Convert, then write the file (or rewrite the model folder with it); report it."""
     folder = config.model.expanduser()
     meta = artifacts.load_metadata(folder)
-    output = None
-    if config.output is not None:  # checked before the conversion: a bad path costs nothing
-        output = artifacts.check_output_file("--output", config.output, protect=[folder])
-    name, content, record = _convert(folder, meta, config)
-    if output is None:
-        output = _add_to_folder(folder, meta, name, content, record)
-    else:
+    if config.output is None:
+        name, content, record = _export_into(folder, config)
+        output = folder / name
+    else:  # checked before the conversion: a bad path costs nothing
+        output = artifacts.check_output_file("--output", config.output,
+                                             inputs=_reads(folder, meta, config))
+        name, content, record = _convert(folder, meta, config)
         write_atomic(output, content)
     signatures = record["signatures"]
     data = {"model": str(folder), "file": str(output), "bytes": len(content),
@@ -53,6 +60,10 @@ def export(config: ExportConfig) -> Report:
 def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
              ) -> tuple[str, bytes, dict[str, Any]]:
     """(the folder's file name for it, the flatbuffer, its metadata record)."""
+    reason = litert.unavailable_reason(meta)
+    if reason is not None:
+        raise UsageError(f"dlkit export cannot convert {folder} to LiteRT: {reason}; it "
+                         f"converts {EXPORTABLE}. {_instead(folder, meta)}")
     if meta.get("task") == "train-text":
         from dlkit.char_lm.decoding import DECODER_FILE
         from dlkit.char_lm.generate import load_text_model
@@ -75,9 +86,49 @@ def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
     if config.quantize == Quantize.int8:
         calibration = _calibration(names, _calibration_inputs(
             folder, meta, model, config.calibration_samples))
-    content = _run_converter(lambda: litert.convert_saved_model(
-        folder / artifacts.SAVED_MODEL, config.quantize, calibration))
+    content = _run_converter(lambda: litert.with_metadata(litert.convert_saved_model(
+        folder / artifacts.SAVED_MODEL, config.quantize, calibration), meta))
     return litert.TFLITE_FILE, content, litert.describe(content, names)
+
+
+# What `dlkit export` converts: the models dlkit builds itself, with fixed-shape numeric inputs.
+EXPORTABLE = ("models dlkit trains from scratch (train-mnist, train-cifar without --backbone, "
+              "train-text without --from-preset, train-gan, train-vae, train-sequence)")
+
+
+def _instead(folder: Path, meta: dict[str, Any]) -> str:
+    """What to do with a folder export cannot convert: the command that serves it, and its
+    portable files."""
+    command = {"train-text": f"dlkit generate-text --model {folder}",
+               "train-cifar": f"dlkit classify-image IMAGE --model {folder}",
+               "train-text-classifier": f"dlkit classify-text TEXT --model {folder}",
+               }.get(str(meta.get("task")))
+    steps = [f"`{command}` serves it with TensorFlow"] if command else []
+    steps.append(f"TensorFlow tools load {folder / artifacts.SAVED_MODEL}")
+    if (folder / PRESET_DIR).is_dir():
+        steps.append(f"keras-hub loads the preset {folder / PRESET_DIR}")
+    return "Instead: " + "; ".join(steps)
+
+
+def _export_into(folder: Path, config: ExportConfig) -> tuple[str, bytes, dict[str, Any]]:
+    """Convert the model of `folder` and add the file to it, in the real folder (a symbolic
+    link to it stays a link) and under its lock, from its metadata as it is under the lock."""
+    real = artifacts.lock_folder(folder.resolve(), "wait for it to finish, or export to a "
+                                 "file of its own with -o")
+    meta = artifacts.load_metadata(real)
+    name, content, record = _convert(real, meta, config)
+    _add_to_folder(real, meta, name, content, record)
+    return name, content, record
+
+
+def _reads(folder: Path, meta: dict[str, Any], config: ExportConfig) -> list[Any]:
+    """What the export reads: the model folder and, for int8, the training data it calibrates
+    on (as its metadata names it)."""
+    reads: list[Any] = [folder]
+    if config.quantize == Quantize.int8:
+        data_dir = recorded_settings(meta).get("data-dir")
+        reads += [p for p in (data_dir, meta.get("csv")) if isinstance(p, str)]
+    return reads
 
 
 def _run_converter(convert: Callable[[], bytes]) -> bytes:
@@ -126,11 +177,15 @@ def _calibration_inputs(folder: Path, meta: dict[str, Any], model: Any,
 def _training_images(meta: dict[str, Any], count: int, rng: np.random.Generator) -> np.ndarray:
     from dlkit.data.images import read_image_folder, resize
     from dlkit.data.readers import load_cifar10, load_mnist_family
+    from dlkit.image_classifier.config import model_image_size
     from dlkit.image_classifier.train import is_image_folder
 
-    settings = meta.get("config") or {}
-    data_dir = Path(settings["data_dir"]) if settings.get("data_dir") else None
-    height, width, channels = (list(meta.get("input_shape") or []) + [0, 0, 0])[:3]
+    data_dir = recorded_settings(meta).get("data-dir")
+    data_dir = Path(data_dir) if isinstance(data_dir, str) and data_dir else None
+    declared = meta.get("input_shape")
+    height, width, channels = (list(declared if isinstance(declared, list) else [])
+                               + [None, None, None])[:3]
+    height, width = model_image_size(height, width, "the model's metadata.json")
     if meta.get("task") == "train-mnist":
         images = load_mnist_family(str(meta.get("dataset")), data_dir).x_train
     elif data_dir is not None and data_dir.is_dir() and is_image_folder(data_dir):
@@ -162,14 +217,17 @@ def _training_windows(meta: dict[str, Any], count: int, rng: np.random.Generator
 
 def _add_to_folder(folder: Path, meta: dict[str, Any], name: str, content: bytes,
                    record: dict[str, Any]) -> Path:
-    """Rewrite the model folder with the file added and metadata.json recording it, as one
-    atomic swap (the folder is never seen half updated)."""
+    """Rewrite the model folder (its real path, locked) with the file added and metadata.json
+    recording it, as one atomic swap (the folder is never seen half updated). Whatever else is
+    in it is copied as it is (symbolic links as links) and stays out of its manifest."""
     staging = artifacts.Staging(folder)
     try:
-        shutil.copytree(folder, staging.path, dirs_exist_ok=True)
+        shutil.copytree(folder, staging.path, symlinks=True, dirs_exist_ok=True)
         write_atomic(staging.path / name, content)
         updated = {**meta, "files": sorted(set(meta.get("files") or []) | {name}),
                    litert.META_KEY: {**(meta.get(litert.META_KEY) or {}), name: record}}
+        if isinstance(meta.get(artifacts.MANIFEST), list):
+            updated[artifacts.MANIFEST] = sorted(set(meta[artifacts.MANIFEST]) | {name})
         write_atomic(staging.path / artifacts.METADATA, to_json(updated) + "\n")
         staging.commit()
     except OSError as exc:

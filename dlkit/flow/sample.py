@@ -177,9 +177,9 @@ def sample_flow(config: SampleFlowConfig) -> Report:
     from dlkit.core.artifacts import check_output_file
 
     if config.out is not None:  # checked before any work, so a failure writes nothing
-        check_output_file("--out", config.out, protect=[config.model])
+        check_output_file("--out", config.out, inputs=[config.model])
     if config.out_dir is not None:
-        check_output_file("--out-dir", config.out_dir, folder=True, protect=[config.model])
+        check_output_file("--out-dir", config.out_dir, folder=True, inputs=[config.model])
     gen = load_flow(config.model, config.backend, steps=config.steps, solver=config.solver,
                     guidance=config.guidance)
     written = write_samples(gen, config.count, config.seed, config.label, config.out,

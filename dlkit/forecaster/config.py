@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
 from dlkit.core.errors import UsageError
+from dlkit.core.files import TEXT_LIMIT, size_text
 
 
 class Cell(enum.StrEnum):
@@ -36,7 +37,8 @@ class SequenceConfig(TrainConfig):
 
     COMMAND = "train-sequence"
 
-    csv: str = opt(help="CSV file with a header row (- reads stdin).", resume=False)
+    csv: str = opt(help=f"CSV file with a header row (- reads stdin); at most "
+                   f"{size_text(TEXT_LIMIT)}.", resume=False)
     column: str = opt(help="Numeric column to learn and forecast.")
     time_column: str | None = opt(None, "Column with the time stamps (for plots and forecast "
                                   "labels).", resume=False)
@@ -85,8 +87,8 @@ class ForecastConfig(Config):
 
     COMMAND = "forecast"
 
-    csv: str = opt(help="CSV with the series up to now (- reads stdin); its last values are "
-                   "used.")
+    csv: str = opt(help="CSV with the series up to now (- reads stdin; at most "
+                   f"{size_text(TEXT_LIMIT)}); its last values are used.")
     model: Path = opt(Path("models/sequence"), "Model folder written by train-sequence.",
                       flags=("-m",))
     column: str | None = opt(None, "Column to read (default: the one the model was trained "

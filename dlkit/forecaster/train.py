@@ -304,7 +304,9 @@ def train_sequence(config: SequenceConfig) -> Report:
         points = {"train": parts.val_start, "validation": parts.test_start - parts.val_start,
                   "test": len(values) - parts.test_start}
         metadata = {
-            "arch": config.arch.value, "csv": series.source, "column": series.name,
+            "arch": config.arch.value, "column": series.name,
+            # resolved: `export --quantize int8` reads it from any working directory
+            "csv": series.source if series.source == "-" else str(Path(series.source).resolve()),
             "time_column": series.time_name, "window": w, "horizon": h, "input_shape": [w, 1],
             "preprocessing": {"input": f"the last {w} raw values of the series, oldest first",
                               "transform": {"kind": choice.transform, "source": choice.source,

@@ -58,7 +58,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def feature_model(classifier: keras.Model) -> keras.Model:
-    """The classifier up to its penultimate layer (the input of its `logits` layer)."""
+    """The classifier up to its penultimate layer (the input of its `logits` layer); for a
+    classifier with test-time augmentation, that of the model it averages."""
+    inner = [layer for layer in classifier.layers if isinstance(layer, keras.Model)]
+    if inner:
+        classifier = inner[0]
     try:
         logits = classifier.get_layer("logits")
     except ValueError:

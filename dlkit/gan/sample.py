@@ -47,6 +47,7 @@ def open_generator(folder: Path, meta: dict[str, Any], backend: Backend,
     if model.input_shapes[0] != (latent_dim,) or len(model.input_shapes) != 1 + conditional:
         raise UsageError(f"{folder}/metadata.json does not match its generator (latent_dim "
                          f"{latent_dim}, conditional {conditional}); retrain the model")
+    _check_fits(Path(folder), model, names if conditional else None, shape)
     truncation = settings.get("truncation")
 
     def draw(count: int, seed: int | None, labels: np.ndarray | None) -> Iterator[np.ndarray]:
@@ -54,6 +55,25 @@ def open_generator(folder: Path, meta: dict[str, Any], backend: Backend,
 
     return Generator(Path(folder), TASK, conditional, names, shape,
                      str(meta.get("dataset", "")), model.backend, draw)
+
+
+def _check_fits(folder: Path, model: Predictor, names: list[str] | None,
+                shape: list[int]) -> None:
+    """Exit 2 before sampling when metadata.json's image shape is not what the generator
+    makes, or (conditional) its class names are not as many as the generator's classes (the
+    size of its label embedding, read from model.keras's config)."""
+    from dlkit.core.artifacts import KERAS_FILE, keras_layer_config
+
+    made = list(model.output_shape)
+    if len(made) != len(shape) or any(m is not None and m != s
+                                      for m, s in zip(made, shape, strict=True)):
+        raise UsageError(f"{folder}/metadata.json says the generator makes {shape} images but "
+                         f"it makes {made}; retrain the model or put its own metadata back")
+    embedding = keras_layer_config(folder / KERAS_FILE, "label_embedding") if names else None
+    classes = embedding.get("input_dim") if embedding else None
+    if names is not None and isinstance(classes, int) and classes != len(names):
+        raise UsageError(f"{folder}/metadata.json names {len(names)} classes but the generator "
+                         f"has {classes}; retrain the model or put its own metadata back")
 
 
 def load_generator(folder: Path, backend: Backend = Backend.auto,
@@ -95,9 +115,9 @@ def sample_gan(config: SampleGanConfig) -> Report:
     from dlkit.core.artifacts import check_output_file
 
     if config.out is not None:  # checked before any work, so a failure writes nothing
-        check_output_file("--out", config.out, protect=[config.model])
+        check_output_file("--out", config.out, inputs=[config.model])
     if config.out_dir is not None:
-        check_output_file("--out-dir", config.out_dir, folder=True, protect=[config.model])
+        check_output_file("--out-dir", config.out_dir, folder=True, inputs=[config.model])
     gen = load_generator(config.model, config.backend, config.truncation)
     written = write_samples(gen, config.count, config.seed, config.label,
                             config.out, config.out_dir)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import os
 import sys
 import time
@@ -33,10 +34,13 @@ from dlkit.core.artifacts import (
     METADATA,
     SAVED_MODEL,
     check_output_file,
+    keras_load_error,
     load_metadata,
     register_layers_of,
 )
 from dlkit.core.config import Backend
+from dlkit.core.console import has_surrogates as _has_surrogates
+from dlkit.core.console import tsv_field as escape_path
 from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
 from dlkit.core.files import atomic_file, read_bytes
 from dlkit.data.image_batches import (
@@ -45,8 +49,9 @@ from dlkit.data.image_batches import (
     collect_inputs,
     image_batches,
     numpy_batches,
+    stdin_paths,
 )
-from dlkit.image_classifier.config import ClassifyImageConfig
+from dlkit.image_classifier.config import ClassifyImageConfig, Invert, model_image_size
 
 EXIT_SOME_FAILED = 1
 SHOW_MAX = 36  # images in the --show picture
@@ -57,10 +62,7 @@ def classify_images(config: ClassifyImageConfig) -> int:
     lines (or one JSON array at the end with --json), unreadable files are one `error:` line
     each, and the exit code says whether every file was classified (0), some failed (1) or
     none could be (2)."""
-    model = Path(config.model).expanduser()
-    for option, path in (("--csv", config.csv), ("--show", config.show)):
-        if path is not None:  # never into the model folder (a SavedModel one included)
-            check_output_file(option, path, protect=[model] if model.is_dir() else [])
+    check_outputs(config, [*config.paths, config.model, config.labels])
     out = _Lines(stop_when_closed=config.csv is None and config.show is None)
     result = run(config, None if config.json else out.write,
                  lambda path, why: console.error_line(f"{escape_path(path)}: {why}"),
@@ -75,6 +77,14 @@ def classify_images(config: ClassifyImageConfig) -> int:
                  f"s ({result.images_per_second:.0f} images/s), {len(result.errors)} failed; "
                  f"{result.model}")
     return result.exit_code
+
+
+def check_outputs(config: ClassifyImageConfig, inputs: list[Any]) -> None:
+    """Exit 2 before any work when --csv or --show cannot be written, or is one of `inputs`
+    (an image, the model, the labels) or lies inside an input folder."""
+    for option, path in (("--csv", config.csv), ("--show", config.show)):
+        if path is not None:
+            check_output_file(option, path, inputs=inputs)
 
 
 class _Lines:
@@ -100,20 +110,6 @@ class _Lines:
 
 class _ReaderGone(Exception):
     """stdout's reader closed the pipe and nothing else is left to write."""
-
-
-def escape_path(path: str) -> str:
-    """A path as one field of a tab-separated line: backslash, tab, newline and carriage return
-    as `\\\\`, `\\t`, `\\n`, `\\r`; bytes that are not UTF-8 (a file name in another encoding)
-    as `\\xNN`. Ordinary names are unchanged."""
-    out = path.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-    out = out.replace("\r", "\\r")
-    return out.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
-        if _has_surrogates(out) else out
-
-
-def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 @dataclass
@@ -179,6 +175,11 @@ class Classifier:
 # ---------------------------------------------------------------------------------------------
 # Loading the model
 
+IMAGE_TASKS = ("train-mnist", "train-cifar")  # dlkit's image classifiers (softmax outputs)
+OUTPUT_KINDS = ("probabilities", "logits")  # metadata "outputs": what the model gives
+_PROBABILITY_OPS = {"Softmax", "Sigmoid", "SOFTMAX", "LOGISTIC"}  # graph ops that give them
+
+
 @dataclass
 class _Loaded:
     predict: Callable[[Any], Any]
@@ -186,28 +187,61 @@ class _Loaded:
     outputs: int | None
     description: str
     backend: str  # "litert" or "tensorflow"
+    # whether the model's graph ends in a softmax (or sigmoid), asked only when its metadata
+    # does not say (reading a .tflite file's graph costs an import)
+    graph_gives_probabilities: Callable[[], bool]
+
+
+@dataclass
+class _Metadata:
+    """What a model's metadata says (metadata.json, or the entry a .tflite file carries) and
+    where it was read, for messages."""
+
+    values: dict[str, Any]
+    source: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.values.get("preprocessing", {}), dict):
+            raise UsageError(f"{self.source}: preprocessing is not a JSON object; retrain the "
+                             "model or put its own metadata back")
 
 
 def load_classifier(config: ClassifyImageConfig) -> Classifier:
     """Load the model once and work out its preprocessing and class names. A dlkit folder is
     served from its `model.tflite` through LiteRT when `--backend` allows (TensorFlow is then
-    never imported), else from its SavedModel."""
+    never imported), else from its SavedModel. Metadata that does not fit the model is exit 2
+    before anything is predicted."""
     path = Path(config.model).expanduser()
-    meta: dict[str, Any] = {}
     if is_preset(str(config.model)):
         return _load_preset(config)
     if not path.exists():
         raise UsageError(f"model {path} does not exist; train one (for example `dlkit "
                          f"train-cifar --output {path}`) or pass --model")
+    loaded, meta = _load_model(path, config)
+    shape = _input_shape(meta, loaded, config.input_size)
+    names = _class_names(meta, config.labels, loaded.outputs)
+    prep = Preprocess(size=shape[:2], channels=shape[2],
+                      invert=_invert_mode(meta.values, config.invert.value),
+                      center_digit=meta.values.get("dataset") == "mnist",
+                      scale=config.scale.value)
+    return Classifier(_probabilities(loaded.predict, _gives_probabilities(meta, loaded)),
+                      names, prep, loaded.description, loaded.backend)
+
+
+def _load_model(path: Path, config: ClassifyImageConfig) -> tuple[_Loaded, _Metadata]:
+    """The model at `path` (not a preset) and the metadata that goes with it."""
+    meta = _Metadata({}, "")
     if path.is_dir() and (path / METADATA).is_file():
-        meta = load_metadata(path)
-        lite = litert.open_model(path, meta, config.backend)
+        meta = _Metadata(load_metadata(path), str(path / METADATA))
+        lite = litert.open_model(path, meta.values, config.backend)
         saved = path / SAVED_MODEL
         loaded = (_load_lite(lite) if lite is not None
                   else _load_saved_model(saved) if (saved / "saved_model.pb").is_file()
                   else _load_keras(path / KERAS_FILE))
     elif path.is_file() and path.suffix == ".tflite":
-        loaded = _load_lite_file(path, config.backend)
+        lite = _open_lite_file(path, config.backend)
+        meta = _lite_file_metadata(lite, path, config)
+        loaded = _load_lite(lite)
     elif config.backend == Backend.litert:
         raise UsageError(f"--backend litert needs a dlkit model folder with {litert.TFLITE_FILE} "
                          f"or a .tflite file; {path} is neither")
@@ -215,18 +249,12 @@ def load_classifier(config: ClassifyImageConfig) -> Classifier:
         loaded = _load_saved_model(path)
     elif path.is_file() and path.suffix == ".keras":
         if path.name == KERAS_FILE and (path.parent / METADATA).is_file():
-            meta = load_metadata(path.parent)
+            meta = _Metadata(load_metadata(path.parent), str(path.parent / METADATA))
         loaded = _load_keras(path)
     else:
         raise UsageError(f"{path} is not a model; pass a dlkit model folder (with {METADATA}), "
                          "a .keras file, a .tflite file or a SavedModel folder")
-    shape = _input_shape(meta, loaded, config.input_size)
-    names = _class_names(meta, config.labels, loaded.outputs)
-    prep = Preprocess(size=shape[:2], channels=shape[2],
-                      invert=_invert_mode(meta, config.invert.value),
-                      center_digit=meta.get("dataset") == "mnist", scale=config.scale.value)
-    return Classifier(_probabilities(loaded.predict), names, prep, loaded.description,
-                      loaded.backend)
+    return loaded, meta
 
 
 def is_preset(spec: str) -> bool:
@@ -243,9 +271,9 @@ def is_preset(spec: str) -> bool:
 
 
 def _load_preset(config: ClassifyImageConfig) -> Classifier:
-    """A keras-hub ImageClassifier: its own image converter (size, scale, mean and standard
-    deviation) inside the predict function, which takes raw 0-255 RGB pixels resized to the
-    converter's size; ImageNet class names for 1,000-class models."""
+    """A keras-hub ImageClassifier, fed what its own `predict()` is fed: each image's raw
+    0-255 RGB pixels at the image's own size, which its image converter resizes (and crops,
+    scales, normalises) itself. ImageNet class names for 1,000-class models."""
     from dlkit.pretrained.hub import (
         PRESET_DIR,
         import_keras_hub,
@@ -262,6 +290,8 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     if len(size) != 2:
         raise UsageError(f"{config.model} does not say its image size; give --input-size "
                          "HEIGHT WIDTH")
+    size = model_image_size(*size, f"the image converter of {config.model}")
+    import keras
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -272,16 +302,18 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     outputs = int(task.output_shape[-1]) if task.output_shape else None
     folder = preset.path.parent  # a preset that train-cifar --backbone wrote: its classes
     inside = preset.path.name == PRESET_DIR and (folder / METADATA).is_file()
-    meta = load_metadata(folder) if inside else {}
+    meta = _Metadata(load_metadata(folder) if inside else {}, str(folder / METADATA))
     names = _class_names(meta, config.labels, outputs)
-    if config.labels is None and not meta and outputs == 1000:
+    if config.labels is None and not meta.values and outputs == 1000:
         keras_hub = import_keras_hub()
         names = [keras_hub.utils.imagenet_id_to_name(i) for i in range(1000)]
-    prep = Preprocess(size=(int(size[0]), int(size[1])), channels=3, invert="no",
-                      center_digit=False, scale="raw")
+    prep = Preprocess(size=None if converter is not None else (int(size[0]), int(size[1])),
+                      channels=3, invert="no", center_digit=False, scale="raw")
     console.info(f"loaded {config.model} ({type(task).__name__}, {task.count_params():,} "
                  f"parameters, {size[0]}x{size[1]} images) from {preset.source}")
-    return Classifier(_probabilities(predict), names, prep,
+    activation = keras.activations.get(getattr(task, "activation", None))
+    probabilities = activation in (keras.activations.softmax, keras.activations.sigmoid)
+    return Classifier(_probabilities(predict, probabilities), names, prep,
                       f"keras-hub {type(task).__name__} {config.model}", "tensorflow")
 
 
@@ -298,25 +330,69 @@ def _load_lite(model: litert.LiteModel) -> _Loaded:
         raise UsageError(f"{model.description} takes inputs of shape {shape}; expected "
                          "(height, width, channels) images")
     classes = predictor.output_shape[-1] if predictor.output_shape else None
+    key = "serving_default"
+    output = sorted(model.outputs(key))[0]
     return _Loaded(lambda images: predictor.run([images]), shape, classes,
-                   f"LiteRT {model.description}", "litert")
+                   f"LiteRT {model.description}", "litert",
+                   lambda: model.output_op(key, output) in _PROBABILITY_OPS)
 
 
-def _load_lite_file(path: Path, backend: Backend) -> _Loaded:
+def _open_lite_file(path: Path, backend: Backend) -> litert.LiteModel:
     if backend == Backend.tensorflow:
         raise UsageError(f"{path} is a LiteRT file; it runs only with --backend litert or auto")
     content = read_bytes(path, "--model")
-    return _load_lite(litert.LiteModel.from_bytes(content, str(path)))
+    return litert.LiteModel.from_bytes(content, str(path))
+
+
+def _lite_file_metadata(model: litert.LiteModel, path: Path,
+                        config: ClassifyImageConfig) -> _Metadata:
+    """The metadata a `.tflite` file carries (dlkit writes its folder's class names and
+    preprocessing into every file), else that of the model folder holding it when its
+    metadata.json records this very file (an older dlkit's). A file without either cannot
+    say whether its model reads light-on-dark digits: `--invert auto` is then refused rather
+    than guessed."""
+    values = model.metadata()
+    if values is None:
+        folder = _recording_folder(path, model.content)
+        if folder is not None:
+            return _Metadata(folder, str(path.parent / METADATA))
+        if config.invert == Invert.auto:
+            raise UsageError(
+                f"{model.description} carries no dlkit metadata, so its preprocessing is "
+                "unknown (whether it reads light-on-dark digits, for --invert auto); give "
+                "--invert no or --invert yes (and --labels for class names), or write the "
+                "file with `dlkit export MODEL_FOLDER -o FILE`, which puts them in it")
+        return _Metadata({}, "")
+    task = values.get("task")
+    if task not in IMAGE_TASKS:
+        raise UsageError(f"{model.description} holds a {task} model, not an image classifier; "
+                         "pass a model written by train-mnist or train-cifar")
+    return _Metadata(values, f"the dlkit metadata in {model.description}")
+
+
+def _recording_folder(path: Path, content: bytes) -> dict[str, Any] | None:
+    """The metadata.json of the model folder holding `path` when it records this file (same
+    SHA-256); None otherwise."""
+    if not (path.parent / METADATA).is_file():
+        return None
+    try:
+        meta = load_metadata(path.parent)
+    except UsageError:
+        return None
+    records = meta.get(litert.META_KEY)
+    record = records.get(path.name) if isinstance(records, dict) else None
+    digest = hashlib.sha256(content).hexdigest()
+    return meta if isinstance(record, dict) and record.get("sha256") == digest else None
 
 
 def _load_saved_model(folder: Path) -> _Loaded:
+    """A SavedModel's serving_default signature, once `dlkit.core.saved_model` has scanned
+    its graph."""
+    from dlkit.core import saved_model
     from dlkit.core.runtime import import_tensorflow_lean
 
     tf = import_tensorflow_lean()
-    try:
-        module = tf.saved_model.load(str(folder))
-    except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
-        raise UsageError(f"cannot load the SavedModel {folder}: {_first_line(exc)}") from None
+    module, graph = saved_model.load(folder)
     signature = getattr(module, "signatures", {}).get("serving_default")
     if signature is None:
         raise UsageError(f"the SavedModel {folder} has no serving_default signature")
@@ -335,8 +411,9 @@ def _load_saved_model(folder: Path) -> _Loaded:
     def predict(images: Any) -> Any:
         return signature(**{name: tf.cast(images, dtype)})[key]
 
+    last = saved_model.output_op(graph, "serving_default", key)
     return _Loaded(predict, tuple(spec.shape[1:]), outputs[key].shape[-1],
-                   f"SavedModel {folder}", "tensorflow")
+                   f"SavedModel {folder}", "tensorflow", lambda: last in _PROBABILITY_OPS)
 
 
 def _load_keras(path: Path) -> _Loaded:
@@ -355,7 +432,7 @@ def _load_keras(path: Path) -> _Loaded:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise UsageError(f"cannot load {path}: {_first_line(exc)}") from None
+        raise keras_load_error(path, exc) from None
     shapes = [tuple(t.shape) for t in model.inputs]
     if len(shapes) != 1 or len(shapes[0]) != 4:
         raise UsageError(f"{path} takes inputs {shapes}; classify-image needs a model with one "
@@ -367,13 +444,42 @@ def _load_keras(path: Path) -> _Loaded:
         return out[0] if isinstance(out, (list, tuple)) else out
 
     outputs = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
-    return _Loaded(predict, shapes[0][1:], outputs, f"Keras model {path}", "tensorflow")
+    return _Loaded(predict, shapes[0][1:], outputs, f"Keras model {path}", "tensorflow",
+                   lambda: _keras_gives_probabilities(model))
 
 
-def _input_shape(meta: dict[str, Any], loaded: _Loaded,
+def _keras_gives_probabilities(model: Any) -> bool:
+    """Whether a Keras model's (first) output comes out of a softmax or sigmoid: its last
+    layer is a Softmax layer or has that activation."""
+    import keras
+
+    history = getattr(model.outputs[0], "_keras_history", None)
+    layer = history[0] if history else model.layers[-1]
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return getattr(layer, "activation", None) in (keras.activations.softmax,
+                                                 keras.activations.sigmoid)
+
+
+def _input_shape(meta: _Metadata, loaded: _Loaded,
                  requested: tuple[int, int] | None) -> tuple[int, int, int]:
-    model_shape = tuple(meta.get("input_shape") or loaded.input_shape)
-    height, width, channels = (list(model_shape) + [None, None, None])[:3]
+    """(height, width, channels) of the images to feed: the model's own sizes, completed by
+    its metadata, then by --input-size. Metadata that contradicts the model is exit 2, and so
+    is a size (the model's or its metadata's) beyond what --input-size takes."""
+    height, width, channels = (list(loaded.input_shape) + [None, None, None])[:3]
+    source = loaded.description
+    if meta.values.get("input_shape") is not None:
+        recorded = _recorded_shape(meta)
+        if any(m is not None and m != r for m, r in zip((height, width, channels), recorded,
+                                                         strict=True)):
+            raise UsageError(
+                f"{meta.source} says the model takes {_size(recorded)} images but the model "
+                f"itself takes {_size(loaded.input_shape)}; the metadata belongs to another "
+                "model: retrain the model or put its own metadata back")
+        height, width, channels = recorded
+        source = meta.source
+    if height is not None and width is not None:
+        height, width = model_image_size(height, width, source)
     if requested is not None:
         if (height, width) not in ((None, None), tuple(requested)):
             raise UsageError(f"--input-size {requested[0]} {requested[1]} does not match the "
@@ -382,15 +488,31 @@ def _input_shape(meta: dict[str, Any], loaded: _Loaded,
     if height is None or width is None:
         raise UsageError("the model accepts any image size; give the size it was trained on "
                          "with --input-size HEIGHT WIDTH")
-    channels = channels or (1 if meta.get("preprocessing", {}).get("color") == "grayscale"
-                            else 3)
+    grey = meta.values.get("preprocessing", {}).get("color") == "grayscale"
+    channels = channels or (1 if grey else 3)
     if channels not in (1, 3):
         raise UsageError(f"the model takes {channels}-channel images; classify-image feeds "
                          "greyscale (1) or RGB (3)")
     return int(height), int(width), int(channels)
 
 
-def _class_names(meta: dict[str, Any], labels: Path | None, outputs: int | None) -> list[str]:
+def _recorded_shape(meta: _Metadata) -> tuple[int, int, int]:
+    value = meta.values["input_shape"]
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(type(d) is int and d > 0 for d in value)):
+        raise UsageError(f"{meta.source}: input_shape {value!r} is not [height, width, "
+                         "channels]; retrain the model or put its own metadata back")
+    return value[0], value[1], value[2]
+
+
+def _size(shape: tuple[int | None, ...]) -> str:
+    return "x".join("any" if d is None else str(d) for d in shape)
+
+
+def _class_names(meta: _Metadata, labels: Path | None, outputs: int | None) -> list[str]:
+    """The class names in output order: --labels, else the metadata's, else the indices.
+    A count that differs from the model's outputs is exit 2, naming where the names came
+    from."""
     if labels is not None:
         hint = "give a text file with one class name per line"
         try:
@@ -399,13 +521,20 @@ def _class_names(meta: dict[str, Any], labels: Path | None, outputs: int | None)
             raise UsageError(f"--labels {labels} is not UTF-8 text ({exc.reason}); {hint}") \
                 from None
         names = [line.strip() for line in text.splitlines() if line.strip()]
-    elif meta.get("class_names"):
-        names = [str(n) for n in meta["class_names"]]
+        source, fix = f"--labels {labels}", "--labels needs one name per line for every class"
+    elif meta.values.get("class_names"):
+        if not isinstance(meta.values["class_names"], list):
+            raise UsageError(f"{meta.source}: class_names is not a list; retrain the model or "
+                             "give --labels")
+        names = [str(n) for n in meta.values["class_names"]]
+        source, fix = meta.source, ("the metadata belongs to another model: retrain the model "
+                                    "or give --labels")
     else:
         names = [str(i) for i in range(outputs or 0)]
+        source, fix = "", ""
     if outputs is not None and outputs > 1 and len(names) != outputs:
-        raise UsageError(f"the model has {outputs} classes but {len(names)} labels were given; "
-                         "--labels needs one name per line for every class")
+        raise UsageError(f"the model has {outputs} classes but {source} names {len(names)}; "
+                         f"{fix}")
     if outputs == 1 and len(names) < 2:
         names = ["0", "1"]
     if not names:
@@ -421,24 +550,38 @@ def _invert_mode(meta: dict[str, Any], invert: str) -> str:
     return "auto" if light else "no"
 
 
-def _probabilities(predict: Callable[[Any], Any]) -> Callable[[Any], np.ndarray]:
-    """Model outputs as class probabilities: softmax for logits, two columns for a sigmoid."""
+def _gives_probabilities(meta: _Metadata, loaded: _Loaded) -> bool:
+    """What the model outputs, from its metadata ("outputs"; dlkit's image classifiers have
+    always ended in a softmax), else from its graph: never from the values it gives."""
+    kind = meta.values.get("outputs")
+    if kind is not None:
+        if kind not in OUTPUT_KINDS:
+            raise UsageError(f"{meta.source}: outputs {kind!r} is not one of "
+                             f"{', '.join(OUTPUT_KINDS)}; retrain the model")
+        return kind == "probabilities"
+    if meta.values.get("task") in IMAGE_TASKS:
+        return True
+    return loaded.graph_gives_probabilities()
+
+
+def _probabilities(predict: Callable[[Any], Any],
+                   probabilities: bool) -> Callable[[Any], np.ndarray]:
+    """Model outputs as class probabilities: softmax for logits (sigmoid for one column);
+    probabilities renormalised to sum to 1 (a quantised model's are off by a little)."""
 
     def run(images: Any) -> np.ndarray:
         out = np.asarray(predict(images), np.float64).reshape(int(images.shape[0]), -1)
         if out.shape[1] == 1:
-            p = out[:, 0] if out.min() >= 0 and out.max() <= 1 else 1 / (1 + np.exp(-out[:, 0]))
+            p = np.clip(out[:, 0], 0, 1) if probabilities else 1 / (1 + np.exp(-out[:, 0]))
             return np.stack([1 - p, p], axis=1)
-        if out.min() >= 0 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
-            return out
+        if probabilities:
+            out = np.clip(out, 0, None)
+            total = out.sum(axis=1, keepdims=True)
+            return out / np.where(total > 0, total, 1.0)
         shifted = np.exp(out - out.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
 
     return run
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,11 +589,14 @@ def _first_line(exc: BaseException) -> str:
 
 def run(config: ClassifyImageConfig, on_prediction: Callable[[Prediction], None] | None,
         on_error: Callable[[str, str], None], progress: bool = True,
-        read_stdin: Callable[[], Any] = lambda: sys.stdin) -> ClassifyResult:
+        read_stdin: Callable[[], Any] = stdin_paths) -> ClassifyResult:
     """Classify every input; predictions and per-file errors stream to the callbacks in order
     (`progress`: a bar on a terminal's stderr, off while results stream to that terminal)."""
     classifier = load_classifier(config)
-    inputs = collect_inputs(config.paths, read_stdin)
+    listed: list[str] = []  # the paths read from stdin: inputs the outputs must not touch
+    inputs = collect_inputs(config.paths, lambda: _kept(read_stdin(), listed))
+    if listed:
+        check_outputs(config, [line.strip() for line in listed if line.strip()])
     for path, why in inputs.errors:
         on_error(path, why)
     start = time.perf_counter()
@@ -468,6 +614,13 @@ def run(config: ClassifyImageConfig, on_prediction: Callable[[Prediction], None]
     if predictions and config.show is not None:
         result.artifacts["show"] = str(write_grid(predictions, config.show))
     return result
+
+
+def _kept(lines: Any, kept: list[str]) -> Iterator[str]:
+    """`lines`, each also appended to `kept`."""
+    for line in lines:
+        kept.append(line)
+        yield line
 
 
 def _classify(classifier: Classifier, inputs: Inputs, config: ClassifyImageConfig,
@@ -513,7 +666,8 @@ def probabilities(classifier: Classifier, paths: list[str], batch_size: int,
     """(indices into `paths`, class probabilities) batch by batch, in order; a file that
     cannot be read is `on_failed(index, why)` (called from the decoding threads) and left out."""
     names = classifier.class_names
-    batches = numpy_batches if classifier.backend == "litert" else image_batches
+    numpy = classifier.backend == "litert" or classifier.prep.size is None  # sizes vary
+    batches = numpy_batches if numpy else image_batches
     for images, indices in batches(paths, classifier.prep, batch_size, on_failed):
         probs = classifier.predict(images)
         if probs.shape[1] != len(names):

@@ -23,18 +23,20 @@ from dlkit.core import plots
 from dlkit.core.config import ClassWeight, class_weights
 from dlkit.core.console import Report, fmt, info, warn
 from dlkit.core.errors import UsageError
+from dlkit.core.precision import as_float32
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
 from dlkit.data.pipelines import (
     image_dataset,
-    pad_crop_flip,
     plan_steps,
     split_validation,
     training_dataset,
+    translate_flip,
 )
 from dlkit.data.readers import ArraySplits
+from dlkit.data.registry import GreyDataset
 from dlkit.image_classifier import models
-from dlkit.image_classifier.config import CifarConfig, ClassifierConfig, MnistConfig
+from dlkit.image_classifier.config import CifarConfig, ClassifierConfig, MnistArch, MnistConfig
 
 
 @dataclass
@@ -74,9 +76,13 @@ def train_mnist(config: MnistConfig) -> Report:
 
     with Run(config, inputs=[config.data_dir]) as run:
         data = load_mnist_family(config.dataset.value, config.data_dir).first(config.limit)
+        # Clothes look the same mirrored; digits and letters do not.
+        flip = "alternate" if config.dataset == GreyDataset.fashion_mnist else "none"
+        augment = translate_flip(2, flip, config.seed) if config.augment else None
         # Digits are light on dark (MNIST's convention): classify-image inverts dark-on-light
         # photos for these models.
-        return train(run, config, data, augment=None, label_smoothing=0.0, weight_decay=0.0,
+        return train(run, config, data, augment=augment, mirrored=flip != "none",
+                     weight_decay=5e-4 if config.arch == MnistArch.airbench else 0.0,
                      preprocessing={"color": "grayscale", "foreground": "light-on-dark"})
 
 
@@ -94,33 +100,35 @@ def train_cifar(config: CifarConfig) -> Report:
             transfer.check_image_size(pretrained, config.image_size)
         data, source = load_cifar_or_folder(config)
         data = data.first(config.limit)
-        augment = pad_crop_flip(max(2, config.image_size // 8), flip=True) \
+        augment = translate_flip(max(2, config.image_size // 16), "alternate", config.seed) \
             if config.augment else None
-        return train(run, config, data, augment=augment,
-                     label_smoothing=config.label_smoothing, weight_decay=5e-4,
+        return train(run, config, data, augment=augment, mirrored=config.augment,
+                     weight_decay=5e-4,
                      preprocessing={"color": "rgb"}, extra={"source": source},
                      pretrained=pretrained)
 
 
-def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
-          label_smoothing: float, weight_decay: float, preprocessing: dict[str, Any],
+def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, mirrored: bool,
+          weight_decay: float, preprocessing: dict[str, Any],
           extra: dict[str, Any] | None = None, pretrained: Any = None) -> Report:
     """The flow train-mnist and train-cifar share: split, build, fit, evaluate, save
-    (`pretrained`: a `transfer.Pretrained` backbone to fine-tune instead of `--arch`, with
+    (`mirrored`: training showed mirror images, so test-time augmentation may too;
+    `pretrained`: a `transfer.Pretrained` backbone to fine-tune instead of `--arch`, with
     `transfer.Recipe` in place of `Scratch`)."""
+    label_smoothing = config.label_smoothing
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train,
                                                       config.val_split, config.seed)
     if len(x_train) == 0:
         raise UsageError("no training examples left after the validation split; use more "
                          "data or a smaller --val-split")
     num_classes = len(data.class_names)
-    batch = config.batch_size
+    batch = config.fit_batch_size(len(x_train))
     steps, per_call = plan_steps(len(x_train), batch)
     runtime = run.start(fingerprint(x_train, y_train, x_val, y_val, data.x_test, data.y_test),
-                        inputs=data.files)
+                        inputs=data.files, cpu_bfloat16=pretrained is None)
 
     if pretrained is None:
-        recipe: Any = Scratch(config, num_classes, weight_decay)
+        recipe: Any = Scratch(config, num_classes, weight_decay, x_train, mirrored)
     else:
         from dlkit.image_classifier import transfer
 
@@ -143,11 +151,13 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
                                                    config.epochs, done, augment),
                                   num_classes), weights)
     val_ds = _one_hot(image_dataset(x_val, y_val, batch), num_classes) if len(x_val) else None
+    calibrate = [models.CalibrateBatchNorm(x_train, batch)] if recipe.recalibrate else []
     history = run.fit(model, train_ds, steps=steps, validation=val_ds,
-                      schedule=recipe.schedule(), callbacks=recipe.callbacks())
+                      schedule=recipe.schedule(), callbacks=[*calibrate, *recipe.callbacks()])
 
     if recipe.recalibrate:  # a pretrained backbone keeps its statistics (see transfer)
         models.recalibrate_batchnorm(model, x_train, batch)
+    model = as_float32(recipe.serving(model))  # what is saved is what is measured
     probs = model.predict(image_dataset(data.x_test, data.y_test, batch).map(lambda x, y: x),
                           verbose=0)
     predicted = probs.argmax(axis=1)
@@ -161,6 +171,7 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
         "preprocessing": {"input": "raw pixels 0-255, RGB channel order for colour images",
                           "scaling": "divide by 255 (inside the model)",
                           "resize_to": list(data.input_shape[:2]), **preprocessing},
+        "outputs": "probabilities",  # a softmax: classify-image must not apply another
         "metrics": {"test_accuracy": test_accuracy, "test_loss": test_loss},
         "training": {"batch_size": batch, "learning_rate": config.learning_rate,
                      "seed": config.seed, "label_smoothing": label_smoothing,
@@ -177,7 +188,7 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
                                data.class_names, plot_dir / "confusion_matrix.png")
         _prediction_grid(data, predicted, probs, plot_dir / "test_predictions.png")
 
-    paths = run.save(recipe.serving(model), metadata, write_plots, extras=recipe.extras(model))
+    paths = run.save(model, metadata, write_plots, extras=recipe.extras(model))
     return ClassifierResult(
         run.task, data.name, recipe.arch, config.epochs, run.epochs_completed,
         run.stopped, batch, len(x_train), len(data.x_test), test_accuracy, test_loss,
@@ -186,35 +197,51 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any,
 
 
 class Scratch:
-    """The recipe of a model trained from scratch (`--arch`): AdamW with weight decay, one
-    warm-up and cosine decay, BatchNormalization recalibrated after training. Transfer
-    learning (`transfer.Recipe`) has the same interface."""
+    """The recipe of a model trained from scratch (`--arch`): for airbench, SGD with Nesterov
+    momentum and weight decay, a long warm-up from a fifth of the peak rate, then a decay to a
+    twentieth of it, and test-time augmentation in the saved model when training flipped and
+    translated the images; for the others, AdamW with one warm-up and cosine decay. The
+    BatchNormalization statistics are recomputed with the current weights before every
+    validation and after training. Transfer learning (`transfer.Recipe`) has the same
+    interface."""
 
     recalibrate = True
 
-    def __init__(self, config: ClassifierConfig, num_classes: int,
-                 weight_decay: float) -> None:
+    def __init__(self, config: ClassifierConfig, num_classes: int, weight_decay: float,
+                 images: np.ndarray, mirrored: bool) -> None:
         self.config, self.num_classes, self.weight_decay = config, num_classes, weight_decay
+        self.images, self.mirrored = images, mirrored
         self.arch = config.arch.value
+        self.sgd = self.arch == "airbench"
 
     def build(self, input_shape: tuple[int, int, int]) -> keras.Model:
-        return models.build(self.config.arch, input_shape, self.num_classes)
+        return models.build(self.config.arch, input_shape, self.num_classes, self.images)
 
     def optimizer(self) -> Any:
+        if self.sgd:
+            return keras.optimizers.SGD(self.config.learning_rate, momentum=0.9, nesterov=True,
+                                        weight_decay=self.weight_decay)
         return keras.optimizers.AdamW(self.config.learning_rate,
                                       weight_decay=self.weight_decay)
 
     def schedule(self) -> Schedule:
+        if self.sgd:
+            return Schedule(self.config.learning_rate, warmup_fraction=0.2, start=0.2,
+                            floor=0.05)
         return Schedule(self.config.learning_rate, warmup_fraction=0.1, start=0.1)
 
     def callbacks(self) -> list[Any]:
         return []
 
     def metadata(self) -> dict[str, Any]:
-        return {}
+        return {"test_time_augmentation": self._tta}
+
+    @property
+    def _tta(self) -> str | None:
+        return "mirror and one-pixel shifts" if self.sgd and self.mirrored else None
 
     def serving(self, model: keras.Model) -> keras.Model:
-        return model
+        return models.with_test_time_augmentation(model) if self._tta else model
 
     def extras(self, model: keras.Model) -> Any:
         return None

@@ -30,6 +30,7 @@ import keras
 
 from dlkit.core.errors import UsageError
 from dlkit.core.schedules import Schedule
+from dlkit.image_classifier.config import model_image_size
 from dlkit.pretrained.hub import PRESET_DIR, import_keras_hub, preset_class, resolve
 
 FINE_TUNE_RATE = 0.1  # phase two's peak learning rate, as a fraction of --learning-rate
@@ -102,7 +103,10 @@ def image_size(pretrained: Pretrained) -> tuple[int, int]:
     if not size or None in tuple(size):
         raise UsageError(f"{pretrained.name}'s image converter has no image size; it cannot "
                          "be fine-tuned here")
-    return int(size[0]), int(size[1])
+    if len(tuple(size)) != 2:
+        raise UsageError(f"{pretrained.name}'s image converter has image size {size}, not "
+                         "(height, width); it cannot be fine-tuned here")
+    return model_image_size(*size, f"the image converter of {pretrained.name}")
 
 
 def freeze_batchnorm(layer: Any) -> int:

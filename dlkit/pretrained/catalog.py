@@ -37,7 +37,8 @@ class ModelsConfig(Config):
 
 
 def list_models(config: ModelsConfig) -> None:
-    """A table on stdout (with --json, one JSON object)."""
+    """A table on stdout, whole (see `console.result_table`), or with --json one JSON
+    object."""
     from dlkit.core import console
     from dlkit.pretrained.hub import cache_root, catalog
 
@@ -46,14 +47,8 @@ def list_models(config: ModelsConfig) -> None:
     if config.json:
         console.emit_json({"cache": str(cache_root()), "models": rows})
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "kind", "family", "parameters", "cached")
-    for row in rows:
-        params = row["parameters"]
-        table.add_row(row["name"], row["kind"], row["family"],
-                      f"{params / 1e6:,.1f}M" if isinstance(params, int) else "?",
-                      "yes" if row["cached"] else "")
-    Console(highlight=False).print(table)
+    console.result_table(("name", "kind", "family", "parameters", "cached"), [
+        (row["name"], row["kind"], row["family"],
+         f"{row['parameters'] / 1e6:,.1f}M" if isinstance(row["parameters"], int) else "?",
+         "yes" if row["cached"] else "") for row in rows])
     console.info(f"{len(rows)} presets; cache: {cache_root()}")

@@ -13,6 +13,11 @@ keras-hub 0.32 would ask Kaggle for the newest version first, even for a cached 
 offline. Anything else is downloaded into that cache (whatever the libraries print goes to stderr)
 unless `DLKIT_OFFLINE=1`. A preset that cannot be had is one line saying what failed and how to
 fix it (exit 1); an unknown name is one line with the closest known names (exit 2).
+
+A preset folder is untrusted input that keras-hub reads without a bound, so before it is used
+every file in it must be a regular file (a FIFO would block the read forever, a device never
+end it), and every one but the weights (which HDF5 reads piece by piece) at most
+PRESET_FILE_LIMIT: exit 2 naming the file otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import difflib
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from typing import Any
 
 from dlkit.core.config import Backend
 from dlkit.core.errors import DataError, UsageError
+from dlkit.core.files import MiB, size_text
 from dlkit.data.locate import offline
 
 # The kinds of task dlkit serves, as keras-hub's task class names, with what a user calls them.
@@ -36,6 +43,9 @@ KINDS = {"CausalLM": "language model", "ImageClassifier": "image classifier"}
 PRESET_DIR = "preset"  # the keras-hub preset inside a dlkit model folder
 CONFIG_FILE = "config.json"
 KAGGLE, HF = "kaggle://", "hf://"
+PRESET_FILE_LIMIT = 64 * MiB  # a preset's configs and tokenizer assets (not its weights)
+PRESET_ENTRIES_LIMIT = 10_000  # files and folders in one preset folder
+WEIGHTS_SUFFIX = ".weights.h5"
 FIX = ("check the network, set KAGGLEHUB_CACHE to a cache that holds it, or pass a local preset "
        "folder (what keras-hub's save_to_preset writes)")
 
@@ -85,7 +95,59 @@ def preset_table(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def resolve(spec: str, kind: str) -> Preset:
-    """The local preset folder for `spec` (see the module doc); downloads it when needed."""
+    """The local preset folder for `spec` (see the module doc), its files checked; downloads
+    it when needed."""
+    preset = _find(spec, kind)
+    check_preset_files(preset.path)
+    return preset
+
+
+def check_preset_files(folder: Path) -> None:
+    """Exit 2 unless every file under `folder` (links followed) is a regular file within its
+    size limit (see the module doc)."""
+    entries = 0
+    root = _preset_entry(folder)
+    seen = {(root.st_dev, root.st_ino)}  # folders walked (a link may lead back up)
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            children = sorted(current.iterdir())
+        except OSError as exc:
+            raise UsageError(f"cannot read the preset folder {current} ({exc.strerror}); "
+                             "check its permissions") from None
+        for path in children:
+            entries += 1
+            if entries > PRESET_ENTRIES_LIMIT:
+                raise UsageError(f"{folder} holds more than {PRESET_ENTRIES_LIMIT:,} files; "
+                                 "it is not a keras-hub preset folder")
+            info = _preset_entry(path)
+            if stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    pending.append(path)
+            elif not path.name.endswith(WEIGHTS_SUFFIX) and info.st_size > PRESET_FILE_LIMIT:
+                raise UsageError(f"{path} is larger than {size_text(PRESET_FILE_LIMIT)}, the "
+                                 "most dlkit reads of a preset's file (weights aside); it is "
+                                 "not a keras-hub preset file")
+
+
+def _preset_entry(path: Path) -> os.stat_result:
+    """The status of a preset folder's entry (through links): a folder or a regular file;
+    exit 2 otherwise."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} in the preset ({exc.strerror}); the preset is "
+                         "damaged: download it again or pass another") from None
+    if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "not a regular file"
+        raise UsageError(f"{path} in the preset is {kind}; a preset holds regular files only")
+    return info
+
+
+def _find(spec: str, kind: str) -> Preset:
+    """The local preset folder for `spec`, unchecked."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return Preset(spec, _local_folder(path), "local folder")
@@ -233,6 +295,10 @@ def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:
         with _stdout_to_stderr(), runtime.silenced_stderr():
             return task_class.from_preset(str(preset.path), **kwargs)
     except Exception as exc:  # keras-hub raises ValueError, FileNotFoundError, KeyError, ...
+        if "safe_mode" in str(exc):  # Keras safe mode refused code in the preset's config
+            from dlkit.core.artifacts import keras_load_error
+
+            raise keras_load_error(preset.path, exc) from None
         backbone = preset_class(preset.path)
         if "subclass" in str(exc) or "compatible" in str(exc):
             raise UsageError(f"{preset.name} holds a {backbone} preset, not "

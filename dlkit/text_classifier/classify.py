@@ -80,10 +80,12 @@ def classify(config: ClassifyTextConfig) -> tuple[list[Prediction], float]:
 
 
 def _stdin_lines() -> list[str]:
-    """The lines of stdin as UTF-8 text; other bytes are the user's bad input (exit 2)."""
-    stream = getattr(sys.stdin, "buffer", None)
+    """The lines of stdin (at most LINES_LIMIT bytes) as UTF-8 text; other bytes are the
+    user's bad input (exit 2)."""
+    from dlkit.core.files import LINES_LIMIT, read_stdin
+
+    raw = read_stdin("the texts", LINES_LIMIT, "classify them in parts")
     try:
-        raw = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
         return raw.decode("utf-8-sig").splitlines()
     except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise UsageError(f"stdin is not UTF-8 text ({exc.reason} at byte {exc.start}); "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dlkit.core.config import ClassWeight, Config, TrainConfig, common, opt
 from dlkit.core.errors import UsageError
+from dlkit.core.files import LINES_LIMIT, TEXT_LIMIT, size_text
 
 
 class TextClassifierArch(enum.StrEnum):
@@ -35,7 +36,8 @@ class TextClassifierConfig(TrainConfig):
 
     data_dir: Path | None = common("data_dir", None, help="Folder with one subfolder of UTF-8 "
                                    ".txt files per class.")
-    csv: str | None = opt(None, "CSV file with a text and a label column.", resume=False)
+    csv: str | None = opt(None, "CSV file with a text and a label column (at most "
+                          f"{size_text(TEXT_LIMIT)}).", resume=False)
     text_column: str = opt("text", "CSV column with the texts.")
     label_column: str = opt("label", "CSV column with the labels.")
     arch: TextClassifierArch = opt(TextClassifierArch.bow, "bow (tf-idf of the words, "
@@ -76,8 +78,9 @@ class ClassifyTextConfig(Config):
 
     COMMAND = "classify-text"
 
-    texts: list[str] = opt(help="Texts to classify, or - to read one text per line from stdin.",
-                           argument=True, metavar="TEXT...")
+    texts: list[str] = opt(help="Texts to classify, or - to read one text per line from stdin "
+                           f"(at most {size_text(LINES_LIMIT)}).", argument=True,
+                           metavar="TEXT...")
     model: Path = opt(Path("models/text-classifier"), "Model folder written by "
                       "train-text-classifier.", flags=("-m",))
     top_k: int = opt(1, "Print the K best labels per text.", flags=("-k",), min=1, max=1000)

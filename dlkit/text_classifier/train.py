@@ -26,9 +26,10 @@ from dlkit.core import plots
 from dlkit.core.config import class_weights
 from dlkit.core.console import Report, fmt, info
 from dlkit.core.errors import UsageError
-from dlkit.core.files import read_bytes
+from dlkit.core.files import TEXT_LIMIT, read_bytes
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
+from dlkit.data.classes import class_folders
 from dlkit.data.pipelines import epoch_batches
 from dlkit.text_classifier import models
 from dlkit.text_classifier.config import TextClassifierConfig
@@ -88,27 +89,21 @@ def read_folder(root: Path, at_least_two: bool = True) -> Texts:
     if not root.is_dir():
         raise UsageError(f"--data-dir {root} is not a folder; give a folder with one subfolder "
                          "of .txt files per class")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = class_folders(root, lambda folder: sorted(folder.rglob("*.txt")), ".txt files")
     if not classes:
         raise UsageError(f"{root} has no class subfolders; put each class's .txt files in a "
                          "subfolder named after the class")
     info(f"reading texts from {root} (one subfolder per class)")
-    per_class: list[list[str]] = []
-    for folder in classes:
-        files = sorted(folder.rglob("*.txt"))
-        if not files:
-            raise UsageError(f"class folder {folder} holds no .txt files; add examples or "
-                             "remove the folder")
-        per_class.append([_read_text(path) for path in files])
+    per_class = [[_read_text(path) for path in files] for _, files in classes]
     order = sorted((i, k) for k, texts in enumerate(per_class) for i in range(len(texts)))
     data = Texts([per_class[k][i] for i, k in order], np.array([k for _, k in order], np.int32),
-                 [c.name for c in classes], str(root))
+                 [folder.name for folder, _ in classes], str(root))
     return _checked(data) if at_least_two else data
 
 
 def _read_text(path: Path) -> str:
     try:
-        return read_bytes(path, "text file").decode("utf-8").strip()
+        return read_bytes(path, "text file", limit=TEXT_LIMIT).decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); convert it, for "
                          "example with iconv -t UTF-8") from None

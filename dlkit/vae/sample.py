@@ -24,7 +24,7 @@ def sample_vae(config: SampleVaeConfig) -> Report:
     from dlkit.core.serving import load_predictor
 
     meta = load_metadata(config.model, "train-vae")
-    check_output_file("--out", config.out, protect=[config.model])
+    check_output_file("--out", config.out, inputs=[config.model])
     out = config.out.expanduser()
     decoder = load_predictor(config.model, meta, config.backend)
     latent_dim = int(meta.get("latent_dim", 0) or 0)

@@ -1,0 +1,110 @@
+"""The pieces of the fast training recipes, checked on their own: precision (mixed bfloat16 on a
+CPU that has it, the float32 copy that is saved), batch augmentation (stateless, alternating
+flips), the whitening initialisation and test-time augmentation built from plain Keras layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlkit.core import precision
+
+
+def test_policy_follows_precision_device_and_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: True)
+    assert precision.policy_name("auto", gpus=0) == "mixed_bfloat16"
+    assert precision.policy_name("auto", gpus=0, cpu_bfloat16=False) == "float32"
+    assert precision.policy_name("auto", gpus=1) == "mixed_float16"
+    assert precision.policy_name("float32", gpus=1) == "float32"
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: False)
+    assert precision.policy_name("auto", gpus=0) == "float32"
+    assert precision.policy_name("mixed", gpus=0) == "mixed_bfloat16"
+
+
+def test_float32_copy_has_the_weights_and_computes_in_float32() -> None:
+    import keras
+
+    from dlkit.image_classifier.models import airbench
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(1)
+        mixed = airbench((16, 16, 3), 4)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    copy = precision.as_float32(mixed)
+    assert copy is not mixed
+    assert all(layer.dtype_policy.name == "float32" for layer in copy._flatten_layers())
+    for a, b in zip(mixed.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(mixed(images), copy(images), atol=0.02)
+    assert precision.as_float32(copy) is copy  # already float32: nothing to do
+
+
+def test_batch_augmentation_is_stateless_and_alternates_flips() -> None:
+    import tensorflow as tf
+
+    from dlkit.data.pipelines import translate_flip
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (64, 8, 8, 3)).astype(np.uint8))
+    index = tf.range(64, dtype=tf.int64)
+    key = tf.constant([3, 4], tf.int64)
+    plain = translate_flip(0, "alternate", seed=7)
+    even = plain(images, index, tf.constant(0, tf.int64), key).numpy()
+    odd = plain(images, index, tf.constant(1, tf.int64), key).numpy()
+    again = plain(images, index, tf.constant(2, tf.int64), tf.constant([9, 9], tf.int64))
+    np.testing.assert_array_equal(even, again.numpy())  # the same flips every other epoch
+    flipped = (even == images.numpy()[:, :, ::-1]).all(axis=(1, 2, 3))
+    kept = (even == images.numpy()).all(axis=(1, 2, 3))
+    assert flipped.any() and kept.any() and (flipped | kept).all()
+    odd_flipped = (odd == images.numpy()[:, :, ::-1]).all(axis=(1, 2, 3))
+    np.testing.assert_array_equal(odd_flipped, ~flipped)  # both views over two epochs
+    moved = translate_flip(2, "random", seed=7, cutout=3)
+    a = moved(images, index, tf.constant(0, tf.int64), key).numpy()
+    b = moved(images, index, tf.constant(0, tf.int64), key).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (64, 8, 8, 3) and a.dtype == np.float32
+    assert not np.array_equal(a, even)
+
+
+def test_whitening_kernel_whitens_patches() -> None:
+    from dlkit.image_classifier.models import whitening_kernel
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (200, 12, 12, 1)).astype(np.float32)
+    images = np.clip(np.concatenate([base, base, base], -1) + rng.normal(0, 20, (200, 12, 12, 3)),
+                     0, 255).astype(np.uint8)  # strongly correlated channels
+    kernel = whitening_kernel(images, patch=2, eps=0.0)
+    assert kernel.shape == (2, 2, 3, 24)
+    windows = np.lib.stride_tricks.sliding_window_view(images / 255, (2, 2), axis=(1, 2))
+    rows = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
+    out = (rows - rows.mean(0)) @ kernel.reshape(12, 24)[:, :12]
+    np.testing.assert_allclose(np.cov(out, rowvar=False), np.eye(12), atol=0.05)
+
+
+def test_test_time_augmentation_averages_mirror_and_shifts() -> None:
+    import keras
+
+    from dlkit.image_classifier.models import with_test_time_augmentation
+
+    inputs = keras.Input((6, 5, 2))
+    flat = keras.layers.Flatten()(inputs)
+    base = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(flat))
+    x = np.random.default_rng(0).uniform(0, 255, (4, 6, 5, 2)).astype(np.float32)
+
+    def shift(v: np.ndarray, step: int) -> np.ndarray:  # reflect-padded one-pixel move
+        padded = np.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        return padded[:, :6, :5] if step > 0 else padded[:, 2:, 2:]
+
+    mirror = x[:, :, ::-1]
+    views = [x, x, mirror, mirror, shift(x, 1), shift(x, -1), shift(mirror, 1),
+             shift(mirror, -1)]
+    expected = np.mean([base.predict(v, verbose=0) for v in views], axis=0)
+    tta = with_test_time_augmentation(base)
+    np.testing.assert_allclose(tta.predict(x, verbose=0), expected, atol=1e-6)
+    only_mirror = with_test_time_augmentation(base, shifts=False)
+    np.testing.assert_allclose(only_mirror.predict(x, verbose=0),
+                               np.mean([base.predict(v, verbose=0) for v in (x, mirror)], 0),
+                               atol=1e-6)

@@ -29,6 +29,7 @@ from dlkit.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError
 from dlkit.data.catalog import DatasetsConfig
 from dlkit.evaluation.config import EvaluateConfig
 from dlkit.export.config import ExportConfig
+from dlkit.flow.config import FlowConfig, SampleFlowConfig
 from dlkit.forecaster.config import ForecastConfig, SequenceConfig
 from dlkit.gan.config import EvaluateGanConfig, GanConfig, SampleGanConfig
 from dlkit.image_classifier.config import CifarConfig, ClassifyImageConfig, MnistConfig
@@ -48,6 +49,8 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (GanConfig, "dlkit.gan.train:train_gan", True),
     (SampleGanConfig, "dlkit.gan.sample:sample_gan", False),
     (EvaluateGanConfig, "dlkit.gan.evaluate:evaluate_gan", True),
+    (FlowConfig, "dlkit.flow.train:train_flow", True),
+    (SampleFlowConfig, "dlkit.flow.sample:sample_flow", False),
     (VaeConfig, "dlkit.vae.train:train_vae", True),
     (SampleVaeConfig, "dlkit.vae.sample:sample_vae", False),
     (SequenceConfig, "dlkit.forecaster.train:train_sequence", True),

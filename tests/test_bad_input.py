@@ -161,6 +161,8 @@ TCLS = ("--data-dir", "{A}/texts", "--epochs", "1", "--seq-len", "8", "--vocab-s
         "--quiet")
 GAN = ("--data-dir", "{A}/data", "--dataset", "mnist", "--epochs", "1", "--limit", "32",
        "--latent-dim", "4", "--width", "4", "--batch-size", "16", "--quiet")
+FLOW = ("--data-dir", "{A}/data", "--dataset", "mnist", "--epochs", "1", "--limit", "32",
+        "--width", "8", "--steps", "2", "--batch-size", "16", "--quiet")
 
 
 def datasets_rows() -> list[Row]:
@@ -728,6 +730,98 @@ def evaluate_gan_rows() -> list[Row]:
     ]
 
 
+def train_flow_rows() -> list[Row]:
+    base = ("--epochs", "1", "--limit", "32", "--width", "8", "--steps", "2", "--batch-size",
+            "16", "--quiet")
+    out = ("-o", "{OUT}")
+    return [
+        *train_option_rows("train-flow", FLOW, val_split=False),
+        *dataset_rows("train-flow", base, ("--dataset", "mnist")),
+        row("train-flow", "width 4", *FLOW, "--width", "4", *out, usage=True),
+        row("train-flow", "width 100000", *FLOW, "--width", "100000", *out, usage=True),
+        row("train-flow", "steps 0", *FLOW, "--steps", "0", *out, usage=True),
+        row("train-flow", "steps negative", *FLOW, "--steps", "-5", *out, usage=True),
+        row("train-flow", "steps 1001", *FLOW, "--steps", "1001", *out, usage=True),
+        row("train-flow", "solver unknown", *FLOW, "--solver", "rk4", *out, usage=True),
+        row("train-flow", "guidance negative", *FLOW, "--guidance", "-1", *out, usage=True),
+        row("train-flow", "guidance nan", *FLOW, "--guidance", "nan", *out),
+        row("train-flow", "guidance inf", *FLOW, "--guidance", "inf", *out),
+        row("train-flow", "guidance 1000", *FLOW, "--guidance", "1000", *out, usage=True),
+        row("train-flow", "random bytes as CIFAR batches", *base, "--dataset", "cifar10",
+            "--data-dir", "{A}/bad_cifar", *out, code=1),
+    ]
+
+
+def sample_flow_rows() -> list[Row]:
+    model = ("--model", "{A}/models/flow")
+    plain = ("--model", "{A}/models/flowu")
+    out = ("--out", "{T}/grid.png")
+    return [
+        row("sample-flow", "count 0", *model, "--count", "0", *out, usage=True),
+        row("sample-flow", "count negative", *model, "--count", "-1", *out, usage=True),
+        row("sample-flow", "count 2 million", *model, "--count", "2000000", *out, usage=True),
+        row("sample-flow", "grid of 20000 images", *model, "--count", "20000", *out),
+        row("sample-flow", "steps 0", *model, "--steps", "0", *out, usage=True),
+        row("sample-flow", "steps negative", *model, "--steps", "-1", *out, usage=True),
+        row("sample-flow", "steps 1001", *model, "--steps", "1001", *out, usage=True),
+        row("sample-flow", "steps not a number", *model, "--steps", "many", *out, usage=True),
+        row("sample-flow", "solver unknown", *model, "--solver", "rk4", *out, usage=True),
+        row("sample-flow", "guidance negative", *model, "--guidance", "-0.5", *out,
+            usage=True),
+        row("sample-flow", "guidance nan", *model, "--guidance", "nan", *out),
+        row("sample-flow", "guidance inf", *model, "--guidance", "inf", *out),
+        row("sample-flow", "guidance 1000", *model, "--guidance", "1000", *out, usage=True),
+        row("sample-flow", "guidance for an unconditional model", *plain, "--guidance", "2",
+            *out),
+        row("sample-flow", "label for an unconditional model", *plain, "--label", "1", *out),
+        row("sample-flow", "label out of range", *model, "--label", "10", *out),
+        row("sample-flow", "label negative", *model, "--label", "-1", *out, usage=True),
+        row("sample-flow", "seed negative", *model, "--seed", "-1", *out, usage=True),
+        row("sample-flow", "out not a .png", *model, "--out", "{T}/grid.jpg"),
+        row("sample-flow", "model missing", "--model", "{T}/nowhere", *out),
+        row("sample-flow", "model is a file", "--model", "{A}/random.bin", *out),
+        row("sample-flow", "folder without metadata.json", "--model", "{A}/nometa", *out),
+        row("sample-flow", "metadata.json corrupt", "--model", "{A}/badmeta", *out),
+        row("sample-flow", "metadata.json not an object", "--model", "{A}/listmeta", *out),
+        row("sample-flow", "metadata.json without the sampling settings", "--model",
+            "{A}/edited/flow_nosampling", *out),
+        row("sample-flow", "metadata.json with steps 0", "--model", "{A}/edited/flow_steps0",
+            *out),
+        row("sample-flow", "metadata.json with another image shape", "--model",
+            "{A}/edited/flow_shape", *out),
+        row("sample-flow", "a train-gan model", "--model", "{A}/models/gan", *out),
+        row("sample-flow", "a train-vae model", "--model", "{A}/models/vae", *out),
+        row("sample-flow", "a train-text model", "--model", "{A}/models/text", *out),
+        row("sample-flow", "model.keras corrupt", "--model", "{A}/broken/flow", *out,
+            "--backend", "tensorflow"),
+        row("sample-flow", "model files corrupt", "--model", "{A}/broken/flow", *out),
+        row("sample-flow", "out parent is a file", *model, "--out", "{F}/grid.png"),
+        row("sample-flow", "out is a folder", *model, "--out", "{T}/folder.png"),
+        row("sample-flow", "out in a read-only folder", *model, "--out", "{RO}/grid.png",
+            as_user=True),
+        row("sample-flow", "out-dir is a file", *model, "--out-dir", "{F}"),
+        row("sample-flow", "out-dir in a read-only folder", *model, "--out-dir", "{RO}/each",
+            as_user=True),
+        row("sample-flow", "grid not half-written when out-dir fails", *model, *out,
+            "--out-dir", "{F}/each"),
+        row("sample-flow", "existing grid kept on a bad label", *model, "--label", "99", *out,
+            existing="{T}/grid.png"),
+        row("sample-flow", "out inside the model folder", *model, "--out",
+            "{A}/models/flow/grid.png"),
+        # the other generator commands refuse flow folders
+        row("sample-gan", "a train-flow model", "--model", "{A}/models/flow", *out),
+        row("sample-vae", "a train-flow model", "--model", "{A}/models/flow", *out),
+        row("evaluate-gan", "truncation for a flow model", *model, "--classifier",
+            "{A}/models/mnist", "--truncation", "1"),
+        row("evaluate-gan", "classifier is a flow model", *model, "--classifier",
+            "{A}/models/flow"),
+        row("evaluate-gan", "flow model, classifier for other images", *model,
+            "--classifier", "{A}/models/cifar_like"),
+        row("export", "int8 for a flow model", "{A}/models/flow", "--quantize", "int8",
+            "-o", "{T}/m.tflite"),
+    ]
+
+
 def config_rows(command: str, base: tuple[str, ...], wrong: str) -> list[Row]:
     """--config FILE.toml, which every command takes: missing, not TOML, a folder, a key the
     command does not have, a value of the wrong type (`wrong`: a file setting one of the
@@ -749,7 +843,8 @@ def tools_rows() -> list[Row]:
     """Issue 16: --config on every command, --tensorboard and --class-weight on the train
     commands, and `evaluate`."""
     train = {"train-mnist": MNIST, "train-cifar": CIFAR, "train-text": TEXT, "train-vae": VAE,
-             "train-sequence": SEQ, "train-text-classifier": TCLS, "train-gan": GAN}
+             "train-sequence": SEQ, "train-text-classifier": TCLS, "train-gan": GAN,
+             "train-flow": FLOW}
     rows: list[Row] = []
     for command, base in train.items():
         rows += config_rows(command, (*base, "-o", "{OUT}"), "wrong_epochs.toml")
@@ -783,6 +878,7 @@ def tools_rows() -> list[Row]:
               "classify-text": ("hello", "--model", "{A}/models/tcls"),
               "sample-gan": ("--model", "{A}/models/gan", "--out", "{T}/g.png"),
               "evaluate-gan": ("--model", "{A}/models/gan", "--classifier", "{A}/models/mnist"),
+              "sample-flow": ("--model", "{A}/models/flow", "--out", "{T}/g.png"),
               "evaluate": ("{A}/image_classes", "--model", "{A}/models/mnist")}
     for command, base in others.items():
         rows += config_rows(command, base, "wrong_model.toml")
@@ -843,9 +939,10 @@ def litert_rows() -> list[Row]:
     serving = {"classify-image": ("{A}/images/good.png", "--model"),
                "generate-text": ("--model",), "sample-vae": ("--out", "{T}/g.png", "--model"),
                "forecast": ("--csv", "{A}/series.csv", "--model"),
-               "sample-gan": ("--out", "{T}/g.png", "--model")}
+               "sample-gan": ("--out", "{T}/g.png", "--model"),
+               "sample-flow": ("--out", "{T}/g.png", "--model")}
     names = {"classify-image": "mnist", "generate-text": "text", "sample-vae": "vae",
-             "forecast": "seq", "sample-gan": "gan"}
+             "forecast": "seq", "sample-gan": "gan", "sample-flow": "flow"}
     rows: list[Row] = []
     for command, base in serving.items():
         name = names[command]
@@ -1048,6 +1145,7 @@ ROWS: list[Row] = [
     *generate_text_rows(), *classify_image_rows(), *train_vae_rows(), *sample_vae_rows(),
     *train_sequence_rows(), *forecast_rows(), *train_text_classifier_rows(),
     *classify_text_rows(), *train_gan_rows(), *sample_gan_rows(), *evaluate_gan_rows(),
+    *train_flow_rows(), *sample_flow_rows(),
     *tools_rows(), *litert_rows(), *pretrained_text_rows(), *pretrained_image_rows(),
     *metadata_rows(),
     *untrusted_model_rows(),
@@ -1213,6 +1311,11 @@ MODEL_RECIPES: dict[str, tuple[str, ...]] = {
     "gan": ("train-gan", "--dataset", "mnist", "--data-dir", "{A}/data", "--conditional",
             "--epochs", "1", "--limit", "32", "--batch-size", "16", "--latent-dim", "4",
             "--width", "4"),
+    "flow": ("train-flow", "--dataset", "mnist", "--data-dir", "{A}/data", "--conditional",
+             "--epochs", "1", "--limit", "32", "--batch-size", "16", "--width", "8", "--steps",
+             "2"),
+    "flowu": ("train-flow", "--dataset", "mnist", "--data-dir", "{A}/data", "--epochs", "1",
+              "--limit", "32", "--batch-size", "16", "--width", "8", "--steps", "2"),
     "vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{A}/data", "--arch", "dense",
             "--latent-dim", "3", "--epochs", "1", "--limit", "32"),
     "seq": ("train-sequence", "--csv", "{A}/series.csv", "--column", "value", "--window", "4",
@@ -1245,6 +1348,9 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for variant in set(re.findall(r"\{A\}/edited/(text_\w+)", " ".join(args))):
         ensure_models(a, ("{A}/models/text",))
         _edited_text_model(a, variant)
+    for variant in set(re.findall(r"\{A\}/edited/(flow_\w+)", " ".join(args))):
+        ensure_models(a, ("{A}/models/flow",))
+        _edited_flow_model(a, variant)
     for kind, base in set(re.findall(r"\{A\}/lite/([a-z]+(?:_data)?)_(\w+)", " ".join(args))):
         ensure_models(a, (f"{{A}}/models/{base}", "{A}/models/gan", "{A}/models/vae"))
         _lite_variant(a, kind, base)
@@ -1437,6 +1543,25 @@ def _edited_text_model(a: Path, variant: str) -> None:
     vocab = {"text_repeat": [vocab[0], *vocab[:-1]], "text_short": vocab[:-1],
              "text_word": ["ab", *vocab[1:]]}[variant]
     meta["text"]["vocab"] = vocab
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    for path in [a / "edited", folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _edited_flow_model(a: Path, variant: str) -> None:
+    """A copy of the flow model whose metadata.json lost its sampling settings (nosampling),
+    records 0 steps (steps0) or another image shape than its network's (shape)."""
+    folder = a / "edited" / variant
+    if folder.exists():
+        return
+    shutil.copytree(a / "models" / "flow", folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    if variant == "flow_nosampling":
+        del meta["flow"]
+    elif variant == "flow_steps0":
+        meta["flow"]["steps"] = 0
+    else:
+        meta["image_shape"] = [32, 32, 3]
     (folder / "metadata.json").write_text(json.dumps(meta))
     for path in [a / "edited", folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -41,6 +41,8 @@ def models(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
           "4", "--batch-size", "16", *data, "-o", root / "gan")
     train("train-vae", "--dataset", "mnist", "--arch", "conv", "--latent-dim", "2", *data,
           "-o", root / "vae")
+    train("train-flow", "--dataset", "mnist", "--conditional", "--width", "8", "--steps", "3",
+          "--batch-size", "16", *data, "-o", root / "flow")
     t = np.arange(150)
     (root / "series.csv").write_text("t,value\n" + "".join(
         f"{i},{10 + 5 * np.sin(i / 6):.4f}\n" for i in t))
@@ -63,7 +65,7 @@ def models(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 def test_each_folder_holds_a_recorded_tflite(models: dict[str, Path]) -> None:
-    for name in ("mnist", "gan", "vae", "seq", "text_transformer", "text_gru"):
+    for name in ("mnist", "gan", "vae", "flow", "seq", "text_transformer", "text_gru"):
         folder = models[name]
         file = "decoder.tflite" if name.startswith("text") else "model.tflite"
         meta = json.loads((folder / "metadata.json").read_text())
@@ -110,10 +112,10 @@ def test_classify_image_same_labels_and_probabilities(models: dict[str, Path]) -
     assert "LiteRT" in lite.stderr and "SavedModel" in tf.stderr
 
 
-def test_sample_gan_and_vae_same_images(models: dict[str, Path], tmp_path: Path) -> None:
+def test_sample_gan_vae_and_flow_same_images(models: dict[str, Path], tmp_path: Path) -> None:
     import cv2
 
-    for command, name in (("sample-gan", "gan"), ("sample-vae", "vae")):
+    for command, name in (("sample-gan", "gan"), ("sample-vae", "vae"), ("sample-flow", "flow")):
         grids = []
         for backend in ("litert", "tensorflow"):
             out = tmp_path / f"{name}-{backend}.png"
@@ -150,6 +152,8 @@ SERVED = {
                              str(m["root"] / "g.png")],
     "sample-vae": lambda m: ["sample-vae", "--model", str(m["vae"]), "--count", "4", "--out",
                              str(m["root"] / "v.png")],
+    "sample-flow": lambda m: ["sample-flow", "--model", str(m["flow"]), "--count", "4", "--out",
+                              str(m["root"] / "f.png")],
     "forecast": lambda m: ["forecast", "--model", str(m["seq"]), "--csv", str(m["series"])],
     "generate-text": lambda m: ["generate-text", "--model", str(m["text_transformer"]),
                                 "--length", "20"],

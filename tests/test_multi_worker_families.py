@@ -2,7 +2,7 @@
 two worker processes on 127.0.0.1 train one model, the chief alone writes it, both workers
 report the same history, and the result is close to one process with the same global batch.
 
-The GAN and the VAE run their own `train_step`s in the same distributed loop
+The GAN, the flow model and the VAE run their own `train_step`s in the same distributed loop
 (`dlkit.core.distributed`), their losses divided by the number of replicas. The keras-hub
 trainings (`train-text --from-preset`, `train-cifar --backbone`) load their presets after the
 cluster has formed, inside its scope, on tiny presets the test saves.
@@ -39,6 +39,9 @@ CASES = {
     "train-gan": (["--dataset", "mnist", "--data-dir", "{D}/data", "--epochs", "2", "--limit",
                    "64", "--batch-size", "16", "--latent-dim", "4", "--width", "4"],
                   "final_d_loss", 0.5),
+    "train-flow": (["--dataset", "mnist", "--data-dir", "{D}/data", "--epochs", "2", "--limit",
+                    "64", "--batch-size", "16", "--width", "8", "--steps", "2"], "final_loss",
+                   0.25),
     "train-text --from-preset": (["--from-preset", "{D}/gpt2", "--corpus", "{D}/corpus.txt",
                                   "--epochs", "2", "--seq-len", "16", "--batch-size", "4"],
                                  "val_loss", 0.15),

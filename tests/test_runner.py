@@ -52,6 +52,8 @@ BASE = {
                    "8"),
     "train-gan": ("--dataset", "mnist", "--data-dir", "{root}", "--limit", "32", "--batch-size",
                   "16", "--latent-dim", "4", "--width", "4"),
+    "train-flow": ("--dataset", "mnist", "--data-dir", "{root}", "--limit", "32",
+                   "--batch-size", "16", "--width", "8", "--steps", "2"),
     "train-vae": ("--dataset", "mnist", "--data-dir", "{root}", "--arch", "dense",
                   "--latent-dim", "2", "--limit", "32", "--batch-size", "16"),
     "train-sequence": ("--csv", "{csv}", "--column", "value", "--window", "4", "--units", "4"),

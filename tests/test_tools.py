@@ -82,10 +82,10 @@ def test_tensorboard_scalars_and_a_resumed_run_continues_the_curves(tiny_root: P
     assert np.allclose([v for _, v in found["train/epoch_loss"]], history["loss"], rtol=1e-5)
 
 
-def test_tensorboard_images_for_the_gan_and_the_vae(cli, tiny_root: Path,
-                                                    tmp_path: Path) -> None:
+def test_tensorboard_images_for_the_generators(cli, tiny_root: Path, tmp_path: Path) -> None:
     for command, extra in (("train-gan", ("--latent-dim", "4", "--width", "4")),
-                           ("train-vae", ("--arch", "dense", "--latent-dim", "2"))):
+                           ("train-vae", ("--arch", "dense", "--latent-dim", "2")),
+                           ("train-flow", ("--width", "8", "--steps", "2"))):
         logs = tmp_path / command
         result = cli(command, "--dataset", "mnist", "--data-dir", tiny_root, "--epochs", "2",
                      "--limit", "32", "--batch-size", "16", *extra, "-o", tmp_path / f"{command}-m",

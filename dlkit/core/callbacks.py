@@ -9,6 +9,7 @@
 - `ReseedEachEpoch`: the same dropout masks in a resumed run as in an uninterrupted one;
 - `SaveEachEpoch`: the checkpoint at every epoch's end (`dlkit.core.checkpoint`);
 - `KeepBest`: the best validation epoch's weights, kept across resumes;
+- `GridEachEpoch`: a generator's sample grid after each epoch, kept across resumes;
 - `TensorBoard` and `SampleImages`: `--tensorboard` logs, a write that fails (a full disk) being
   the one `cannot write` line like every other write.
 
@@ -349,6 +350,29 @@ def _in_writing_logs(hook: Callable[..., Any]) -> Callable[..., Any]:
 for _hook in ("set_model", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
               "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end"):
     setattr(TensorBoard, _hook, _in_writing_logs(getattr(keras.callbacks.TensorBoard, _hook)))
+
+
+class GridEachEpoch(keras.callbacks.Callback):
+    """After each epoch, a grid of the images `draw()` makes (uint8, N x H x W x C: a
+    generator's from fixed inputs), `columns` wide, written into `folder` as epoch_NNN.png
+    (beside the checkpoint, so a resumed run keeps the grids of the epochs before)."""
+
+    def __init__(self, draw: Any, columns: int, folder: Path) -> None:
+        super().__init__()
+        self.draw, self.columns, self.folder = draw, columns, folder
+        self.picture: np.ndarray | None = None  # the last epoch's grid (for TensorBoard)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from dlkit.core import plots
+
+        self.picture = plots.tile(self.draw(), self.columns, scale=2)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        plots.write_png(self.picture, self.folder / f"epoch_{epoch + 1:03d}.png")
+
+    def saved(self, epochs: int) -> list[Path]:
+        """The grids of the first `epochs` epochs that exist."""
+        return [p for p in (self.folder / f"epoch_{e:03d}.png" for e in range(1, epochs + 1))
+                if p.is_file()]
 
 
 class KeepBest(keras.callbacks.Callback):

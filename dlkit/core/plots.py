@@ -178,12 +178,20 @@ def write_png(image: np.ndarray, path: Path) -> Path:
     return write_atomic(path, encode_png(image))
 
 
-def write_gif(frames: Sequence[Path], path: Path, milliseconds: int = 400) -> Path:
-    """An animated GIF of PNG frames (looping), written atomically."""
+def write_gif(frames: Sequence[Path | np.ndarray], path: Path,
+              milliseconds: int | Sequence[int] = 400) -> Path:
+    """An animated GIF (looping) of PNG files or uint8 images (H, W, 1|3), written atomically;
+    `milliseconds`: how long each frame shows (one value for all, or one per frame)."""
     from PIL import Image
 
-    images = [Image.open(p).convert("P") for p in frames]
+    def frame(item: Path | np.ndarray) -> Any:
+        if isinstance(item, np.ndarray):
+            return Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).convert("P")
+        return Image.open(item).convert("P")
+
+    images = [frame(f) for f in frames]
+    duration = milliseconds if isinstance(milliseconds, int) else list(milliseconds)
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
-                   duration=milliseconds, loop=0)
+                   duration=duration, loop=0)
     return write_atomic(path, buffer.getvalue())

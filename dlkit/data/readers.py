@@ -210,3 +210,11 @@ def load_cifar10(data_dir: Path | None) -> ArraySplits:
     splits = read_cifar10(found.files[0].parent)
     splits.files = (found.files[0].parent,)
     return splits
+
+
+def load_image_dataset(name: str, data_dir: Path | None) -> ArraySplits:
+    """Locate and read one of the generators' datasets (`registry.ImageDataset`): an MNIST-style
+    set or CIFAR-10."""
+    if name == "cifar10":
+        return load_cifar10(data_dir)
+    return load_mnist_family(name, data_dir)

@@ -20,6 +20,15 @@ class GreyDataset(enum.StrEnum):
     digits = "digits"
 
 
+class ImageDataset(enum.StrEnum):
+    """The small labelled image sets the image generators train on (train-gan, train-flow)."""
+
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
+    digits = "digits"
+    cifar10 = "cifar10"
+
+
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 

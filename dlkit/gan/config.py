@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlkit.core import generators
 from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
-from dlkit.core.errors import UsageError
+from dlkit.core.generators import COUNT_MAX, GRID_MAX
+from dlkit.data.registry import ImageDataset
 
-GRID_MAX = 10_000  # images in one grid PNG (100 x 100)
-COUNT_MAX = 1_000_000  # images one sample-gan call writes (streamed, batch by batch)
-
-
-class GanDataset(enum.StrEnum):
-    mnist = "mnist"
-    fashion_mnist = "fashion-mnist"
-    digits = "digits"
-    cifar10 = "cifar10"
+generators.register("train-gan", "dlkit.gan.sample:open_generator")
 
 
 @dataclass(kw_only=True)
@@ -29,7 +22,7 @@ class GanConfig(TrainConfig):
 
     COMMAND = "train-gan"
 
-    dataset: GanDataset = opt(GanDataset.mnist, "mnist, fashion-mnist, digits (bundled, "
+    dataset: ImageDataset = opt(ImageDataset.mnist, "mnist, fashion-mnist, digits (bundled, "
                               "offline) or cifar10.")
     conditional: bool = opt(False, "Class-conditional generation (AC-GAN): ask the generator "
                             "for a class.")
@@ -67,18 +60,12 @@ class SampleGanConfig(Config):
     backend: Backend = backend_option()
 
     def check(self) -> None:
-        if self.out is None and self.out_dir is None:
-            self.out = Path("samples.png")
-        if self.out is not None and self.out.suffix.lower() != ".png":
-            raise UsageError(f"--out {self.out} must name a .png file")
-        if self.out is not None and self.count > GRID_MAX:
-            raise UsageError(f"--count {self.count} is too many for one grid (at most "
-                             f"{GRID_MAX:,}); use --out-dir for more images")
+        self.out = generators.check_outputs(self.out, self.out_dir, self.count)
 
 
 @dataclass(kw_only=True)
 class EvaluateGanConfig(Config):
-    """Score generated images with a trained classifier.
+    """Score generated images (of a train-gan or train-flow model) with a trained classifier.
 
     Reports the share the classifier labels with confidence >= threshold ("recognisable"), the
     label-histogram entropy relative to ln(classes), and for conditional models the share
@@ -89,15 +76,16 @@ class EvaluateGanConfig(Config):
 
     COMMAND = "evaluate-gan"
 
-    model: Path = opt(Path("models/gan"), "Model folder written by train-gan.", flags=("-m",))
+    model: Path = opt(Path("models/gan"), "Model folder written by train-gan or train-flow.",
+                      flags=("-m",))
     classifier: Path = opt(Path("models/mnist"), "Classifier folder written by train-mnist "
                            "(or train-cifar) on the same dataset.")
     count: int = opt(1000, "Number of samples scored.", flags=("-n",), min=1, max=COUNT_MAX)
     seed: int = common("seed", 0, help="Seed for the noise.")
     threshold: float = opt(0.9, "Confidence that counts as recognisable.", min=0, min_open=True,
                            max=1)
-    truncation: float | None = opt(None, "Redraw noise values beyond +-T (truncation trick: "
-                                   "cleaner, less varied).", min=0.05, max=10)
+    truncation: float | None = opt(None, "GAN models: redraw noise values beyond +-T "
+                                   "(truncation trick: cleaner, less varied).", min=0.05, max=10)
     recall: bool = opt(False, "Also measure variety against the real dataset: the GAN-train "
                        "accuracy (a classifier trained only on --train-count generated images "
                        "tested on the real test set) and the Frechet distance between real "

@@ -1,10 +1,12 @@
 """`dlkit evaluate-gan`: score a generator's images with a trained classifier.
 
-The classifier is one trained by `dlkit train-mnist` (or `train-cifar`) on the same kind of
-images. Scores: the share of samples it labels with confidence >= the threshold
-("recognisable"), the entropy of its label histogram relative to ln(classes) ("no mode
-collapse") and, for conditional generators, the share labelled as the class that was asked for.
-With `--recall`, the figures of `dlkit.gan.recall` (GAN-train accuracy, Frechet distance) too.
+The generator is any model folder `dlkit.core.generators` opens (train-gan, train-flow), drawn
+with the sampling settings its metadata records. The classifier is one trained by
+`dlkit train-mnist` (or `train-cifar`) on the same kind of images. Scores: the share of samples
+it labels with confidence >= the threshold ("recognisable"), the entropy of its label
+histogram relative to ln(classes) ("no mode collapse") and, for conditional generators, the
+share labelled as the class that was asked for. With `--recall`, the figures of
+`dlkit.gan.recall` (GAN-train accuracy, Frechet distance) too.
 """
 
 from __future__ import annotations
@@ -19,8 +21,14 @@ import numpy as np
 from dlkit.core.config import Backend
 from dlkit.core.console import Report, fmt
 from dlkit.core.errors import DlkitError, UsageError
+from dlkit.core.generators import (
+    Generator,
+    generate,
+    generator_tasks,
+    open_generator,
+    sample_labels,
+)
 from dlkit.gan.config import EvaluateGanConfig
-from dlkit.gan.sample import Generator, generate, load_generator, sample_labels
 
 
 @dataclass
@@ -28,6 +36,7 @@ class EvalResult:
     """evaluate-gan's scores."""
 
     model: str
+    generator: str  # the command that trained it
     classifier: str
     dataset: str
     classifier_dataset: str
@@ -42,6 +51,7 @@ class EvalResult:
     label_histogram: dict[str, int]
     conditional_accuracy: float | None
     per_class_accuracy: dict[str, float] | None
+    sampling: dict[str, Any]  # the generator's sampling settings (flow: steps, solver, ...)
     recall: dict[str, Any] | None = None
 
     def report(self) -> Report:
@@ -68,7 +78,8 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
     """Generate `count` samples (every class equally when conditional) and score them."""
     from dlkit.core.artifacts import load_keras_model, load_metadata
 
-    gen = load_generator(config.model, Backend.tensorflow)  # TensorFlow runs the classifier
+    # TensorFlow runs the classifier anyway; the generator runs on it too
+    gen = open_generator(config.model, Backend.tensorflow, truncation=config.truncation)
     cls_meta = load_metadata(config.classifier)
     _check_compatible(gen, cls_meta, config.classifier)
     real = None
@@ -78,7 +89,7 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
         real = recall.load_real(gen.dataset, config.data_dir, gen.image_shape)
     classifier = load_keras_model(config.classifier)
     labels = sample_labels(gen, config.count, None)
-    images = generate(gen, config.count, config.seed, labels, config.truncation)
+    images = generate(gen, config.count, config.seed, labels)
     probs = _predict(classifier, images)
     result = _score(config, gen, cls_meta, probs, labels)
     if real is not None:
@@ -97,14 +108,15 @@ def _recall(config: EvaluateGanConfig, gen: Generator, classifier: Any,
     from dlkit.gan import recall
 
     labels = sample_labels(gen, config.train_count, None)
-    images = generate(gen, config.train_count, config.seed + 1, labels, config.truncation)
+    images = generate(gen, config.train_count, config.seed + 1, labels)
     if labels is None:
         labels = _predict(classifier, images).argmax(axis=1)
     return recall.measure(real, images, labels, classifier, len(cls_meta["class_names"]),
                           config.seed)
 def _check_compatible(gen: Generator, cls_meta: dict[str, Any], folder: Path) -> None:
     shape = list(cls_meta.get("input_shape") or [])
-    if "class_names" not in cls_meta or not shape or cls_meta.get("task") == "train-gan":
+    if ("class_names" not in cls_meta or not shape
+            or cls_meta.get("task") in generator_tasks()):
         raise UsageError(f"{folder} is not a classifier model folder; train one with "
                          f"`dlkit train-mnist --dataset {gen.dataset or 'mnist'}`")
     if shape != gen.image_shape:
@@ -131,9 +143,10 @@ def _score(config: EvaluateGanConfig, gen: Generator, cls_meta: dict[str, Any], 
         cond_acc = float(hits.mean())
         per_class = {gen.class_names[k]: float(hits[labels == k].mean())
                      for k in range(len(gen.class_names)) if np.any(labels == k)}
-    return EvalResult(str(gen.folder), str(config.classifier), gen.dataset,
+    return EvalResult(str(gen.folder), gen.task, str(config.classifier), gen.dataset,
                       str(cls_meta.get("dataset", "")), gen.conditional, config.count,
                       config.seed, config.threshold, config.truncation,
                       float((confidence >= config.threshold).mean()), entropy,
                       float(confidence.mean()),
-                      {names[k]: int(c) for k, c in enumerate(counts)}, cond_acc, per_class)
+                      {names[k]: int(c) for k, c in enumerate(counts)}, cond_acc, per_class,
+                      gen.settings)

@@ -3,15 +3,14 @@
 Sampling is deterministic under a seed: the noise comes from NumPy's seeded generator and the
 generator runs in inference mode, from the folder's `model.tflite` through LiteRT (no TensorFlow
 import) or from `model.keras`, as `--backend` says: the same seed gives the same images on both.
-Images are generated and written batch by batch, so a large `--count` with `--out-dir` never holds
-more than one batch in memory; every PNG is written atomically, and the grid only after every image
-of `--out-dir` is written.
+`open_generator` is what `dlkit.core.generators` opens train-gan folders with (evaluate-gan
+draws through it too); the grid and the one-PNG-per-image output are written there, batch by
+batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,12 @@ import numpy as np
 from dlkit.core.config import Backend
 from dlkit.core.console import Report
 from dlkit.core.errors import UsageError
+from dlkit.core.generators import BATCH, Generator, refuse_settings, sample_lines, write_samples
 from dlkit.core.plots import pixels_to_uint8
 from dlkit.core.serving import Predictor, load_predictor
 from dlkit.gan.config import SampleGanConfig
 
-BATCH = 250
+TASK = "train-gan"
 
 
 def to_uint8(images: Any) -> np.ndarray:
@@ -32,25 +32,11 @@ def to_uint8(images: Any) -> np.ndarray:
     return pixels_to_uint8((np.asarray(images, np.float32) + 1.0) * 127.5)
 
 
-@dataclass
-class Generator:
-    """A trained generator and what its metadata says about it."""
-
-    folder: Path
-    model: Predictor
-    latent_dim: int
-    conditional: bool
-    class_names: list[str]
-    image_shape: list[int]
-    dataset: str
-
-
-def load_generator(folder: Path, backend: Backend = Backend.auto) -> Generator:
-    """Load a train-gan model folder; exit 2 when it is missing, not a GAN, or its metadata
-    does not fit its model."""
-    from dlkit.core.artifacts import load_metadata
-
-    meta = load_metadata(folder, "train-gan")
+def open_generator(folder: Path, meta: dict[str, Any], backend: Backend,
+                   settings: dict[str, Any]) -> Generator:
+    """A train-gan folder as a `Generator` (`settings`: `truncation`, see `noise_batch`);
+    exit 2 when its metadata does not fit its model."""
+    refuse_settings(folder, TASK, settings, allowed=("truncation",))
     try:
         latent_dim, conditional = int(meta["latent_dim"]), bool(meta["conditional"])
         names, shape = [str(n) for n in meta["class_names"]], list(meta["image_shape"])
@@ -62,8 +48,13 @@ def load_generator(folder: Path, backend: Backend = Backend.auto) -> Generator:
         raise UsageError(f"{folder}/metadata.json does not match its generator (latent_dim "
                          f"{latent_dim}, conditional {conditional}); retrain the model")
     _check_fits(Path(folder), model, names if conditional else None, shape)
-    return Generator(Path(folder), model, latent_dim, conditional, names, shape,
-                     str(meta.get("dataset", "")))
+    truncation = settings.get("truncation")
+
+    def draw(count: int, seed: int | None, labels: np.ndarray | None) -> Iterator[np.ndarray]:
+        return _batches(model, latent_dim, count, seed, labels, truncation)
+
+    return Generator(Path(folder), TASK, conditional, names, shape,
+                     str(meta.get("dataset", "")), model.backend, draw)
 
 
 def _check_fits(folder: Path, model: Predictor, names: list[str] | None,
@@ -85,25 +76,14 @@ def _check_fits(folder: Path, model: Predictor, names: list[str] | None,
                          f"has {classes}; retrain the model or put its own metadata back")
 
 
-def check_label(gen: Generator, label: int | None) -> None:
-    """--label only for conditional generators, and only a class they know."""
-    if label is None:
-        return
-    if not gen.conditional:
-        raise UsageError(f"--label needs a conditional generator; {gen.folder} was trained "
-                         "without --conditional")
-    if not 0 <= label < len(gen.class_names):
-        raise UsageError(f"--label {label} is outside the classes 0-{len(gen.class_names) - 1} "
-                         f"({', '.join(gen.class_names)})")
+def load_generator(folder: Path, backend: Backend = Backend.auto,
+                   truncation: float | None = None) -> Generator:
+    """A train-gan model folder; exit 2 when it is missing or another command wrote it."""
+    from dlkit.core.artifacts import load_metadata
 
-
-def sample_labels(gen: Generator, count: int, label: int | None) -> np.ndarray | None:
-    """The class asked for each sample: `label`, or every class in turn; None if unconditional."""
-    if not gen.conditional:
-        return None
-    if label is not None:
-        return np.full(count, label, np.int32)
-    return (np.arange(count) % len(gen.class_names)).astype(np.int32)
+    meta = load_metadata(folder, TASK)
+    settings = {} if truncation is None else {"truncation": truncation}
+    return open_generator(Path(folder), meta, backend, settings)
 
 
 def noise_batch(count: int, latent_dim: int, seed: int | None,
@@ -120,70 +100,25 @@ def noise_batch(count: int, latent_dim: int, seed: int | None,
     return noise.astype(np.float32)
 
 
-def generate_batches(gen: Generator, count: int, seed: int | None, labels: np.ndarray | None,
-                     truncation: float | None = None) -> Iterator[np.ndarray]:
+def _batches(model: Predictor, latent_dim: int, count: int, seed: int | None,
+             labels: np.ndarray | None, truncation: float | None) -> Iterator[np.ndarray]:
     """`count` uint8 images in batches; the same seed gives the same images."""
-    noise = noise_batch(count, gen.latent_dim, seed, truncation)
+    noise = noise_batch(count, latent_dim, seed, truncation)
     for start in range(0, count, BATCH):
         chunk = noise[start:start + BATCH]
         inputs = [chunk] if labels is None else [chunk, labels[start:start + BATCH]]
-        yield pixels_to_uint8(gen.model(*inputs))
-
-
-def generate(gen: Generator, count: int, seed: int | None, labels: np.ndarray | None,
-             truncation: float | None = None) -> np.ndarray:
-    """`count` uint8 images at once (for a grid, or for scoring)."""
-    return np.concatenate(list(generate_batches(gen, count, seed, labels, truncation)))
+        yield pixels_to_uint8(model(*inputs))
 
 
 def sample_gan(config: SampleGanConfig) -> Report:
     """Write a grid PNG and/or one PNG per image; the report lists what was written."""
-    from dlkit.core import plots
     from dlkit.core.artifacts import check_output_file
 
     if config.out is not None:  # checked before any work, so a failure writes nothing
         check_output_file("--out", config.out, inputs=[config.model])
     if config.out_dir is not None:
         check_output_file("--out-dir", config.out_dir, folder=True, inputs=[config.model])
-    gen = load_generator(config.model, config.backend)
-    check_label(gen, config.label)
-    labels = sample_labels(gen, config.count, config.label)
-    written: dict[str, Any] = {"model": str(gen.folder), "count": config.count,
-                               "seed": config.seed, "label": config.label}
-    if config.out_dir is not None:
-        written["images"] = [str(p) for p in _write_each(gen, config, labels)]
-    if config.out is not None:
-        images = generate(gen, config.count, config.seed, labels, config.truncation)
-        columns = plots.grid_columns(config.count, len(gen.class_names)
-                                     if labels is not None and config.label is None else 0)
-        written["grid"] = str(plots.save_grid(images, config.out.expanduser(), columns))
-    if labels is not None:
-        written["labels"] = [gen.class_names[k] for k in labels]
-    lines = [written["grid"]] if "grid" in written else []
-    return Report("sample-gan", {}, "\n".join(lines + written.get("images", [])) or None,
-                  written)
-
-
-def _write_each(gen: Generator, config: SampleGanConfig,
-                labels: np.ndarray | None) -> list[Path]:
-    from dlkit.core import plots
-
-    folder = config.out_dir.expanduser()
-    folder.mkdir(exist_ok=True)
-    paths = []
-    batches = generate_batches(gen, config.count, config.seed, labels, config.truncation)
-    for batch in batches:
-        for image in batch:
-            i = len(paths)
-            suffix = "" if labels is None else f"_{_slug(gen.class_names[labels[i]])}"
-            paths.append(plots.write_png(image, folder / f"sample_{i:0{_digits(config)}d}"
-                                         f"{suffix}.png"))
-    return paths
-
-
-def _digits(config: SampleGanConfig) -> int:
-    return max(4, len(str(config.count - 1)))
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").lower() or "class"
+    gen = load_generator(config.model, config.backend, config.truncation)
+    written = write_samples(gen, config.count, config.seed, config.label,
+                            config.out, config.out_dir)
+    return Report("sample-gan", {}, sample_lines(written), written)

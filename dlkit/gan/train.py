@@ -25,10 +25,12 @@ import keras
 import numpy as np
 
 from dlkit.core import plots
+from dlkit.core.callbacks import GridEachEpoch
 from dlkit.core.console import Report, info
 from dlkit.core.files import write_atomic
 from dlkit.core.runner import Run, fingerprint
 from dlkit.data.pipelines import training_dataset
+from dlkit.data.readers import load_image_dataset
 from dlkit.gan import models
 from dlkit.gan.config import GanConfig
 from dlkit.gan.sample import to_uint8
@@ -72,7 +74,7 @@ class GanResult:
 def train_gan(config: GanConfig) -> Report:
     """Train a GAN (or, with --resume, continue one) and save its generator."""
     with Run(config, inputs=[config.data_dir]) as run:
-        data = _load(config)
+        data = load_image_dataset(config.dataset.value, config.data_dir)
         x, y = data.x_train[:config.limit], data.y_train[:config.limit]
         num_classes = len(data.class_names) if config.conditional else 0
         image_shape = tuple(int(d) for d in x.shape[1:])
@@ -90,8 +92,9 @@ def train_gan(config: GanConfig) -> Report:
             gan.build()
             done = run.restore(gan, gan.build_optimizers)
 
-        grids = GridEachEpoch(gan, *_fixed_inputs(config, num_classes),
-                              run.checkpoint.folder / GRIDS)
+        fixed, columns = _fixed_inputs(config, num_classes)
+        grids = GridEachEpoch(lambda: to_uint8(gan.ema_generator(fixed, training=False)),
+                              columns, run.checkpoint.folder / GRIDS)
         info(f"training a {'conditional ' if num_classes else ''}GAN (generator "
              f"{gen.count_params():,}, discriminator {disc.count_params():,} parameters) on "
              f"{data.name}: {len(x):,} images {image_shape}, {config.epochs} epochs"
@@ -142,14 +145,6 @@ def train_gan(config: GanConfig) -> Report:
             run.per_second(batch), runtime.device, final, paths, history).report()
 
 
-def _load(config: GanConfig) -> Any:
-    from dlkit.data.readers import load_cifar10, load_mnist_family
-
-    if config.dataset.value == "cifar10":
-        return load_cifar10(config.data_dir)
-    return load_mnist_family(config.dataset.value, config.data_dir)
-
-
 def _last(history: dict[str, list[float]], key: str) -> float | None:
     return history[key][-1] if history.get(key) else None
 
@@ -162,24 +157,3 @@ def _fixed_inputs(config: GanConfig, num_classes: int) -> tuple[Any, int]:
         return noise, plots.grid_columns(GRID_SAMPLES, 0)
     labels = (np.arange(GRID_SAMPLES) % num_classes).astype(np.int32)
     return [noise, labels], plots.grid_columns(GRID_SAMPLES, num_classes)
-
-
-class GridEachEpoch(keras.callbacks.Callback):
-    """After each epoch, a grid of the EMA generator's images from fixed noise, written into
-    `folder` (beside the checkpoint, so a resumed run keeps the grids of the epochs before)."""
-
-    def __init__(self, gan: models.GAN, fixed: Any, columns: int, folder: Path) -> None:
-        super().__init__()
-        self.gan, self.fixed, self.columns, self.folder = gan, fixed, columns, folder
-        self.picture: np.ndarray | None = None  # the last epoch's grid (for TensorBoard)
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        images = to_uint8(self.gan.ema_generator(self.fixed, training=False))
-        self.picture = plots.tile(images, self.columns, scale=2)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        plots.write_png(self.picture, self.folder / f"epoch_{epoch + 1:03d}.png")
-
-    def saved(self, epochs: int) -> list[Path]:
-        """The grids of the first `epochs` epochs that exist."""
-        return [p for p in (self.folder / f"epoch_{e:03d}.png" for e in range(1, epochs + 1))
-                if p.is_file()]

@@ -1,0 +1,1 @@
+"""Flow matching: a rectified-flow image generator (train-flow, sample-flow)."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlkit.core.config import Config, opt
 from dlkit.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,6 +32,22 @@ if TYPE_CHECKING:
 
 GRID_MAX = 10_000  # images in one grid PNG (100 x 100)
 COUNT_MAX = 1_000_000  # images one sample-* call writes (streamed, batch by batch)
+
+
+@dataclass(kw_only=True)
+class SampleImagesConfig(Config):
+    """The options every sample-* command of a generator shares: how many images, where they
+    go, which class."""
+
+    count: int = opt(100, f"Number of images (a grid holds at most {GRID_MAX:,}; --out-dir "
+                     "takes more).", flags=("-n",), min=1, max=COUNT_MAX)
+    out: Path | None = opt(None, "Grid PNG to write (default samples.png unless --out-dir is "
+                           "given).", show_default=False)
+    out_dir: Path | None = opt(None, "Also write one PNG per image here.")
+    label: int | None = opt(None, "Class index to draw (conditional models only).", min=0)
+
+    def check(self) -> None:
+        self.out = check_outputs(self.out, self.out_dir, self.count)
 BATCH = 250  # images a generator draws at a time
 
 # task -> "module:function" that opens its model folders (see `register`)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlkit.core import generators
-from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
-from dlkit.core.generators import COUNT_MAX, GRID_MAX
+from dlkit.core.config import Backend, TrainConfig, backend_option, common, opt
 from dlkit.data.registry import ImageDataset
 
 generators.register("train-flow", "dlkit.flow.sample:open_generator")
@@ -65,7 +64,7 @@ class FlowConfig(TrainConfig):
 
 
 @dataclass(kw_only=True)
-class SampleFlowConfig(Config):
+class SampleFlowConfig(generators.SampleImagesConfig):
     """Draw new images from a trained flow model: a grid PNG or one PNG per image.
 
     Example: dlkit sample-flow --model models/flow --count 64 --label 7 --seed 1 --out seven.png
@@ -74,12 +73,6 @@ class SampleFlowConfig(Config):
     COMMAND = "sample-flow"
 
     model: Path = opt(Path("models/flow"), "Model folder written by train-flow.", flags=("-m",))
-    count: int = opt(100, f"Number of images (a grid holds at most {GRID_MAX:,}; --out-dir "
-                     "takes more).", flags=("-n",), min=1, max=COUNT_MAX)
-    out: Path | None = opt(None, "Grid PNG to write (default samples.png unless --out-dir is "
-                           "given).", show_default=False)
-    out_dir: Path | None = opt(None, "Also write one PNG per image here.")
-    label: int | None = opt(None, "Class index to draw (conditional models only).", min=0)
     seed: int = common("seed", 0, help="Seed for the noise: the same seed gives the same "
                        "images on either backend.")
     steps: int | None = opt(None, _STEPS_HELP + " Default: the model's.", min=1,
@@ -89,6 +82,3 @@ class SampleFlowConfig(Config):
     guidance: float | None = opt(None, _GUIDANCE_HELP + " Default: the model's.", min=0,
                                  max=GUIDANCE_MAX, show_default=False)
     backend: Backend = backend_option()
-
-    def check(self) -> None:
-        self.out = generators.check_outputs(self.out, self.out_dir, self.count)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dlkit.core import generators
 from dlkit.core.config import Backend, Config, TrainConfig, backend_option, common, opt
-from dlkit.core.generators import COUNT_MAX, GRID_MAX
+from dlkit.core.generators import COUNT_MAX
 from dlkit.data.registry import ImageDataset
 
 generators.register("train-gan", "dlkit.gan.sample:open_generator")
@@ -38,7 +38,7 @@ class GanConfig(TrainConfig):
 
 
 @dataclass(kw_only=True)
-class SampleGanConfig(Config):
+class SampleGanConfig(generators.SampleImagesConfig):
     """Draw new images from a trained generator: a grid PNG or one PNG per image.
 
     Example: dlkit sample-gan --model models/gan --count 64 --label 7 --seed 1 --out sevens.png
@@ -47,20 +47,11 @@ class SampleGanConfig(Config):
     COMMAND = "sample-gan"
 
     model: Path = opt(Path("models/gan"), "Model folder written by train-gan.", flags=("-m",))
-    count: int = opt(100, f"Number of images (a grid holds at most {GRID_MAX:,}; --out-dir "
-                     "takes more).", flags=("-n",), min=1, max=COUNT_MAX)
-    out: Path | None = opt(None, "Grid PNG to write (default samples.png unless --out-dir is "
-                           "given).", show_default=False)
-    out_dir: Path | None = opt(None, "Also write one PNG per image here.")
-    label: int | None = opt(None, "Class index to draw (conditional models only).", min=0)
     seed: int = common("seed", 0, help="Seed for the noise: the same seed gives the same "
                        "images.")
     truncation: float | None = opt(None, "Redraw noise values beyond +-T (truncation trick: "
                                    "cleaner, less varied).", min=0.05, max=10)
     backend: Backend = backend_option()
-
-    def check(self) -> None:
-        self.out = generators.check_outputs(self.out, self.out_dir, self.count)
 
 
 @dataclass(kw_only=True)

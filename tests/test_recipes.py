@@ -108,3 +108,81 @@ def test_test_time_augmentation_averages_mirror_and_shifts() -> None:
     np.testing.assert_allclose(only_mirror.predict(x, verbose=0),
                                np.mean([base.predict(v, verbose=0) for v in (x, mirror)], 0),
                                atol=1e-6)
+
+
+def test_an_ensemble_member_steps_exactly_as_it_would_alone() -> None:
+    """train-cifar's ensemble (`--members`): the members' mean loss with the rate times
+    `members` and the decay divided by it moves each member as its own SGD step would."""
+    import keras
+
+    from dlkit.image_classifier.config import CifarConfig
+    from dlkit.image_classifier.models import airbench, ensemble_mean
+    from dlkit.image_classifier.train import Scratch
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 16, 16, 3)).astype(np.float32)
+    labels = keras.utils.to_categorical(rng.integers(0, 4, 16), 4)
+    config = CifarConfig(members=2)
+    config.check()
+    keras.utils.set_random_seed(2)
+    pair = airbench((16, 16, 3), 4, members=2)
+    alone = airbench((16, 16, 3), 4)
+    first = [layer for layer in pair.layers if layer.name.startswith("m1_") and layer.weights]
+    for layer in first:
+        alone.get_layer(layer.name[3:]).set_weights(layer.get_weights())
+    assert pair.output.shape == (None, 2, 4)
+    mean = ensemble_mean(pair)(images)
+    np.testing.assert_allclose(mean, pair(images).numpy().mean(axis=1), atol=1e-6)
+
+    def step(model: keras.Model, members: int, target: np.ndarray) -> None:
+        recipe = Scratch(config, 4, 5e-4, images.astype(np.uint8), mirrored=True)
+        recipe.members = members
+        optimizer = recipe.optimizer()
+        optimizer.learning_rate = recipe.schedule().peak
+        model.compile(optimizer, keras.losses.CategoricalCrossentropy(label_smoothing=0.2))
+        model.train_on_batch(images, target)
+
+    step(pair, 2, np.repeat(labels[:, None], 2, axis=1))
+    step(alone, 1, labels)
+    for layer in first:
+        for a, b in zip(layer.get_weights(), alone.get_layer(layer.name[3:]).get_weights(),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_the_default_cifar_model_is_an_ensemble_saved_as_one(cli, tiny_root, tmp_path) -> None:
+    import json
+
+    import keras
+
+    from dlkit.data.readers import load_cifar10
+
+    out = tmp_path / "c"
+    result = cli("train-cifar", "--data-dir", tiny_root, "--epochs", "2", "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert report["arch"] == "airbench" and meta["ensemble_members"] == 2
+    model = keras.saving.load_model(out / "model.keras")  # plain Keras, safe mode
+    data = load_cifar10(tiny_root)
+    probs = model.predict(data.x_test.astype(np.float32), verbose=0)
+    assert probs.shape == (len(data.x_test), 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert (probs.argmax(axis=1) == data.y_test).mean() == pytest.approx(
+        report["test_accuracy"])  # what is saved is what was measured
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--members", "0"], "--members"),
+    (["--members", "9"], "--members"),
+    (["--members", "2", "--arch", "resnet"], "--members 2 needs --arch airbench"),
+    (["--members", "3", "--backbone", "no/such/preset"], "--members 3 needs --arch airbench"),
+])
+def test_members_out_of_place_are_refused(cli, tmp_path, args, phrase) -> None:
+    from conftest import assert_one_error_line
+
+    result = cli("train-cifar", *args, "-o", tmp_path / "m")
+    assert result.exit_code == 2, result.stderr
+    assert_one_error_line(result.stderr)
+    assert phrase in result.stderr
+    assert not (tmp_path / "m").exists()

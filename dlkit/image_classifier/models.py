@@ -123,30 +123,63 @@ def whitening_patch(channels: int) -> int:
 
 def airbench(input_shape: tuple[int, int, int], num_classes: int,
              whitening: np.ndarray | None = None,
-             widths: tuple[int, ...] = AIRBENCH_WIDTHS) -> keras.Model:
+             widths: tuple[int, ...] = AIRBENCH_WIDTHS, members: int = 1) -> keras.Model:
     """The airbench-style ConvNet (see the module doc). `whitening` is the first convolution's
     kernel from `whitening_kernel` (left random when None, as when a checkpoint's weights are
-    about to be loaded)."""
-    channels = input_shape[-1]
-    patch = whitening_patch(channels)
+    about to be loaded). With `members` > 1, that many such networks side by side on the same
+    input (each its own weights, from its own random start), their probabilities stacked as
+    (batch, members, classes): each is trained on its own loss, and `ensemble_mean` makes
+    the model that averages them."""
     inputs, x = image_input(input_shape)
-    whiten = layers.Conv2D(2 * patch ** 2 * channels, patch, name="whiten")
-    x = layers.Activation("gelu", name="whiten_gelu")(whiten(x))
+    outputs = [_airbench_member(x, num_classes, whitening, widths,
+                                f"m{m + 1}_" if members > 1 else "")
+               for m in range(members)]
+    if members == 1:
+        return keras.Model(inputs, outputs[0], name="airbench")
+    stacked = layers.Concatenate(axis=1, name="members", dtype="float32")(
+        [layers.Reshape((1, num_classes), name=f"m{m + 1}_member", dtype="float32")(out)
+         for m, out in enumerate(outputs)])
+    return keras.Model(inputs, stacked, name="airbench_ensemble")
+
+
+def _airbench_member(x: Any, num_classes: int, whitening: np.ndarray | None,
+                     widths: tuple[int, ...], prefix: str) -> Any:
+    """One airbench network on the rescaled images `x`: its probabilities."""
+    channels = x.shape[-1]
+    patch = whitening_patch(channels)
+    whiten = layers.Conv2D(2 * patch ** 2 * channels, patch, name=f"{prefix}whiten")
+    x = layers.Activation("gelu", name=f"{prefix}whiten_gelu")(whiten(x))
+    if whitening is not None:
+        whiten.kernel.assign(whitening)
     for i, width in enumerate(widths):
-        name = f"block{i + 1}"
+        name = f"{prefix}block{i + 1}"
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
         x = layers.MaxPooling2D(name=f"{name}_pool")(x)
         x = _bn_gelu(x, f"{name}_1")
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
         x = _bn_gelu(x, f"{name}_2")
-    x = layers.GlobalMaxPooling2D(name="pool")(x)
-    x = layers.Dense(num_classes, use_bias=False, name="logits")(x)
-    x = layers.Rescaling(LOGIT_SCALE, name="logit_scale")(x)
-    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name="airbench")
-    if whitening is not None:
-        whiten.kernel.assign(whitening)
-    return model
+    x = layers.GlobalMaxPooling2D(name=f"{prefix}pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name=f"{prefix}logits")(x)
+    x = layers.Rescaling(LOGIT_SCALE, name=f"{prefix}logit_scale")(x)
+    return layers.Activation("softmax", dtype="float32", name=f"{prefix}probabilities")(x)
+
+
+def ensemble_mean(model: keras.Model) -> keras.Model:
+    """The ensemble's mean probabilities, (batch, classes) (the model itself when it is one
+    network)."""
+    if len(model.output.shape) == 2:
+        return model
+    mean = layers.GlobalAveragePooling1D(name="ensemble_mean", dtype="float32")(model.output)
+    return keras.Model(model.input, mean, name="airbench")
+
+
+def ensemble_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """Accuracy of the members' mean probabilities: (batch, members, classes) labels and
+    predictions, as an ensemble's training sees them."""
+    from keras import ops
+
+    return ops.cast(ops.equal(ops.argmax(ops.mean(y_true, axis=1), axis=-1),
+                              ops.argmax(ops.mean(y_pred, axis=1), axis=-1)), "float32")
 
 
 def _bn_gelu(x: Any, name: str) -> Any:
@@ -181,13 +214,14 @@ BUILDERS = {MnistArch.mlp: mlp, MnistArch.cnn: cnn, CifarArch.seed: seed,
 
 
 def build(arch: MnistArch | CifarArch, input_shape: tuple[int, int, int],
-          num_classes: int, images: np.ndarray | None = None) -> keras.Model:
+          num_classes: int, images: np.ndarray | None = None, members: int = 1) -> keras.Model:
     """The uncompiled classifier `arch` for images of `input_shape` (`images`: the training
-    images, which initialise the whitening of the airbench model)."""
+    images, which initialise the whitening of the airbench model; `members`: airbench's
+    ensemble size)."""
     if arch == "airbench":
         patch = whitening_patch(input_shape[-1])
         kernel = whitening_kernel(images, patch) if images is not None and len(images) else None
-        return airbench(input_shape, num_classes, kernel)
+        return airbench(input_shape, num_classes, kernel, members=members)
     return BUILDERS[arch](input_shape, num_classes)
 
 

@@ -137,7 +137,7 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, m
         model = recipe.build(data.input_shape)
         model.compile(optimizer=recipe.optimizer(),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                      metrics=[_accuracy(recipe.members)],
                       jit_compile=runtime.jit_compile, steps_per_execution=per_call)
         done = run.restore(model)
 
@@ -147,10 +147,11 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, m
          f"batch {batch}, {runtime.device}")
     weights = class_weights(y_train, num_classes, getattr(config, "class_weight",
                                                           ClassWeight.none))
-    train_ds = _weighted(_one_hot(training_dataset(x_train, y_train, batch, steps, config.seed,
-                                                   config.epochs, done, augment),
-                                  num_classes), weights)
-    val_ds = _one_hot(image_dataset(x_val, y_val, batch), num_classes) if len(x_val) else None
+    train_ds = _per_member(_weighted(_one_hot(
+        training_dataset(x_train, y_train, batch, steps, config.seed, config.epochs, done,
+                         augment), num_classes), weights), recipe.members)
+    val_ds = _per_member(_one_hot(image_dataset(x_val, y_val, batch), num_classes),
+                         recipe.members) if len(x_val) else None
     calibrate = [models.CalibrateBatchNorm(x_train, batch)] if recipe.recalibrate else []
     history = run.fit(model, train_ds, steps=steps, validation=val_ds,
                       schedule=recipe.schedule(), callbacks=[*calibrate, *recipe.callbacks()])
@@ -202,8 +203,9 @@ class Scratch:
     twentieth of it, and test-time augmentation in the saved model when training flipped and
     translated the images; for the others, AdamW with one warm-up and cosine decay. The
     BatchNormalization statistics are recomputed with the current weights before every
-    validation and after training. Transfer learning (`transfer.Recipe`) has the same
-    interface."""
+    validation and after training. With `--members` > 1 (airbench), an ensemble: the networks
+    see the same batches, each learns from its own loss, and the saved model averages their
+    probabilities. Transfer learning (`transfer.Recipe`) has the same interface."""
 
     recalibrate = True
 
@@ -213,38 +215,61 @@ class Scratch:
         self.images, self.mirrored = images, mirrored
         self.arch = config.arch.value
         self.sgd = self.arch == "airbench"
+        self.members = config.members
 
     def build(self, input_shape: tuple[int, int, int]) -> keras.Model:
-        return models.build(self.config.arch, input_shape, self.num_classes, self.images)
+        return models.build(self.config.arch, input_shape, self.num_classes, self.images,
+                            self.members)
 
     def optimizer(self) -> Any:
         if self.sgd:
+            # The loss is the members' mean, so each member's gradient is 1/members of what it
+            # would be alone: the rate is members times larger (see `schedule`) and the decay
+            # (which Keras multiplies by the rate) members times smaller, which makes every
+            # member's SGD step exactly the one it would take trained alone.
             return keras.optimizers.SGD(self.config.learning_rate, momentum=0.9, nesterov=True,
-                                        weight_decay=self.weight_decay)
+                                        weight_decay=self.weight_decay / self.members)
         return keras.optimizers.AdamW(self.config.learning_rate,
                                       weight_decay=self.weight_decay)
 
     def schedule(self) -> Schedule:
         if self.sgd:
-            return Schedule(self.config.learning_rate, warmup_fraction=0.2, start=0.2,
-                            floor=0.05)
+            return Schedule(self.config.learning_rate * self.members, warmup_fraction=0.2,
+                            start=0.2, floor=0.05)
         return Schedule(self.config.learning_rate, warmup_fraction=0.1, start=0.1)
 
     def callbacks(self) -> list[Any]:
         return []
 
     def metadata(self) -> dict[str, Any]:
-        return {"test_time_augmentation": self._tta}
+        return {"test_time_augmentation": self._tta, "ensemble_members": self.members}
 
     @property
     def _tta(self) -> str | None:
         return "mirror and one-pixel shifts" if self.sgd and self.mirrored else None
 
     def serving(self, model: keras.Model) -> keras.Model:
+        model = models.ensemble_mean(model)
         return models.with_test_time_augmentation(model) if self._tta else model
 
     def extras(self, model: keras.Model) -> Any:
         return None
+
+
+def _accuracy(members: int) -> Any:
+    """The metric logged as accuracy: an ensemble's is that of its members' mean."""
+    if members == 1:
+        return keras.metrics.CategoricalAccuracy(name="accuracy")
+    return keras.metrics.MeanMetricWrapper(models.ensemble_accuracy, name="accuracy")
+
+
+def _per_member(ds: Any, members: int) -> Any:
+    """(x, one-hot y[, weight]) batches with y repeated for each of an ensemble's members."""
+    if members == 1:
+        return ds
+    import tensorflow as tf
+
+    return ds.map(lambda x, y, *w: (x, tf.repeat(y[:, None], members, axis=1), *w))
 
 
 def _one_hot(ds: Any, num_classes: int) -> Any:

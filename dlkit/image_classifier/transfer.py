@@ -208,6 +208,7 @@ class Recipe:
     schedule and gate, the serving model without the gate, `preset/` as an extra file."""
 
     recalibrate = False  # the backbone keeps its pretrained BatchNormalization statistics
+    members = 1  # one network (--members is airbench's)
 
     def __init__(self, run: Any, config: Any, pretrained: Pretrained, num_classes: int,
                  weight_decay: float) -> None:

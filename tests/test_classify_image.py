@@ -374,6 +374,9 @@ def test_prepare_makes_paper_digits_look_like_mnist() -> None:
     assert abs(m["m10"] / m["m00"] - 14) < 1.0 and abs(m["m01"] / m["m00"] - 14) < 1.0
     untouched = prepare(255 - paper, Preprocess((28, 28), 1, invert="auto", center_digit=True))
     assert untouched[0, 0, 0] < 60  # light on dark already: not inverted
+    for blank in (np.full((1, 1, 3), 255, np.uint8), np.zeros((28, 28, 3), np.uint8)):
+        flat = prepare(blank, Preprocess((28, 28), 1, invert="yes", center_digit=True))
+        assert flat.shape == (28, 28, 1)  # no ink to centre: still one image (fuzz found it)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,8 +160,8 @@ def center_digit(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     height, width = size
     ys, xs = np.nonzero(grey > 64)
-    if len(ys) == 0:
-        return resize(grey, size)
+    if len(ys) == 0:  # no ink: the picture as it is, (height, width) like the rest
+        return resize(grey, size).reshape(height, width)
     crop = grey[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
     box = max(1, round(min(height, width) * 20 / 28))
     factor = box / max(crop.shape)

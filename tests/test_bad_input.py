@@ -38,14 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
+from conftest import ENGLISH, TOPICS, Zoo, assert_one_error_line, pattern_images, run_dlkit
 
 NOBODY = 65534
 ENDLESS = "<endless stdin>"  # Row.stdin: zero bytes without end, as `< /dev/zero` gives
-ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
-           "To be, or not to be, that is the question. All that glitters is not gold.\n")
-TOPICS = {"space": "orbit rocket planet galaxy comet telescope lunar launch star moon",
-          "food": "oven flour butter simmer recipe garlic onion bake sauce pepper"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1301,28 +1297,10 @@ def _write_images(a: Path, rng: np.random.Generator) -> None:
     _huge_png(a / "images" / "huge.png")
 
 
-# The tiny model each training command makes (seconds each), trained on first use, so a row
-# that needs none of them never waits and a broken train command fails only its own rows.
-MODEL_RECIPES: dict[str, tuple[str, ...]] = {
-    "mnist": ("train-mnist", "--dataset", "mnist", "--data-dir", "{A}/data", "--arch", "mlp",
-              "--epochs", "1", "--limit", "32"),
-    "text": ("train-text", "--corpus", "{A}/corpus.txt", "--epochs", "1", "--seq-len", "16",
-             "--dim", "16", "--batch-size", "8"),
-    "gan": ("train-gan", "--dataset", "mnist", "--data-dir", "{A}/data", "--conditional",
-            "--epochs", "1", "--limit", "32", "--batch-size", "16", "--latent-dim", "4",
-            "--width", "4"),
-    "flow": ("train-flow", "--dataset", "mnist", "--data-dir", "{A}/data", "--conditional",
-             "--epochs", "1", "--limit", "32", "--batch-size", "16", "--width", "8", "--steps",
-             "2"),
-    "flowu": ("train-flow", "--dataset", "mnist", "--data-dir", "{A}/data", "--epochs", "1",
-              "--limit", "32", "--batch-size", "16", "--width", "8", "--steps", "2"),
-    "vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{A}/data", "--arch", "dense",
-            "--latent-dim", "3", "--epochs", "1", "--limit", "32"),
-    "seq": ("train-sequence", "--csv", "{A}/series.csv", "--column", "value", "--window", "4",
-            "--units", "4", "--epochs", "1"),
-    "tcls": ("train-text-classifier", "--data-dir", "{A}/texts", "--epochs", "1", "--seq-len",
-             "8", "--vocab-size", "50", "--batch-size", "8"),
-}
+# The tiny model each training command makes: the run's shared zoo models (conftest.ZOO_RECIPES,
+# trained on first use, so a row that needs none of them never waits and a broken train command
+# fails only its own rows), copied into {A}/models as if trained there on {A}'s own inputs.
+_ZOO: list[Zoo] = []  # the session's zoo, set by the `assets` fixture
 
 
 def ensure_models(a: Path, args: tuple[str, ...]) -> None:
@@ -1366,8 +1344,7 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
         base = MISFITS[name][0] if name in MISFITS else name
         model = a / "models" / base
         if not model.exists():
-            recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
-            train_in_process(*recipe, "-o", str(model), "--quiet")
+            _from_zoo(a, base, model)
         if name in MISFITS and not (a / "models" / name).exists():
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"
@@ -1384,6 +1361,16 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
                  *(a / "broken").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+def _from_zoo(a: Path, name: str, model: Path) -> None:
+    """Zoo model `name` copied to `model`; the inputs its metadata records (the zoo's data,
+    corpus, series and texts, which {A} holds too) become {A}'s."""
+    zoo = _ZOO[0]
+    shutil.copytree(zoo(name), model)
+    meta = model / "metadata.json"
+    meta.write_text(meta.read_text().replace(json.dumps(str(zoo.inputs))[1:-1],
+                                             json.dumps(str(a))[1:-1]))
 
 
 # Model folders whose metadata.json does not fit their model: name -> (the model copied,
@@ -1568,9 +1555,10 @@ def _edited_flow_model(a: Path, variant: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def assets(tiny_root: Path) -> Iterator[Path]:
+def assets(tiny_root: Path, zoo: Zoo) -> Iterator[Path]:
     """A world-readable folder of inputs (models are added by `ensure_models`)."""
     root = Path(tempfile.mkdtemp(prefix="dlkit-bad-input-"))
+    _ZOO[:] = [zoo]
     try:
         _write_inputs(root, tiny_root)
         (root / "models").mkdir()

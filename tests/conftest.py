@@ -137,6 +137,24 @@ def train_in_process(*args: object) -> None:
     assert result.exit_code == 0, (args, result.stderr)
 
 
+def run_in_process(*args: object, input: str | None = None,
+                   env: dict | None = None) -> subprocess.CompletedProcess:
+    """`run_dlkit` without the new process (and its seconds of TensorFlow start-up), for a
+    test about what a command does rather than about the process: the in-process CLI's exit
+    code, stdout and stderr as a CompletedProcess."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    words = [str(a) for a in args]
+    try:
+        result = CliRunner().invoke(app, words, input=input, env=env)
+    finally:
+        _as_a_new_process()
+    return subprocess.CompletedProcess(["dlkit", *words], result.exit_code, result.stdout,
+                                       result.stderr)
+
+
 def _as_a_new_process() -> None:
     """Undo the process-wide state a command sets for its one run (Keras's global dtype policy:
     a training in mixed bfloat16 would otherwise make the presets and models a later test builds

@@ -3,12 +3,17 @@ and helpers to run the real CLI."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import fcntl
 import gzip
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +53,12 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root holding tiny fashion-mnist (idx .gz), mnist.npz and cifar-10-batches-py."""
     root = tmp_path_factory.mktemp("data")
+    write_tiny_data(root)
+    return root
+
+
+def write_tiny_data(root: Path) -> None:
+    """The tiny datasets of `tiny_root` into the folder `root`."""
     fm = root / "fashion-mnist"
     fm.mkdir()
     xtr, ytr = pattern_images(240, 28, 1, seed=1)
@@ -67,7 +78,6 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_cifar_batch(cifar / "test_batch", x, y)
     with open(cifar / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [f"class{i}".encode() for i in range(10)]}, f)
-    return root
 
 
 def write_cifar_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -125,6 +135,24 @@ def train_in_process(*args: object) -> None:
     finally:
         _as_a_new_process()
     assert result.exit_code == 0, (args, result.stderr)
+
+
+def run_in_process(*args: object, input: str | None = None,
+                   env: dict | None = None) -> subprocess.CompletedProcess:
+    """`run_dlkit` without the new process (and its seconds of TensorFlow start-up), for a
+    test about what a command does rather than about the process: the in-process CLI's exit
+    code, stdout and stderr as a CompletedProcess."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    words = [str(a) for a in args]
+    try:
+        result = CliRunner().invoke(app, words, input=input, env=env)
+    finally:
+        _as_a_new_process()
+    return subprocess.CompletedProcess(["dlkit", *words], result.exit_code, result.stdout,
+                                       result.stderr)
 
 
 def _as_a_new_process() -> None:
@@ -190,3 +218,109 @@ def checkpoint_state(resume_dir: Path) -> dict:
     newest = sorted(resume_dir.glob("epoch-*"))
     assert newest, f"no checkpoint in {resume_dir}"
     return json.loads((newest[-1] / "state.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# The zoo: tiny trained models shared by every test file (and every xdist worker) of a run.
+#
+# Training even a tiny model takes seconds (tracing, the SavedModel, the LiteRT file, the
+# plots), so a model that several files need is trained once per run, on first use, into a
+# folder every worker of the run sees; a worker that asks for it while another trains it waits
+# for that one. The folders are shared: a test that writes into one copies it first.
+
+ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
+           "To be, or not to be, that is the question. All that glitters is not gold.\n")
+TOPICS = {"space": "orbit rocket planet galaxy comet telescope lunar launch star moon",
+          "food": "oven flour butter simmer recipe garlic onion bake sauce pepper"}
+
+# {Z}: the zoo's inputs (`data` as tiny_root, corpus.txt, series.csv, texts/)
+ZOO_RECIPES: dict[str, tuple[str, ...]] = {
+    "mnist": ("train-mnist", "--dataset", "mnist", "--data-dir", "{Z}/data", "--arch", "mlp",
+              "--epochs", "1", "--limit", "32"),
+    "fashion": ("train-mnist", "--dataset", "fashion-mnist", "--data-dir", "{Z}/data", "--arch",
+                "mlp", "--epochs", "1", "--limit", "64"),
+    "text": ("train-text", "--corpus", "{Z}/corpus.txt", "--epochs", "1", "--seq-len", "16",
+             "--dim", "16", "--batch-size", "8"),
+    "gan": ("train-gan", "--dataset", "mnist", "--data-dir", "{Z}/data", "--conditional",
+            "--epochs", "1", "--limit", "32", "--batch-size", "16", "--latent-dim", "4",
+            "--width", "4"),
+    "flow": ("train-flow", "--dataset", "mnist", "--data-dir", "{Z}/data", "--conditional",
+             "--epochs", "1", "--limit", "32", "--batch-size", "16", "--width", "8", "--steps",
+             "2"),
+    "flowu": ("train-flow", "--dataset", "mnist", "--data-dir", "{Z}/data", "--epochs", "1",
+              "--limit", "32", "--batch-size", "16", "--width", "8", "--steps", "2"),
+    "vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{Z}/data", "--arch", "dense",
+            "--latent-dim", "3", "--epochs", "1", "--limit", "32"),
+    "seq": ("train-sequence", "--csv", "{Z}/series.csv", "--column", "value", "--window", "4",
+            "--units", "4", "--epochs", "1"),
+    "tcls": ("train-text-classifier", "--data-dir", "{Z}/texts", "--epochs", "1", "--seq-len",
+             "8", "--vocab-size", "50", "--batch-size", "8"),
+}
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created) for the block: across xdist workers too."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Zoo:
+    """`zoo("gan")` is the folder of the ZOO_RECIPES model "gan", trained on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.inputs = root / "inputs"
+
+    def __call__(self, name: str) -> Path:
+        model = self.root / "models" / name
+        with _file_lock(self.root / f"{name}.lock"):
+            if not (model / "metadata.json").is_file():
+                with _file_lock(self.root / "inputs.lock"):
+                    self._write_inputs()
+                train_in_process(*(a.format(Z=self.inputs) for a in ZOO_RECIPES[name]),
+                                 "-o", model, "--quiet")
+        return model
+
+    def copy(self, name: str, to: Path) -> Path:
+        """A private copy of model `name` at `to` (to write into, or to move)."""
+        shutil.copytree(self(name), to)
+        return to
+
+    def _write_inputs(self) -> None:
+        done = self.inputs / ".complete"
+        if done.exists():
+            return
+        if self.inputs.exists():
+            shutil.rmtree(self.inputs)
+        self.inputs.mkdir(parents=True)
+        (self.inputs / "data").mkdir()
+        write_tiny_data(self.inputs / "data")
+        (self.inputs / "corpus.txt").write_text(ENGLISH * 10, encoding="utf-8")
+        values = 10 + 3 * np.sin(2 * np.pi * np.arange(120) / 12)
+        values += np.random.default_rng(7).normal(0, 0.2, len(values))
+        with open(self.inputs / "series.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["t", "value"])
+            writer.writerows([i, f"{v:.3f}"] for i, v in enumerate(values))
+        for topic, words in TOPICS.items():
+            (self.inputs / "texts" / topic).mkdir(parents=True)
+            for i in range(8):
+                (self.inputs / "texts" / topic / f"{i}.txt").write_text(f"{words} {i}\n",
+                                                                         encoding="utf-8")
+        done.touch()
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
+    """The run's shared tiny models (see ZOO_RECIPES): one folder for all xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    root = base / "zoo"
+    root.mkdir(exist_ok=True)
+    return Zoo(root)

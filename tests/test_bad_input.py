@@ -2,7 +2,9 @@
 
 Each row is one command line that a user or a script could get wrong: missing, empty or corrupt
 files and folders, the wrong type of thing (a file for a folder, a model folder written by
-another command), out-of-range option values and an output that cannot be written. For each row
+another command), option values out of range where that depends on more than the option's own
+bounds (those, and unknown choices, are tests/test_option_bounds.py's, for every option of every
+command) and an output that cannot be written. For each row
 the test asserts DESIGN.md's contract: the exit code (2 for the user's bad input or options, 1
 for what the environment lacks, such as a dataset that is nowhere to be found or a corrupt
 dataset file), exactly one `error: ...` line on stderr (Typer's own usage errors too), no
@@ -38,14 +40,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
+from conftest import ENGLISH, TOPICS, Zoo, assert_one_error_line, pattern_images, run_dlkit
 
 NOBODY = 65534
 ENDLESS = "<endless stdin>"  # Row.stdin: zero bytes without end, as `< /dev/zero` gives
-ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
-           "To be, or not to be, that is the question. All that glitters is not gold.\n")
-TOPICS = {"space": "orbit rocket planet galaxy comet telescope lunar launch star moon",
-          "food": "oven flour butter simmer recipe garlic onion bake sauce pepper"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,34 +76,11 @@ def row(command: str, case: str, *args: str, **kw: object) -> Row:
     return Row(command, case, (command, *args), **kw)  # type: ignore[arg-type]
 
 
-def train_option_rows(command: str, base: tuple[str, ...], *, val_split: bool = True,
-                      limit: bool = True) -> list[Row]:
-    """The out-of-range common options and unwritable outputs every train-* command rejects."""
+def train_option_rows(command: str, base: tuple[str, ...]) -> list[Row]:
+    """The unwritable outputs every train-* command rejects (its out-of-range options and
+    unknown choices are tests/test_option_bounds.py's, generic over every config field)."""
     out = ("-o", "{OUT}")
-    cases = [
-        ("epochs 0", ("--epochs", "0")), ("epochs negative", ("--epochs", "-3")),
-        ("batch-size 0", ("--batch-size", "0")), ("batch-size negative", ("--batch-size", "-8")),
-        ("learning-rate 0", ("--learning-rate", "0")),
-        ("learning-rate negative", ("--learning-rate", "-0.1")),
-        ("learning-rate nan", ("--learning-rate", "nan")),
-        ("learning-rate inf", ("--learning-rate", "inf")),
-        ("strategy unknown", ("--strategy", "tpu-pod")),
-    ]
-    if val_split:
-        cases += [("val-split 1.5", ("--val-split", "1.5")), ("val-split 1", ("--val-split", "1")),
-                  ("val-split negative", ("--val-split", "-0.1"))]
-    if limit:
-        cases += [("limit 0", ("--limit", "0")), ("limit negative", ("--limit", "-5"))]
-    cases += [("max-minutes 0", ("--max-minutes", "0")),
-              ("max-minutes negative", ("--max-minutes", "-1"))]
-    rows = [row(command, case, *base, *args, *out) for case, args in cases]
-    usage = [("epochs 1e20", ("--epochs", "1e20")), ("epochs a million", ("--epochs", "1000000")),
-             ("seed negative", ("--seed", "-1")), ("seed 2**32", ("--seed", "4294967296")),
-             ("strategy unknown", ("--strategy", "tpu-pod"))]
-    rows = [r for r in rows if r.case != "strategy unknown"]
-    rows += [row(command, case, *base, *args, *out, usage=True) for case, args in usage]
-    rows += [
-        row(command, "epochs not a number", *base, "--epochs", "many", *out, usage=True),
+    return [
         row(command, "unknown option", *base, "--no-such-option", *out, usage=True),
         row(command, "output is a file", *base, "-o", "{F}"),
         row(command, "output parent is a file", *base, "-o", "{F}/model"),
@@ -125,7 +100,6 @@ def train_option_rows(command: str, base: tuple[str, ...], *, val_split: bool = 
         row(command, "output holds the working directory", *base, "-o", ".."),
         row(command, "output name not UTF-8", *base, "-o", "{T}/caf\udce9"),
     ]
-    return rows
 
 
 def dataset_rows(command: str, base: tuple[str, ...], dataset: tuple[str, ...]) -> list[Row]:
@@ -482,7 +456,7 @@ def classify_image_rows() -> list[Row]:
 def train_vae_rows() -> list[Row]:
     base = ("--arch", "dense", "--latent-dim", "3", "--epochs", "1", "--limit", "32", "--quiet")
     return [
-        *train_option_rows("train-vae", VAE, val_split=False),
+        *train_option_rows("train-vae", VAE),
         *dataset_rows("train-vae", base, ("--dataset", "mnist")),
         row("train-vae", "arch unknown", *VAE, "--arch", "flow", "-o", "{OUT}"),
         row("train-vae", "latent-dim 0", *VAE, "--latent-dim", "0", "-o", "{OUT}"),
@@ -524,7 +498,7 @@ def train_sequence_rows() -> list[Row]:
     opts = ("--window", "4", "--units", "4", "--epochs", "1", "--quiet", "-o", "{OUT}")
     col = ("--column", "value")
     return [
-        *train_option_rows("train-sequence", SEQ, limit=False),
+        *train_option_rows("train-sequence", SEQ),
         row("train-sequence", "csv missing", "--csv", "{T}/nowhere.csv", *col, *opts),
         row("train-sequence", "csv is a folder", "--csv", "{A}/empty", *col, *opts),
         row("train-sequence", "csv empty", "--csv", "{A}/empty.txt", *col, *opts),
@@ -649,7 +623,7 @@ def train_gan_rows() -> list[Row]:
             "--batch-size", "16", "--quiet")
     out = ("-o", "{OUT}")
     return [
-        *train_option_rows("train-gan", GAN, val_split=False),
+        *train_option_rows("train-gan", GAN),
         *dataset_rows("train-gan", base, ("--dataset", "mnist")),
         row("train-gan", "latent-dim 0", *GAN, "--latent-dim", "0", *out),
         row("train-gan", "width 2", *GAN, "--width", "2", *out),
@@ -735,7 +709,7 @@ def train_flow_rows() -> list[Row]:
             "16", "--quiet")
     out = ("-o", "{OUT}")
     return [
-        *train_option_rows("train-flow", FLOW, val_split=False),
+        *train_option_rows("train-flow", FLOW),
         *dataset_rows("train-flow", base, ("--dataset", "mnist")),
         row("train-flow", "width 4", *FLOW, "--width", "4", *out, usage=True),
         row("train-flow", "width 100000", *FLOW, "--width", "100000", *out, usage=True),
@@ -1301,28 +1275,10 @@ def _write_images(a: Path, rng: np.random.Generator) -> None:
     _huge_png(a / "images" / "huge.png")
 
 
-# The tiny model each training command makes (seconds each), trained on first use, so a row
-# that needs none of them never waits and a broken train command fails only its own rows.
-MODEL_RECIPES: dict[str, tuple[str, ...]] = {
-    "mnist": ("train-mnist", "--dataset", "mnist", "--data-dir", "{A}/data", "--arch", "mlp",
-              "--epochs", "1", "--limit", "32"),
-    "text": ("train-text", "--corpus", "{A}/corpus.txt", "--epochs", "1", "--seq-len", "16",
-             "--dim", "16", "--batch-size", "8"),
-    "gan": ("train-gan", "--dataset", "mnist", "--data-dir", "{A}/data", "--conditional",
-            "--epochs", "1", "--limit", "32", "--batch-size", "16", "--latent-dim", "4",
-            "--width", "4"),
-    "flow": ("train-flow", "--dataset", "mnist", "--data-dir", "{A}/data", "--conditional",
-             "--epochs", "1", "--limit", "32", "--batch-size", "16", "--width", "8", "--steps",
-             "2"),
-    "flowu": ("train-flow", "--dataset", "mnist", "--data-dir", "{A}/data", "--epochs", "1",
-              "--limit", "32", "--batch-size", "16", "--width", "8", "--steps", "2"),
-    "vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{A}/data", "--arch", "dense",
-            "--latent-dim", "3", "--epochs", "1", "--limit", "32"),
-    "seq": ("train-sequence", "--csv", "{A}/series.csv", "--column", "value", "--window", "4",
-            "--units", "4", "--epochs", "1"),
-    "tcls": ("train-text-classifier", "--data-dir", "{A}/texts", "--epochs", "1", "--seq-len",
-             "8", "--vocab-size", "50", "--batch-size", "8"),
-}
+# The tiny model each training command makes: the run's shared zoo models (conftest.ZOO_RECIPES,
+# trained on first use, so a row that needs none of them never waits and a broken train command
+# fails only its own rows), copied into {A}/models as if trained there on {A}'s own inputs.
+_ZOO: list[Zoo] = []  # the session's zoo, set by the `assets` fixture
 
 
 def ensure_models(a: Path, args: tuple[str, ...]) -> None:
@@ -1366,8 +1322,7 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
         base = MISFITS[name][0] if name in MISFITS else name
         model = a / "models" / base
         if not model.exists():
-            recipe = [arg.format(A=a) for arg in MODEL_RECIPES[base]]
-            train_in_process(*recipe, "-o", str(model), "--quiet")
+            _from_zoo(a, base, model)
         if name in MISFITS and not (a / "models" / name).exists():
             shutil.copytree(model, a / "models" / name)
             meta_path = a / "models" / name / "metadata.json"
@@ -1384,6 +1339,16 @@ def ensure_models(a: Path, args: tuple[str, ...]) -> None:
     for path in [a / "models", a / "broken", *(a / "models").rglob("*"),
                  *(a / "broken").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the unprivileged rows
+
+
+def _from_zoo(a: Path, name: str, model: Path) -> None:
+    """Zoo model `name` copied to `model`; the inputs its metadata records (the zoo's data,
+    corpus, series and texts, which {A} holds too) become {A}'s."""
+    zoo = _ZOO[0]
+    shutil.copytree(zoo(name), model)
+    meta = model / "metadata.json"
+    meta.write_text(meta.read_text().replace(json.dumps(str(zoo.inputs))[1:-1],
+                                             json.dumps(str(a))[1:-1]))
 
 
 # Model folders whose metadata.json does not fit their model: name -> (the model copied,
@@ -1568,9 +1533,10 @@ def _edited_flow_model(a: Path, variant: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def assets(tiny_root: Path) -> Iterator[Path]:
+def assets(tiny_root: Path, zoo: Zoo) -> Iterator[Path]:
     """A world-readable folder of inputs (models are added by `ensure_models`)."""
     root = Path(tempfile.mkdtemp(prefix="dlkit-bad-input-"))
+    _ZOO[:] = [zoo]
     try:
         _write_inputs(root, tiny_root)
         (root / "models").mkdir()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, pattern_images, run_dlkit
+from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
 
 MNIST = ("train-mnist", "--dataset", "mnist", "--arch", "mlp", "--limit", "96",
          "--batch-size", "32", "--quiet")
@@ -123,18 +123,8 @@ def assert_disk_full_error(result: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def gan_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from typer.testing import CliRunner
-
-    from dlkit.cli import app
-
-    out = tmp_path_factory.mktemp("gan") / "g"
-    result = CliRunner().invoke(app, ["train-gan", "--dataset", "mnist", "--data-dir",
-                                      str(tiny_root), "--epochs", "1", "--limit", "32",
-                                      "--batch-size", "16", "--latent-dim", "4", "--width",
-                                      "4", "-o", str(out), "--quiet"])
-    assert result.exit_code == 0, result.stderr
-    return out
+def gan_model(zoo) -> Path:
+    return zoo("gan")
 
 
 def test_full_disk_keeps_the_previous_png(cli, gan_model: Path, tmp_path: Path) -> None:
@@ -148,12 +138,10 @@ def test_full_disk_keeps_the_previous_png(cli, gan_model: Path, tmp_path: Path) 
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "grid.png"]
 
 
-def test_full_disk_keeps_the_previous_csv_and_show(cli, tiny_root: Path, tmp_path: Path,
-                                                   gan_model: Path) -> None:
+def test_full_disk_keeps_the_previous_csv_and_show(cli, zoo, tmp_path: Path) -> None:
     import cv2
 
-    model = tmp_path / "m"
-    assert cli(*mnist(tiny_root, model, "--epochs", "1")).exit_code == 0
+    model = zoo("mnist")
     image = tmp_path / "digit.png"
     assert cv2.imwrite(str(image), pattern_images(1, 28, 1, seed=4)[0][0])
     with small_disk(tmp_path / "disk") as disk:
@@ -187,8 +175,7 @@ def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_roo
     untouched, the lock released, nothing else left."""
     with small_disk(tmp_path / "disk", "64m") as disk:
         args = small_training(command, tiny_root, small_inputs["corpus"], disk / "model")
-        first = run_dlkit(*args, env={"DLKIT_DATA": ""})
-        assert first.returncode == 0, first.stderr
+        train_in_process(*args)  # the earlier model
         before = fingerprint(disk / "model")
         for leave in (200 * 1024, 0):
             fill(disk, leave)
@@ -208,8 +195,7 @@ def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: 
     (SIGSEGV); the earlier model untouched, no checkpoint or temporary file left."""
     out = tmp_path / "model"
     args = small_training(command, tiny_root, small_inputs["corpus"], out)
-    first = run_dlkit(*args, env={"DLKIT_DATA": ""})
-    assert first.returncode == 0, first.stderr
+    train_in_process(*args)  # the earlier model
     before = fingerprint(out)
     limited = run_dlkit(*args, env={"DLKIT_DATA": ""}, file_size_limit=4096)
     assert limited.returncode == 1, (limited.returncode, limited.stderr[-3000:])
@@ -274,16 +260,25 @@ def _history(out: Path) -> dict:
     return json.loads((out / "metadata.json").read_text())["history"]
 
 
+KILL_ARGS = ("--epochs", "3", "--deterministic", "--seed", "3")
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run the killed-and-resumed ones must end as (a real process too)."""
+    out = tmp_path_factory.mktemp("straight") / "straight"
+    done = run_dlkit(*mnist(tiny_root, out, *KILL_ARGS), env={"DLKIT_DATA": ""})
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 @pytest.mark.parametrize("fault", ["checkpoint-before-publish@2", "checkpoint-after-publish@2"])
 def test_kill_between_checkpoint_writes_resumes_exactly(fault: str, tiny_root: Path,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path, straight: Path) -> None:
     """SIGKILL in the middle of writing epoch 2's checkpoint (before or after it is published):
     --resume continues from the newest complete checkpoint and ends exactly as an uninterrupted
     run (no epoch trained twice, none skipped)."""
-    args = ("--epochs", "3", "--deterministic", "--seed", "3")
-    straight = run_dlkit(*mnist(tiny_root, tmp_path / "straight", *args),
-                         env={"DLKIT_DATA": ""})
-    assert straight.returncode == 0, straight.stderr
+    args = KILL_ARGS
     out = tmp_path / "m"
     killed = run_dlkit(*mnist(tiny_root, out, *args),
                        env={"DLKIT_DATA": "", "DLKIT_FAULT": fault})
@@ -293,7 +288,7 @@ def test_kill_between_checkpoint_writes_resumes_exactly(fault: str, tiny_root: P
     assert f"epoch-{expected_epoch:05d}" in saved
     resumed = run_dlkit(*mnist(tiny_root, out, *args, "--resume"), env={"DLKIT_DATA": ""})
     assert resumed.returncode == 0, resumed.stderr
-    assert _history(out) == _history(tmp_path / "straight")
+    assert _history(out) == _history(straight)
     assert not (tmp_path / ".m.resume").exists()
 
 
@@ -370,10 +365,8 @@ def _huge_png(path: Path, side: int = 20000) -> None:
                      + chunk(b"IEND", b""))
 
 
-def test_a_huge_image_is_refused_without_decoding_it(tiny_root: Path, tmp_path: Path) -> None:
-    model = tmp_path / "m"
-    assert run_dlkit(*mnist(tiny_root, model, "--epochs", "1"),
-                     env={"DLKIT_DATA": ""}).returncode == 0
+def test_a_huge_image_is_refused_without_decoding_it(zoo, tmp_path: Path) -> None:
+    model = zoo("mnist")
     huge = tmp_path / "huge.png"
     _huge_png(huge)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -423,14 +416,12 @@ def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def photos(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def photos(zoo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A model and a folder of digit images, some with awkward names."""
     import cv2
 
     root = tmp_path_factory.mktemp("photos")
-    model = root / "m"
-    assert run_dlkit(*mnist(tiny_root, model, "--epochs", "1"),
-                     env={"DLKIT_DATA": ""}).returncode == 0
+    model = zoo("mnist")
     images = root / "images"
     images.mkdir()
     names = [b"plain.png", b"tab\there.png", b"new\nline.png", b"caf\xe9.png", b"back\\.png"]
@@ -492,13 +483,13 @@ def _without_manifest(folder: Path) -> None:
 
 
 def test_retraining_keeps_what_a_user_added_anywhere_in_the_model_folder(
-        cli, tiny_root: Path, tmp_path: Path) -> None:
+        cli, zoo, tiny_root: Path, tmp_path: Path) -> None:
     """A model folder is replaced only when it holds nothing but what dlkit wrote, at any
     depth: its manifest (or, for a folder saved before there was one, the known layout of
     saved_model/ and plots/) is compared with the whole tree."""
     out = tmp_path / "m"
     train = mnist(tiny_root, out, "--epochs", "1")
-    assert cli(*train).exit_code == 0
+    zoo.copy("mnist", out)  # a folder a train-mnist run wrote
     manifest = json.loads((out / "metadata.json").read_text())["manifest"]
     assert {"plots/", "plots/training_curves.png", "saved_model/", "saved_model/saved_model.pb",
             "saved_model/variables/variables.index", "model.keras"} <= set(manifest)
@@ -523,12 +514,11 @@ def test_retraining_keeps_what_a_user_added_anywhere_in_the_model_folder(
 
 
 def test_a_lock_or_checkpoint_name_that_is_a_link_is_never_written_through(
-        cli, tiny_root: Path, tmp_path: Path) -> None:
+        cli, zoo, tiny_root: Path, tmp_path: Path) -> None:
     """The names dlkit picks beside an output (`.NAME.lock`, `.NAME.resume`) are refused when
     they are links (or a hard link to another file, or a file that is not a lock): the file
     or folder they point at is untouched, for a training and for `export`."""
-    out = tmp_path / "m"
-    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    out = zoo.copy("mnist", tmp_path / "m")  # a folder a train-mnist run wrote
     precious, elsewhere = tmp_path / "precious.txt", tmp_path / "elsewhere"
     precious.write_text("the user's file\n")
     elsewhere.mkdir()
@@ -556,13 +546,12 @@ def test_a_lock_or_checkpoint_name_that_is_a_link_is_never_written_through(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "m", "precious.txt"]
 
 
-def test_export_into_a_linked_model_folder_writes_the_real_one(cli, tiny_root: Path,
+def test_export_into_a_linked_model_folder_writes_the_real_one(cli, zoo, tiny_root: Path,
                                                               tmp_path: Path) -> None:
     """`export LINK` rewrites the folder the link points at (the link stays a link, nothing is
     left beside either), keeps what else is in it as it is (a link inside stays a link) and
     keeps that out of the manifest, so a later training still refuses to delete it."""
-    real = tmp_path / "real" / "m"
-    assert cli(*mnist(tiny_root, real, "--epochs", "1")).exit_code == 0
+    real = zoo.copy("mnist", tmp_path / "real" / "m")  # a folder a train-mnist run wrote
     link = tmp_path / "m"
     link.symlink_to(real, target_is_directory=True)
     (real / "plots" / "NOTES.txt").write_text("the user's notes\n")
@@ -584,14 +573,13 @@ def test_export_into_a_linked_model_folder_writes_the_real_one(cli, tiny_root: P
     assert retrain.exit_code == 2 and "plots/NOTES.txt" in retrain.stderr, retrain.stderr
 
 
-def test_export_into_a_model_folder_takes_its_lock(cli, tiny_root: Path, tmp_path: Path) -> None:
+def test_export_into_a_model_folder_takes_its_lock(cli, zoo, tmp_path: Path) -> None:
     """One writer per model folder: `export FOLDER` while another run holds the folder's lock
     (a training writing it) is one line naming that run, exit 1, and the folder unchanged;
     `export -o FILE` writes no folder and needs no lock."""
     from test_bad_input import held_lock
 
-    out = tmp_path / "m"
-    assert cli(*mnist(tiny_root, out, "--epochs", "1")).exit_code == 0
+    out = zoo.copy("mnist", tmp_path / "m")  # a folder a train-mnist run wrote
     before = fingerprint(out)
     with held_lock(out):
         refused = cli("export", out)

@@ -57,12 +57,9 @@ def plain_flow(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cls") / "fashion"
-    result = _invoke("train-mnist", "--dataset", "fashion-mnist", "--data-dir", tiny_root,
-                     "--arch", "mlp", "--epochs", 1, "--limit", 64, "--output", out, "--json")
-    assert result.exit_code == 0, result.stderr
-    return out
+def classifier(zoo) -> Path:
+    """A tiny fashion-mnist classifier (mlp)."""
+    return zoo("fashion")
 
 
 def test_train_flow_writes_network_plots_and_metadata(cond_flow: tuple[Path, dict]) -> None:

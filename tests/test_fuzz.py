@@ -227,18 +227,9 @@ def test_mutated_image_decodes_and_prepares(tmp_path: Path, spec: Any, channels:
 
 
 @pytest.fixture(scope="module")
-def digit_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def digit_model(zoo) -> Path:
     """A tiny digit classifier (its preprocessing inverts and centres dark-on-light photos)."""
-    from typer.testing import CliRunner
-
-    from dlkit.cli import app
-
-    out = tmp_path_factory.mktemp("fuzz-model") / "mnist"
-    result = CliRunner().invoke(app, ["train-mnist", "--dataset", "mnist", "--data-dir",
-                                      str(tiny_root), "--arch", "mlp", "--epochs", "1",
-                                      "--limit", "32", "-o", str(out), "--quiet"])
-    assert result.exit_code == 0, result.stderr
-    return out
+    return zoo("mnist")
 
 
 @settings(max_examples=CLI_RUNS, deadline=None, suppress_health_check=SLOW_OK)

@@ -53,12 +53,9 @@ def plain_gan(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cls") / "fashion"
-    result = _invoke("train-mnist", "--dataset", "fashion-mnist", "--data-dir", tiny_root,
-                     "--arch", "mlp", "--epochs", 1, "--limit", 64, "--output", out, "--json")
-    assert result.exit_code == 0, result.stderr
-    return out
+def classifier(zoo) -> Path:
+    """A tiny fashion-mnist classifier (mlp)."""
+    return zoo("fashion")
 
 
 def test_train_gan_writes_generator_plots_and_metadata(cond_gan: tuple[Path, dict]) -> None:

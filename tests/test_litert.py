@@ -1,4 +1,5 @@
-"""End-to-end tests of LiteRT serving (issue 15) through the real CLI, on tiny models trained here.
+"""End-to-end tests of LiteRT serving (issue 15) through the real CLI (in-process, but for the
+test that a LiteRT-served command never imports TensorFlow), on tiny models trained here.
 
 Every serving command gives the same results on `--backend litert` and `--backend tensorflow`;
 a LiteRT-served command never imports TensorFlow or Keras; `dlkit export` writes float32 and
@@ -21,7 +22,7 @@ from conftest import (
     assert_one_error_line,
     needs_real_data,
     pattern_images,
-    run_dlkit,
+    run_in_process,
 )
 from conftest import (
     train_in_process as train,
@@ -32,27 +33,20 @@ ENGLISH = ("It was the best of times, it was the worst of times, it was the age 
 
 
 @pytest.fixture(scope="module")
-def models(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny model folder per family that LiteRT serves, and the inputs they need."""
+def models(zoo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny model folder per family that LiteRT serves (the zoo's, copied here), and the
+    inputs they need."""
     root = tmp_path_factory.mktemp("litert")
-    data = ("--data-dir", tiny_root, "--limit", "48", "--epochs", "1", "--quiet")
-    train("train-mnist", "--dataset", "mnist", "--arch", "cnn", *data, "-o", root / "mnist")
-    train("train-gan", "--dataset", "mnist", "--conditional", "--latent-dim", "4", "--width",
-          "4", "--batch-size", "16", *data, "-o", root / "gan")
-    train("train-vae", "--dataset", "mnist", "--arch", "conv", "--latent-dim", "2", *data,
-          "-o", root / "vae")
-    train("train-flow", "--dataset", "mnist", "--conditional", "--width", "8", "--steps", "3",
-          "--batch-size", "16", *data, "-o", root / "flow")
+    for name, zoo_name in (("mnist", "mnist"), ("gan", "gan"), ("vae", "vae"), ("flow", "flow"),
+                           ("seq", "seq"), ("text_gru", "text")):
+        zoo.copy(zoo_name, root / name)
     t = np.arange(150)
     (root / "series.csv").write_text("t,value\n" + "".join(
         f"{i},{10 + 5 * np.sin(i / 6):.4f}\n" for i in t))
-    train("train-sequence", "--csv", root / "series.csv", "--column", "value", "--window",
-          "6", "--horizon", "2", "--units", "4", "--epochs", "2", "-o", root / "seq", "--quiet")
     (root / "corpus.txt").write_text(ENGLISH)
-    for arch in ("transformer", "gru"):
-        train("train-text", "--corpus", root / "corpus.txt", "--arch", arch, "--epochs", "1",
-              "--seq-len", "16", "--dim", "16", "--layers", "2", "--batch-size", "8",
-              "-o", root / f"text_{arch}", "--quiet")
+    train("train-text", "--corpus", root / "corpus.txt", "--arch", "transformer", "--epochs",
+          "1", "--seq-len", "16", "--dim", "16", "--layers", "2", "--batch-size", "8",
+          "-o", root / "text_transformer", "--quiet")
     images = root / "images"
     images.mkdir()
     import cv2
@@ -94,8 +88,8 @@ def test_every_saved_model_and_tflite_dlkit_writes_passes_its_own_checks(
 
 
 def _both(*args: object) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
-    lite = run_dlkit(*args, "--backend", "litert")
-    tf = run_dlkit(*args, "--backend", "tensorflow")
+    lite = run_in_process(*args, "--backend", "litert")
+    tf = run_in_process(*args, "--backend", "tensorflow")
     assert lite.returncode == 0 and tf.returncode == 0, (lite.stderr, tf.stderr)
     return lite, tf
 
@@ -119,7 +113,7 @@ def test_sample_gan_vae_and_flow_same_images(models: dict[str, Path], tmp_path: 
         grids = []
         for backend in ("litert", "tensorflow"):
             out = tmp_path / f"{name}-{backend}.png"
-            result = run_dlkit(command, "--model", models[name], "--count", "20", "--seed",
+            result = run_in_process(command, "--model", models[name], "--count", "20", "--seed",
                                "3", "--out", out, "--backend", backend)
             assert result.returncode == 0, result.stderr
             grids.append(cv2.imread(str(out), cv2.IMREAD_UNCHANGED).astype(int))
@@ -141,7 +135,7 @@ def test_generate_text_same_greedy_text(models: dict[str, Path], arch: str) -> N
     lite, tf = _both("generate-text", "--model", models[f"text_{arch}"], "--prompt", "it was",
                      "--length", "60", "--top-k", "1")
     assert lite.stdout == tf.stdout and len(lite.stdout) == len("it was") + 60 + 1
-    sampled = [run_dlkit("generate-text", "--model", models[f"text_{arch}"], "--length", "40",
+    sampled = [run_in_process("generate-text", "--model", models[f"text_{arch}"], "--length", "40",
                          "--seed", "5", "--backend", b).stdout for b in ("litert", "auto")]
     assert sampled[0] == sampled[1]  # auto picks the folder's decoder.tflite
 
@@ -183,13 +177,13 @@ def test_export_quantised_files_are_served(models: dict[str, Path], tmp_path: Pa
     sizes = {}
     for quantize in ("none", "dynamic", "int8"):
         out = tmp_path / f"mnist-{quantize}.tflite"
-        result = run_dlkit("export", models["mnist"], "--quantize", quantize, "-o", out,
+        result = run_in_process("export", models["mnist"], "--quantize", quantize, "-o", out,
                            "--json", env={"DLKIT_DATA": ""})
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
         assert report["file"] == str(out) and report["bytes"] == out.stat().st_size
         sizes[quantize] = out.stat().st_size
-        served = run_dlkit("classify-image", models["images"], "--model", out,
+        served = run_in_process("classify-image", models["images"], "--model", out,
                            "--labels", tmp_path / "labels.txt") if quantize != "none" else None
         if served is not None:
             assert served.returncode == 0, served.stderr
@@ -216,18 +210,18 @@ def test_export_into_a_folder_saved_without_a_tflite(models: dict[str, Path],
         meta.pop("litert")
         meta["files"].remove(file)
         (old / "metadata.json").write_text(json.dumps(meta))
-        refused = run_dlkit("forecast" if name == "seq" else "generate-text", "--model", old,
+        refused = run_in_process("forecast" if name == "seq" else "generate-text", "--model", old,
                             *(["--csv", str(models["series"])] if name == "seq" else []),
                             "--backend", "litert")
         assert refused.returncode == 2 and f"has no {file}" in refused.stderr
-        result = run_dlkit("export", old)
+        result = run_in_process("export", old)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == str(old / file)
         meta = json.loads((old / "metadata.json").read_text())
         assert file in meta["files"] and meta["litert"][file]["sha256"] == \
             hashlib.sha256((old / file).read_bytes()).hexdigest()
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
-        served = run_dlkit("forecast" if name == "seq" else "generate-text", "--model", old,
+        served = run_in_process("forecast" if name == "seq" else "generate-text", "--model", old,
                            *(["--csv", str(models["series"])] if name == "seq" else []),
                            "--backend", "litert")
         assert served.returncode == 0, served.stderr
@@ -244,7 +238,7 @@ def test_int8_accuracy_within_a_point_of_float32(tmp_path: Path) -> None:
     train("train-mnist", "--dataset", "mnist", "--data-dir", REAL_DATA, "--arch", "cnn",
           "--epochs", "1", "--limit", "3000", "-o", folder, "--quiet")
     out = tmp_path / "int8.tflite"
-    result = run_dlkit("export", folder, "--quantize", "int8", "-o", out)
+    result = run_in_process("export", folder, "--quantize", "int8", "-o", out)
     assert result.returncode == 0, result.stderr
     test = load_mnist_family("mnist", REAL_DATA)
     x, y = test.x_test[:2000].astype(np.float32), test.y_test[:2000]
@@ -270,7 +264,7 @@ def test_int8_export_calibrates_every_numeric_family(models: dict[str, Path], tm
     from dlkit.core.litert import LiteModel
 
     out = tmp_path / f"{name}-int8.tflite"
-    result = run_dlkit("export", models[name], "--quantize", "int8", "-o", out,
+    result = run_in_process("export", models[name], "--quantize", "int8", "-o", out,
                        "--calibration-samples", "32")
     assert result.returncode == 0, result.stderr
     outputs = []

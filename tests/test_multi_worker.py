@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_error_line
+from conftest import assert_one_error_line, run_in_process
 
 TRAIN = ["train-mnist", "--dataset", "digits", "--epochs", "8", "--limit", "1000", "--seed", "3",
          "--batch-size", "64", "--json"]
@@ -70,8 +70,7 @@ def test_two_workers_train_one_model_close_to_one_worker(tmp_path: Path) -> None
     assert chief["history"] == other["history"] and chief["test_loss"] == other["test_loss"]
     assert len(chief["history"]["loss"]) == 8
 
-    single = subprocess.run([sys.executable, "-m", "dlkit", *TRAIN, "-o", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=300)
+    single = run_in_process(*TRAIN, "-o", tmp_path / "one")  # one worker: no cluster
     assert single.returncode == 0, single.stderr
     alone = json.loads(single.stdout)
     assert abs(chief["history"]["loss"][-1] - alone["history"]["loss"][-1]) < 0.15
@@ -79,9 +78,9 @@ def test_two_workers_train_one_model_close_to_one_worker(tmp_path: Path) -> None
 
 
 def test_multi_worker_without_tf_config_is_usage_error(tmp_path: Path) -> None:
-    proc = _dlkit([*TRAIN, "--strategy", "multi-worker", "-o", str(tmp_path / "m")],
-                  {"TF_CONFIG": ""})
-    _, stderr = proc.communicate(timeout=120)
+    proc = run_in_process(*TRAIN, "--strategy", "multi-worker", "-o", tmp_path / "m",
+                          env={"TF_CONFIG": ""})
+    stderr = proc.stderr
     assert proc.returncode == 2
     assert_one_error_line(stderr)
     assert "TF_CONFIG" in stderr

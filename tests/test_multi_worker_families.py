@@ -11,15 +11,13 @@ cluster has formed, inside its scope, on tiny presets the test saves.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import run_in_process
 from hub_presets import resnet_task, save_gpt2_preset
 from test_multi_worker import two_workers
 
@@ -90,9 +88,7 @@ def test_two_workers_train_one_model(case: str, data: Path, tmp_path: Path) -> N
     assert (out / "metadata.json").is_file()
     assert chief["history"] == other["history"] and chief[figure] == other[figure]
 
-    single = subprocess.run([sys.executable, "-m", "dlkit", *args, "-o", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "DLKIT_DATA": ""})
+    single = run_in_process(*args, "-o", tmp_path / "one", env={"DLKIT_DATA": ""})  # no cluster
     assert single.returncode == 0, single.stderr
     alone = json.loads(single.stdout)[figure]
     assert abs(chief[figure] - alone) <= tolerance * max(1.0, abs(alone)), (chief[figure], alone)

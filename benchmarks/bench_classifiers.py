@@ -13,6 +13,7 @@ and the seed scripts, measured in one run.
   both).
 
     DLKIT_DATA=../shared/datasets python benchmarks/bench_classifiers.py [--baseline DIR] [--quick]
+        [--rows fashion,cifar,digits,files,seed]
 
 `--baseline DIR` also runs the previous default from a checkout of it (for example
 `git worktree add ../dlkit-e081903 e081903`), side by side. `--quick` runs one epoch of
@@ -102,6 +103,9 @@ class Table:
                   f"{r['note']}")
 
 
+ROWS = ("fashion", "cifar", "digits", "files", "seed")
+
+
 def last_val(result: dict) -> float:
     return result["history"]["val_accuracy"][-1]
 
@@ -110,7 +114,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", type=Path, help="a checkout of the previous default")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help=f"which rows to run, comma-separated (default all: {','.join(ROWS)})")
     args = parser.parse_args()
+    rows = set(args.rows.split(","))
+    if not rows <= set(ROWS) or "files" in rows and "cifar" not in rows:
+        parser.error(f"--rows takes some of {','.join(ROWS)} ('files' needs 'cifar')")
     quick = ["--epochs", "1"] if args.quick else []
     tmp = Path(tempfile.mkdtemp(prefix="dlkit-bench-"))
     table = Table()
@@ -123,10 +132,13 @@ def main() -> None:
             runs[f"{key} (previous)"] = dlkit(*cli, *quick, "-o", str(tmp / f"{key}-base"),
                                               checkout=args.baseline.resolve())
 
-    both("fashion-mnist", "train-mnist", "--dataset", "fashion-mnist")
-    both("cifar10", "train-cifar")
-    both("digits, 3 epochs", "train-mnist", "--dataset", "digits",
-         *([] if quick else ["--epochs", "3"]))
+    if "fashion" in rows:
+        both("fashion-mnist", "train-mnist", "--dataset", "fashion-mnist")
+    if "cifar" in rows:
+        both("cifar10", "train-cifar")
+    if "digits" in rows:
+        both("digits, 3 epochs", "train-mnist", "--dataset", "digits",
+             *([] if quick else ["--epochs", "3"]))
     goals = {"fashion-mnist": (0.935, 150), "cifar10": (0.80, 300)}
     for key, result in runs.items():
         goal = goals.get(key)
@@ -140,7 +152,24 @@ def main() -> None:
         table.add(f"{key}: |last validation - test| accuracy", gap, "<= 0.05", gap <= 0.05,
                   f"validation {last_val(result):.4f}")
 
-    cifar = runs["cifar10"]
+    if "files" in rows:
+        files(runs["cifar10"], tmp, table)
+    if "seed" in rows:
+        seed_rows(tmp, table, args.quick)
+
+    load1 = os.getloadavg()[0]
+    table.print()
+    print(f"load average {load0:.2f} at the start, {load1:.2f} at the end; "
+          f"{os.cpu_count()} CPU cores; {time.time() - t0:.0f} s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / ("classifiers-quick.json" if args.quick else "classifiers.json")
+    out.write_text(json.dumps({"rows": table.rows, "load": [load0, load1],
+                               "seconds": time.time() - t0}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def files(cifar: dict, tmp: Path, table: Table) -> None:
+    """The CIFAR model through classify-image on the test images as PNG and 224x224 JPEG."""
     model = Path(cifar["artifacts"]["model_dir"])
     for label, ext, size in (("PNG", "png", None), ("224x224 JPEG", "jpg", 224)):
         truth, names = write_test_images(tmp / f"test-{ext}", ext, size)
@@ -149,7 +178,10 @@ def main() -> None:
         table.add(f"cifar10 via classify-image, {label} files", acc, "+-0.01", diff <= 0.01,
                   f"reported {cifar['test_accuracy']:.4f}")
 
-    epochs = "1" if args.quick else "10"
+
+def seed_rows(tmp: Path, table: Table, quick: bool) -> None:
+    """Throughput of `--arch seed` against the seed document's CIFAR script, batch 32."""
+    epochs = "1" if quick else "10"
     seed = seed_script("cifar_cnn.py", epochs, "32")
     same = dlkit("train-cifar", "--arch", "seed", "--epochs", epochs, "--batch-size", "32",
                  "--val-split", "0", "--no-augment", "--label-smoothing", "0",
@@ -163,16 +195,6 @@ def main() -> None:
         table.add(f"cifar10 --arch seed, batch 32, {label}: x seed script", ratio, ">= 1.3",
                   ratio >= 1.3, f"{result['images_per_second']:.0f} images/s, acc "
                   f"{result['test_accuracy']:.3f}")
-
-    load1 = os.getloadavg()[0]
-    table.print()
-    print(f"load average {load0:.2f} at the start, {load1:.2f} at the end; "
-          f"{os.cpu_count()} CPU cores; {time.time() - t0:.0f} s")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("classifiers-quick.json" if args.quick else "classifiers.json")
-    out.write_text(json.dumps({"rows": table.rows, "load": [load0, load1],
-                               "seconds": time.time() - t0}, indent=2) + "\n")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

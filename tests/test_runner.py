@@ -67,7 +67,10 @@ OTHER = {("train-sequence", "column"): "t", ("train-text", "heads"): "2",
          ("train-cifar", "learning_rate"): "1e-3", ("train-cifar", "label_smoothing"): "0.3",
          ("train-mnist", "learning_rate"): "1e-3", ("train-mnist", "label_smoothing"): "0.3",
          # unset takes the arch's recipe (seed: augmented; mlp: not)
-         ("train-cifar", "augment"): None, ("train-mnist", "augment"): "on"}
+         ("train-cifar", "augment"): None, ("train-mnist", "augment"): "on",
+         # --members is airbench's: the small archs these runs train have one and no other
+         # (test_recipes.py covers the ensemble)
+         ("train-cifar", "members"): "", ("train-mnist", "members"): ""}
 # Options that need a pretrained preset beside them (test_pretrained_*.py train with them);
 # resume compares them like any other recipe option.
 NEEDS_PRESET = {"backbone", "head_epochs", "from_preset", "lora"}
@@ -93,7 +96,7 @@ def _other_value(command: str, field: dataclasses.Field, args: list[str]) -> lis
     current = given if given is not None else field.default
     if (command, field.name) in OTHER:
         value = OTHER[(command, field.name)]
-        return {None: [f"--no-{name[2:]}"], "on": [name]}.get(value, [name, value])
+        return {None: [f"--no-{name[2:]}"], "on": [name], "": []}.get(value, [name, value])
     if kind is bool:
         return [f"--no-{name[2:]}" if current else name]
     if isinstance(kind, type) and issubclass(kind, enum.Enum):

@@ -378,17 +378,18 @@ def test_a_huge_image_is_refused_without_decoding_it(zoo, tmp_path: Path) -> Non
 
 
 def _run_measured(*args: object, folder: Path) -> tuple[int, str, str, float]:
-    """`python -m dlkit ARGS`: its exit code, stdout, stderr and its own peak memory in MiB
-    (from wait4, so no other process this worker ran counts)."""
-    with open(folder / "out.txt", "w+b") as out, open(folder / "err.txt", "w+b") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "dlkit", *map(str, args)], stdout=out,
-                                stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return (proc.returncode, out.read().decode(), err.read().decode(),
-                usage.ru_maxrss / 1024)
+    """`python -m dlkit ARGS`: its exit code, stdout, stderr and its own peak memory in MiB.
+
+    Started from a small Python process that reports the peak from wait4: a process forked
+    straight from this (large) test worker would count the worker's memory as its own peak."""
+    peak = folder / "peak.txt"
+    measure = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); "
+               "_, status, usage = os.wait4(p.pid, 0); "
+               "open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); "
+               "sys.exit(os.waitstatus_to_exitcode(status))")
+    result = subprocess.run([sys.executable, "-c", measure, str(peak), sys.executable, "-m",
+                             "dlkit", *map(str, args)], capture_output=True, text=True)
+    return result.returncode, result.stdout, result.stderr, int(peak.read_text()) / 1024
 
 
 @pytest.mark.parametrize("command", ["train-text", "classify-image"])

@@ -177,6 +177,48 @@ def test_evaluate_gan_recall_adds_gan_train_and_frechet(cond_gan: tuple[Path, di
     assert plain.exit_code == 0 and " gan_train_accuracy=" in plain.stdout
 
 
+def test_unsmooth_maps_a_smoothed_classifiers_sure_answer_to_one() -> None:
+    """Label smoothing 0.2 over 10 classes: a sure answer is 0.82 (0.02 elsewhere); mapped
+    back it is 1. Labels never change; smoothing 0 is the identity."""
+    from dlkit.gan.evaluate import unsmooth
+
+    sure = np.full((1, 10), 0.02)
+    sure[0, 3] = 0.82
+    np.testing.assert_allclose(unsmooth(sure, 0.2), np.eye(10)[[3]], atol=1e-12)
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=50)
+    mapped = unsmooth(probs, 0.2)
+    np.testing.assert_allclose(mapped.sum(axis=1), 1.0)
+    assert (mapped.argmax(axis=1) == probs.argmax(axis=1)).all()
+    assert (mapped.max(axis=1) >= probs.max(axis=1) - 1e-12).all()
+    assert unsmooth(probs, 0.0) is probs
+
+
+def test_evaluate_gan_reads_confidence_through_the_classifiers_smoothing(
+        cond_gan: tuple[Path, dict], classifier: Path, tmp_path: Path) -> None:
+    """The same classifier, once recorded as trained without smoothing and once with 0.2:
+    the same labels, higher confidence for the smoothed reading; a nonsense value counts as
+    no smoothing."""
+    import shutil
+
+    scores = {}
+    for smoothing in (0.0, 0.2, "lots"):
+        copy = tmp_path / f"classifier-{smoothing}"
+        shutil.copytree(classifier, copy)
+        meta = json.loads((copy / "metadata.json").read_text())
+        meta.setdefault("training", {})["label_smoothing"] = smoothing
+        (copy / "metadata.json").write_text(json.dumps(meta))
+        result = _invoke("evaluate-gan", "--model", cond_gan[0], "--classifier", copy,
+                         "--count", 40, "--seed", 5, "--json")
+        assert result.exit_code == 0, result.stderr
+        scores[smoothing] = json.loads(result.stdout)
+    plain, smoothed, nonsense = scores[0.0], scores[0.2], scores["lots"]
+    assert smoothed["label_histogram"] == plain["label_histogram"]
+    assert smoothed["mean_confidence"] > plain["mean_confidence"]
+    assert smoothed["recognisable"] >= plain["recognisable"]
+    assert nonsense["mean_confidence"] == plain["mean_confidence"]
+
+
 def test_frechet_distance_is_exact_for_shifted_and_scaled_sets() -> None:
     from dlkit.gan.recall import frechet_distance
 

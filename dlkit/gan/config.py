@@ -73,7 +73,9 @@ class EvaluateGanConfig(Config):
                            "(or train-cifar) on the same dataset.")
     count: int = opt(1000, "Number of samples scored.", flags=("-n",), min=1, max=COUNT_MAX)
     seed: int = common("seed", 0, help="Seed for the noise.")
-    threshold: float = opt(0.9, "Confidence that counts as recognisable.", min=0, min_open=True,
+    threshold: float = opt(0.9, "Confidence that counts as recognisable (a label-smoothed "
+                           "classifier's probabilities are first mapped back through its "
+                           "smoothing, so its sure answers score near 1).", min=0, min_open=True,
                            max=1)
     truncation: float | None = opt(None, "GAN models: redraw noise values beyond +-T "
                                    "(truncation trick: cleaner, less varied).", min=0.05, max=10)

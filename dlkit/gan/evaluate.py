@@ -7,6 +7,13 @@ it labels with confidence >= the threshold ("recognisable"), the entropy of its 
 histogram relative to ln(classes) ("no mode collapse") and, for conditional generators, the
 share labelled as the class that was asked for. With `--recall`, the figures of
 `dlkit.gan.recall` (GAN-train accuracy, Frechet distance) too.
+
+Confidence is read against what the classifier was trained to say. A classifier trained with
+label smoothing e over K classes (train-mnist's default: e = 0.2) learns to answer
+1 - e + e/K (0.82) when it is sure, so no image would ever reach a 0.9 threshold; its
+probabilities p are mapped back through the smoothing, (p - e/K) / (1 - e), clipped at 0 and
+renormalised, before they are scored. The map is the same for every class, so labels (and the
+GAN-train labelling) do not change; without smoothing it is the identity.
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
     classifier = load_keras_model(config.classifier)
     labels = sample_labels(gen, config.count, None)
     images = generate(gen, config.count, config.seed, labels)
-    probs = _predict(classifier, images)
+    probs = unsmooth(_predict(classifier, images), _label_smoothing(cls_meta))
     result = _score(config, gen, cls_meta, probs, labels)
     if real is not None:
         result.recall = asdict(_recall(config, gen, classifier, cls_meta, real))
@@ -99,6 +106,28 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
 
 def _predict(classifier: Any, images: np.ndarray) -> np.ndarray:
     return np.asarray(classifier.predict(images.astype(np.float32), batch_size=250, verbose=0))
+
+
+def _label_smoothing(cls_meta: dict[str, Any]) -> float:
+    """The label smoothing the classifier was trained with (metadata.json's training section;
+    0 when absent or not a number in [0, 1))."""
+    value = (cls_meta.get("training") or {}).get("label_smoothing")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    value = float(value)
+    return value if 0.0 <= value < 1.0 else 0.0
+
+
+def unsmooth(probs: np.ndarray, smoothing: float) -> np.ndarray:
+    """Probabilities of a classifier trained with label smoothing `smoothing`, mapped back to
+    the scale of an unsmoothed one (see the module doc): (p - e/K) / (1 - e), clipped at 0 and
+    renormalised per row."""
+    if smoothing <= 0.0 or probs.ndim != 2:
+        return probs
+    floor = smoothing / probs.shape[1]
+    mapped = np.clip((probs - floor) / (1.0 - smoothing), 0.0, None)
+    totals = mapped.sum(axis=1, keepdims=True)
+    return np.where(totals > 0, mapped / np.where(totals > 0, totals, 1.0), probs)
 
 
 def _recall(config: EvaluateGanConfig, gen: Generator, classifier: Any,

@@ -10,9 +10,11 @@ per class, written as PNG files from the shared training batches) is
 learnt twice through the CLI with the same `--epochs` and `--max-minutes`:
 
 - `dlkit train-cifar --data-dir FOLDER --backbone PRESET` (a new head, then fine-tuning);
-- `dlkit train-cifar --data-dir FOLDER` (the default from-scratch ResNet-9);
+- `dlkit train-cifar --data-dir FOLDER` (the default model, from scratch);
 
-and both are measured with `dlkit evaluate` on the shared test batch's classes 5-9. Last, the
+(`--defaults`: with train-cifar's own epochs and batch instead, issue 25's small-folder row:
+`--per-class 45 --defaults --seeds 0,1,2` is 225 photos, three fine-tuning seeds) and both are
+measured with `dlkit evaluate` on the shared test batch's classes 5-9. Last, the
 wall time of `dlkit classify-image photo.jpg --model PRESET` with a MobileNetV3-small-sized
 preset (random weights, 224 x 224), median of `--rounds`.
 
@@ -130,13 +132,18 @@ def main() -> None:
                         "to end both runs")
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="pretraining seed")
+    parser.add_argument("--seeds", default="0", help="fine-tuning seeds, comma-separated: "
+                        "every run is repeated with each")
+    parser.add_argument("--defaults", action="store_true", help="train-cifar's own epochs "
+                        "and batch (no --epochs/--max-minutes): issue 25's small-folder row")
     parser.add_argument("--keep", type=Path, help="keep the pretrained preset in this folder "
                         "(and reuse it when it is there)")
     parser.add_argument("--variant", action="append", default=[],
                         help="extra train-cifar options for one more --backbone run (repeat)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     load = os.getloadavg()
     x_train, y_train, x_test, y_test = cifar()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -151,18 +158,21 @@ def main() -> None:
             (preset / "pretraining.json").write_text(json.dumps(pre))
         n_train = write_folder(tmp / "photos", x_train, y_train, args.per_class)
         n_test = write_folder(tmp / "test", x_test, y_test, None)
-        common = ["train-cifar", "--data-dir", str(tmp / "photos"), "--epochs",
-                  str(args.epochs), "--max-minutes", str(args.minutes), "--seed",
-                  str(args.seed)]
-        runs = {}
+        budget = [] if args.defaults else ["--epochs", str(args.epochs), "--max-minutes",
+                                           str(args.minutes)]
         backbone = ["--backbone", str(preset)]
-        variants = [(f"transfer {v}", [*backbone, *v.split()]) for v in args.variant]
-        for index, (name, extra) in enumerate([("transfer (--backbone)", backbone), *variants,
-                                               ("from scratch (resnet)", [])]):
-            out = tmp / f"run{index}"
-            trained = dlkit(*common, *extra, "-o", str(out))
-            scored = dlkit("evaluate", str(tmp / "test"), "--model", str(out))
-            runs[name] = {"train": trained, "test_accuracy": scored["accuracy"]}
+        plan = [("transfer (--backbone)", backbone),
+                *[(f"transfer {v}", [*backbone, *v.split()]) for v in args.variant],
+                ("from scratch", [])]
+        runs: dict[str, dict] = {}
+        for seed in seeds:
+            for index, (name, extra) in enumerate(plan):
+                out = tmp / f"run{index}-seed{seed}"
+                trained = dlkit("train-cifar", "--data-dir", str(tmp / "photos"), *budget,
+                                "--seed", str(seed), *extra, "-o", str(out))
+                scored = dlkit("evaluate", str(tmp / "test"), "--model", str(out))
+                runs[f"{name}, seed {seed}"] = {"name": name, "seed": seed, "train": trained,
+                                                "test_accuracy": scored["accuracy"]}
         from hub_presets import save_mobilenet_preset
 
         mobilenet = save_mobilenet_preset(tmp / "mobilenet")
@@ -175,22 +185,30 @@ def main() -> None:
           f"{pre['epochs']} epochs in {pre['seconds']:.0f} s, train accuracy "
           f"{pre['train_accuracy']:.3f}, {pre['parameters']:,} parameters); fine-tuned on "
           f"{n_train} images of classes 5-9 (at most {args.per_class} per class), tested on "
-          f"{n_test} test images of classes 5-9; each run --epochs {args.epochs} "
-          f"--max-minutes {args.minutes:g}; load {load[0]:.2f} -> {load_after[0]:.2f}")
-    print(f"{'run':<34}{'test accuracy':>14}{'epochs':>8}{'train s':>9}{'images/s':>10}")
-    for name, r in runs.items():
+          f"{n_test} test images of classes 5-9; each run "
+          f"{'with the defaults' if args.defaults else ' '.join(budget)}; load "
+          f"{load[0]:.2f} -> {load_after[0]:.2f}")
+    print(f"{'run':<44}{'test accuracy':>14}{'epochs':>8}{'batch':>7}{'train s':>9}"
+          f"{'images/s':>10}")
+    for key, r in runs.items():
         t = r["train"]
-        print(f"{name:<34}{r['test_accuracy']:>14.4f}{t['epochs_completed']:>8}"
-              f"{t['train_seconds']:>9.1f}{t['images_per_second']:>10.0f}")
-    gain = (runs["transfer (--backbone)"]["test_accuracy"]
-            - runs["from scratch (resnet)"]["test_accuracy"])
-    print(f"transfer - scratch: {gain * 100:+.1f} points (goal: +10)")
+        print(f"{key:<44}{r['test_accuracy']:>14.4f}{t['epochs_completed']:>8}"
+              f"{t.get('batch_size', '-'):>7}{t['train_seconds']:>9.1f}"
+              f"{t['images_per_second']:>10.0f}")
+    gains = {seed: (runs[f"transfer (--backbone), seed {seed}"]["test_accuracy"]
+                    - runs[f"from scratch, seed {seed}"]["test_accuracy"]) for seed in seeds}
+    for seed, gain in gains.items():
+        transfer = runs[f"transfer (--backbone), seed {seed}"]["test_accuracy"]
+        met = gain >= 0.05 and transfer >= 0.60
+        print(f"seed {seed}: transfer - scratch {gain * 100:+.1f} points, transfer "
+              f"{transfer:.4f} (goal: >= +5 points and >= 0.60: {'met' if met else 'NOT met'})")
     print(f"classify-image, one photo, MobileNetV3-small-sized preset (random weights, 224x224):"
           f" median {statistics.median(seconds):.2f} s of {args.rounds} "
           f"({', '.join(f'{s:.2f}' for s in seconds)})")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "transfer.json").write_text(json.dumps({
-        "pretrain": pre, "runs": runs, "gain_points": gain * 100,
+        "pretrain": pre, "runs": runs,
+        "gain_points": {str(seed): gain * 100 for seed, gain in gains.items()},
         "classify_image_seconds": seconds, "load_average": [load, load_after],
         "settings": vars(args)}, indent=1, default=str) + "\n")
 

@@ -243,8 +243,8 @@ def class_weights(labels: Any, classes: int, how: ClassWeight) -> list[float]:
     return out
 
 
-# The training options every train-* command shares (DESIGN.md's names), defined once; a
-# command changes only a default, with `common(name, default)`.
+# The training options every train-* command shares (docs/design.md#shared-option-names),
+# defined once; a command changes only a default, with `common(name, default)`.
 _COMMON: dict[str, Opt] = {
     "epochs": Opt("Passes over the training set.", flags=("-e",), min=1, max=100_000),
     "batch_size": Opt("Examples per step (global: split across all replicas).",

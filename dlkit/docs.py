@@ -107,7 +107,7 @@ def command_page(config_type: type[Config]) -> str:
     lines = [f"# dlkit {name}", "", NOTICE, ""]
     for paragraph in description:
         lines += [_wrap(paragraph), ""]
-    lines += ["```console", _synopsis(config_type), "```", ""]
+    lines += ["```text", _synopsis(config_type), "```", ""]
     if examples:
         lines += ["## Examples", "", "```console", *(f"$ {e}" for e in examples), "```", ""]
     lines += _arguments_section(config_type)

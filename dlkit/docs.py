@@ -7,7 +7,7 @@ options with their type, default, bounds or choices and help; what `--resume` co
 an index. The few options the CLI adds to every command (`--config`, `--print-config`, the
 global `--debug`) are read from the Typer app itself.
 
-    python -m dlkit.docs            # rewrite docs/commands/
+    python -m dlkit.docs            # rewrite docs/commands/ (of the checkout it runs from)
     python -m dlkit.docs --check    # exit 1 naming the pages that differ from the configs
 
 tests/test_docs.py runs the same comparison. Output is deterministic (no dates, no
@@ -90,8 +90,9 @@ def index_page(commands: list[type[Config]]) -> str:
               "| option | help |", "| --- | --- |"]
     lines += [f"| {_names(opts)} | {_cell(text)} |" for opts, text in _global_options()]
     lines += ["", "## Reading a page", "", _wrap(
-        "**type**: `integer`, `number` (a float), `text`, `path`, `switch` (on or off: "
-        "`--name` or `--no-name`), `choice` (one of the listed values). **default**: what an "
+        "**type**: `integer`, `number` (a float), `text`, `path`, `switch` (on when given; "
+        "one listed with a `--no-` form is turned off by it), `choice` (one of the listed "
+        "values). **default**: what an "
         f"option left out becomes; *{NOT_SET}* means the option has no value unless given "
         "(the help says what happens then); *required* means it must be given. **bounds / "
         "choices**: a value outside them is refused before anything runs (exit 2). Every "

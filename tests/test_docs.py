@@ -182,6 +182,16 @@ def test_readme_is_a_short_first_page() -> None:
     assert "docs/commands/index.md" in readme and "docs/README.md" in readme
 
 
+def test_readme_shows_every_command() -> None:
+    import typer
+
+    from dlkit.cli import app
+
+    shown = {words[0] for where, words in _example_commands() if where.startswith("README.md")}
+    missing = sorted(set(typer.main.get_command(app).commands) - shown)
+    assert not missing, f"README.md has no example of {missing}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Examples
 

@@ -4,7 +4,8 @@ Each command is one row of `COMMANDS`: its config dataclass (which defines every
 `dlkit.core.config`) and the function that runs it. Typer's parameters are built from the config
 (`dlkit.options`), the config is made and checked from the parsed values, and only then is the
 command's module imported, so `dlkit --help`, shell completion and bad options never wait for
-TensorFlow. Failures become one `error:` line and DESIGN.md's exit code here, in `run_command`.
+TensorFlow. Failures become one `error:` line and its exit code here, in `run_command` (see
+docs/design.md#exit-codes).
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def _is_usage_error(exc: BaseException) -> bool:
 
 class _OneLineUsageErrors(TyperGroup):
     """Typer's command group, with Typer's own usage errors (an unknown option, a value that is
-    not a number, a missing argument) printed as the one `error: ...` line of DESIGN.md, exit 2,
-    instead of a multi-line panel: scripts and logs get one greppable line."""
+    not a number, a missing argument) printed as the one `error: ...` line of
+    docs/design.md#errors, exit 2, instead of a multi-line panel: scripts and logs get one
+    greppable line."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
@@ -134,7 +136,8 @@ def _print_version(value: bool) -> None:
 
 
 def run_command(body: Callable[[], int | None]) -> int:
-    """Run a command body, mapping failures to one `error:` line and DESIGN.md's exit codes."""
+    """Run a command body, mapping failures to one `error:` line and the exit codes of
+    docs/design.md#exit-codes."""
     try:
         return int(body() or 0)
     except DlkitError as exc:

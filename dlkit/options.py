@@ -26,6 +26,7 @@ from dlkit.core.config import (
     base_type,
     cli_name,
     field_types,
+    help_order,
     plain,
     read_config_file,
     spec_of,
@@ -38,10 +39,8 @@ def parameters(config_type: type[Config]) -> list[inspect.Parameter]:
     order."""
     types = field_types(config_type)
     params = []
-    for field in dataclasses.fields(config_type):
+    for field in help_order(config_type):
         spec = spec_of(field)
-        if spec is None:
-            continue
         annotation = types[field.name]
         info = (_argument(field, spec, annotation) if spec.argument
                 else _option(field, spec, annotation))
@@ -51,22 +50,21 @@ def parameters(config_type: type[Config]) -> list[inspect.Parameter]:
                    else field.default_factory())
         params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
                                         default=default, annotation=Annotated[annotation, info]))
-    return sorted(params, key=lambda p: _rank(spec_of(_field(config_type, p.name))))
+    return params
 
 
-def _rank(spec: Any) -> int:
-    return 0 if spec.argument else spec.group
-
-
-def _field(config_type: type, name: str) -> dataclasses.Field:
-    return next(f for f in dataclasses.fields(config_type) if f.name == name)
+def declarations(field: dataclasses.Field, annotation: Any) -> list[str]:
+    """The option's spellings as Typer declares them: `--name` (`--name/--no-name` for a
+    switch that is not off by default: None lets the recipe decide), then its extra flags."""
+    spec = spec_of(field)
+    name = cli_name(field)
+    if base_type(annotation) is bool and field.default is not False:
+        name = f"{name}/--no-{name[2:]}"
+    return [name, *spec.flags]
 
 
 def _option(field: dataclasses.Field, spec: Any, annotation: Any) -> Any:
-    name = cli_name(field)
-    decls = [name, *spec.flags]
-    if base_type(annotation) is bool and field.default is not False:  # None: the recipe decides
-        decls[0] = f"{name}/--no-{name[2:]}"
+    decls = declarations(field, annotation)
     bounds = {}
     if base_type(annotation) in (int, float):
         if spec.min is not None and not spec.min_open:

@@ -4,10 +4,10 @@ Each row is one command line that a user or a script could get wrong: missing, e
 files and folders, the wrong type of thing (a file for a folder, a model folder written by
 another command), option values out of range where that depends on more than the option's own
 bounds (those, and unknown choices, are tests/test_option_bounds.py's, for every option of every
-command) and an output that cannot be written. For each row
-the test asserts DESIGN.md's contract: the exit code (2 for the user's bad input or options, 1
-for what the environment lacks, such as a dataset that is nowhere to be found or a corrupt
-dataset file), exactly one `error: ...` line on stderr (Typer's own usage errors too), no
+command) and an output that cannot be written. For each row the test asserts the contract of
+docs/design.md#exit-codes: the exit code (2 for the user's bad input or options, 1 for what the
+environment lacks, such as a dataset that is nowhere to be found or a corrupt dataset file),
+exactly one `error: ...` line on stderr (Typer's own usage errors too), no
 traceback, nothing on stdout, and nothing written: the row's scratch folder and the shared inputs
 and model folders are byte-for-byte as before (an output folder that existed before the run is
 unchanged; no staging folder, lock or checkpoint is left behind).

@@ -6,8 +6,8 @@ outside it (the open bound itself, a negative value below a bound of 0 or more, 
 an upper bound, and every value of LITERALS outside it), NaN and infinities for floats, and
 words that are not numbers; for each
 option whose type is a set of choices (an Enum), a value that is none of them. Each one is
-DESIGN.md's usage error: exit 2, exactly one `error:` line that names the option, no
-traceback, nothing on stdout and nothing written. The command's other arguments are
+the usage error of docs/design.md#exit-codes: exit 2, exactly one `error:` line that names
+the option, no traceback, nothing on stdout and nothing written. The command's other arguments are
 placeholders (files that do not exist): an option is checked before any input is opened.
 
 The hand-written rows of tests/test_bad_input.py keep the cases that are more than a bound

@@ -13,8 +13,8 @@ PNG_MAGIC = b"\x89PNG"
 
 
 def assert_model_folder(folder: Path, task: str, input_shape: list[int]) -> dict:
-    """The DESIGN.md model folder: loadable SavedModel (which passes dlkit's own scan of
-    untrusted graphs), .keras, metadata and PNG plots."""
+    """The model folder of docs/design.md#artifacts: loadable SavedModel (which passes dlkit's
+    own scan of untrusted graphs), .keras, metadata and PNG plots."""
     import tensorflow as tf
 
     from dlkit.core.saved_model import scan

@@ -139,7 +139,7 @@ def test_checkpoint_ops_pass_only_in_the_saver_functions(cli, hostile: Path,
 
 def test_a_tensorflow_1_saved_model_is_refused(tmp_path: Path) -> None:
     """A TensorFlow 1 SavedModel restores its variables with checkpoint ops in its main graph,
-    which its loader runs: refused, as the README says."""
+    which its loader runs: refused, as docs/contract.md says."""
     import tensorflow as tf
 
     from dlkit.core import saved_model

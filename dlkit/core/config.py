@@ -86,12 +86,27 @@ def base_type(annotation: Any) -> Any:
     return annotation
 
 
-def _describe_bounds(spec: Opt) -> str:
+def help_order(config_type: type) -> list[dataclasses.Field]:
+    """The fields that are options or arguments, in `--help`'s order: the arguments, then the
+    command's own options (group 1), the shared training options (2) and the output options
+    (3), each in the config's field order."""
+    fields = [f for f in dataclasses.fields(config_type) if spec_of(f) is not None]
+    return sorted(fields, key=lambda f: 0 if spec_of(f).argument else spec_of(f).group)
+
+
+def _number_text(value: float) -> str:
+    """A bound as typed: whole numbers exactly (4294967295, not 4.29497e+09)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def describe_bounds(spec: Opt) -> str:
+    """An option's bounds in words, as error messages and the reference pages give them
+    (">= 1 and <= 100000", "> 0"); empty when it has none."""
     parts = []
     if spec.min is not None:
-        parts.append(f"{'>' if spec.min_open else '>='} {spec.min:g}")
+        parts.append(f"{'>' if spec.min_open else '>='} {_number_text(spec.min)}")
     if spec.max is not None:
-        parts.append(f"{'<' if spec.max_open else '<='} {spec.max:g}")
+        parts.append(f"{'<' if spec.max_open else '<='} {_number_text(spec.max)}")
     return " and ".join(parts)
 
 
@@ -110,7 +125,7 @@ def check_value(name: str, value: Any, spec: Opt) -> None:
         if spec.max is not None:
             bad |= v >= spec.max if spec.max_open else v > spec.max
         if bad:
-            raise UsageError(f"{name} must be {_describe_bounds(spec) or 'a finite number'} "
+            raise UsageError(f"{name} must be {describe_bounds(spec) or 'a finite number'} "
                              f"(got {v})")
 
 
@@ -228,8 +243,8 @@ def class_weights(labels: Any, classes: int, how: ClassWeight) -> list[float]:
     return out
 
 
-# The training options every train-* command shares (DESIGN.md's names), defined once; a
-# command changes only a default, with `common(name, default)`.
+# The training options every train-* command shares (docs/design.md#shared-option-names),
+# defined once; a command changes only a default, with `common(name, default)`.
 _COMMON: dict[str, Opt] = {
     "epochs": Opt("Passes over the training set.", flags=("-e",), min=1, max=100_000),
     "batch_size": Opt("Examples per step (global: split across all replicas).",

@@ -216,8 +216,8 @@ def check_multi_worker() -> None:
     task = cluster_task()
     if task is None:
         raise UsageError("--strategy multi-worker needs TF_CONFIG describing the cluster and "
-                         "this worker's place in it (see the README, 'Training on several "
-                         "machines')")
+                         "this worker's place in it (see "
+                         "docs/scale.md#training-on-several-machines)")
     workers = task["cluster"].get(task["type"])
     if not isinstance(workers, list) or not 0 <= task["index"] < len(workers):
         raise UsageError(f"TF_CONFIG task {task['type']} {task['index']} is not in its "

@@ -1,4 +1,4 @@
-"""Find a dataset on disk in DESIGN.md's order, or download it.
+"""Find a dataset on disk in the order of docs/design.md#data-lookup, or download it.
 
 `--data-dir`, when given, is authoritative: the dataset comes from that folder (which may be the
 dataset's own folder, e.g. `cifar-10-batches-py/` itself) or the command fails saying what it

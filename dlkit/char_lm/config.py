@@ -31,8 +31,12 @@ class TextArch(enum.StrEnum):
 
 # (layers, width) per architecture, chosen by measurement on Tiny Shakespeare.
 DEFAULT_SIZES = {TextArch.gru: (1, 512), TextArch.lstm: (1, 512), TextArch.transformer: (4, 192)}
-# Peak learning rates: a model trained from scratch, and a pretrained one being fine-tuned.
-SCRATCH_RATE, FINETUNE_RATE = 3e-3, 5e-5
+# Peak learning rates and batch sizes: a model trained from scratch, and a pretrained one being
+# fine-tuned. From scratch, batches of 64 at 4e-3 beat 32 at 3e-3 on Tiny Shakespeare (the
+# 512-unit GRU in bfloat16, one thread, validation loss at 4/8/12 CPU-minutes: 1.601/1.525/1.499
+# against 1.612/1.536/1.510): the larger matrix products give 1.3x the characters per second.
+SCRATCH_RATE, FINETUNE_RATE = 4e-3, 5e-5
+SCRATCH_BATCH, FINETUNE_BATCH = 64, 32
 
 
 @dataclass(kw_only=True)
@@ -77,7 +81,8 @@ class TextConfig(TrainConfig):
     val_split: float = common("val_split", 0.1, help="Fraction at the end of the corpus held "
                               "out for validation.")
     epochs: int = common("epochs", 10)
-    batch_size: int = common("batch_size", 32)
+    batch_size: int | None = common("batch_size", None, help=f"Windows per step [default: "
+                                    f"{SCRATCH_BATCH}, {FINETUNE_BATCH} with --from-preset].")
     learning_rate: float | None = common("learning_rate", None, help=f"Peak learning rate "
                                          f"[default: {SCRATCH_RATE:g}, {FINETUNE_RATE:g} with "
                                          "--from-preset].")
@@ -86,6 +91,8 @@ class TextConfig(TrainConfig):
     def check(self) -> None:
         if self.learning_rate is None:
             self.learning_rate = FINETUNE_RATE if self.from_preset else SCRATCH_RATE
+        if self.batch_size is None:
+            self.batch_size = FINETUNE_BATCH if self.from_preset else SCRATCH_BATCH
         if self.lora is not None and not self.from_preset:
             raise UsageError("--lora adapts a pretrained model; give --from-preset NAME too")
         default_layers, default_dim = DEFAULT_SIZES[self.arch]

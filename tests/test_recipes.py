@@ -172,6 +172,21 @@ def test_the_default_cifar_model_is_an_ensemble_saved_as_one(cli, tiny_root, tmp
         report["test_accuracy"])  # what is saved is what was measured
 
 
+def test_airbench_takes_its_recipes_nonlinearity() -> None:
+    """28x28 images train airbench with ReLU (exact GELU is slow in bfloat16 on CPUs), photos
+    keep GELU; the layers say which."""
+    from dlkit.image_classifier import models
+    from dlkit.image_classifier.config import CifarConfig, MnistConfig
+
+    mnist, cifar = MnistConfig().recipe(), CifarConfig().recipe()
+    assert (mnist.activation, mnist.epochs, cifar.activation) == ("relu", 7, "gelu")
+    for activation in ("relu", "gelu"):
+        model = models.build("airbench", (28, 28, 1), 10, activation=activation)
+        used = {layer.get_config()["activation"] for layer in model.layers
+                if layer.__class__.__name__ == "Activation"} - {"softmax"}
+        assert used == {activation}
+
+
 @pytest.mark.parametrize("args,phrase", [
     (["--members", "2", "--arch", "resnet"], "--members 2 needs --arch airbench"),
     (["--members", "3", "--backbone", "no/such/preset"], "--members 3 needs --arch airbench"),

@@ -12,8 +12,9 @@ For small colour photos (`train-cifar`):
 - `airbench`: the default, after Keller Jordan's airbench (itself from hlb-CIFAR10 and David
   Page's "How to train your ResNet"): a first 2x2 convolution initialised to whiten the training
   images' patches (`whitening_kernel`), then three blocks of two 3x3 convolutions (the first
-  followed by max-pooling) with BatchNormalization without a learnt scale and GELU, a global
-  max-pool and a linear layer whose logits are scaled down (1/9) for the softmax.
+  followed by max-pooling) with BatchNormalization without a learnt scale and GELU (ReLU for
+  28x28 images: see `image_classifier.config`), a global max-pool and a linear layer whose
+  logits are scaled down (1/9) for the softmax.
 
 `with_test_time_augmentation` wraps a trained classifier so that it averages its probabilities
 over the image, its mirror image and one-pixel shifts of both: built from plain Keras layers
@@ -123,16 +124,17 @@ def whitening_patch(channels: int) -> int:
 
 def airbench(input_shape: tuple[int, int, int], num_classes: int,
              whitening: np.ndarray | None = None,
-             widths: tuple[int, ...] = AIRBENCH_WIDTHS, members: int = 1) -> keras.Model:
-    """The airbench-style ConvNet (see the module doc). `whitening` is the first convolution's
-    kernel from `whitening_kernel` (left random when None, as when a checkpoint's weights are
-    about to be loaded). With `members` > 1, that many such networks side by side on the same
-    input (each its own weights, from its own random start), their probabilities stacked as
-    (batch, members, classes): each is trained on its own loss, and `ensemble_mean` makes
-    the model that averages them."""
+             widths: tuple[int, ...] = AIRBENCH_WIDTHS, members: int = 1,
+             activation: str = "gelu") -> keras.Model:
+    """The airbench-style ConvNet (see the module doc), its nonlinearity `activation`. `whitening`
+    is the first convolution's kernel from `whitening_kernel` (left random when None, as when a
+    checkpoint's weights are about to be loaded). With `members` > 1, that many such networks
+    side by side on the same input (each its own weights, from its own random start), their
+    probabilities stacked as (batch, members, classes): each is trained on its own loss, and
+    `ensemble_mean` makes the model that averages them."""
     inputs, x = image_input(input_shape)
     outputs = [_airbench_member(x, num_classes, whitening, widths,
-                                f"m{m + 1}_" if members > 1 else "")
+                                f"m{m + 1}_" if members > 1 else "", activation)
                for m in range(members)]
     if members == 1:
         return keras.Model(inputs, outputs[0], name="airbench")
@@ -143,21 +145,21 @@ def airbench(input_shape: tuple[int, int, int], num_classes: int,
 
 
 def _airbench_member(x: Any, num_classes: int, whitening: np.ndarray | None,
-                     widths: tuple[int, ...], prefix: str) -> Any:
+                     widths: tuple[int, ...], prefix: str, activation: str) -> Any:
     """One airbench network on the rescaled images `x`: its probabilities."""
     channels = x.shape[-1]
     patch = whitening_patch(channels)
     whiten = layers.Conv2D(2 * patch ** 2 * channels, patch, name=f"{prefix}whiten")
-    x = layers.Activation("gelu", name=f"{prefix}whiten_gelu")(whiten(x))
+    x = layers.Activation(activation, name=f"{prefix}whiten_{activation}")(whiten(x))
     if whitening is not None:
         whiten.kernel.assign(whitening)
     for i, width in enumerate(widths):
         name = f"{prefix}block{i + 1}"
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
         x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-        x = _bn_gelu(x, f"{name}_1")
+        x = _bn_act(x, f"{name}_1", activation)
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
-        x = _bn_gelu(x, f"{name}_2")
+        x = _bn_act(x, f"{name}_2", activation)
     x = layers.GlobalMaxPooling2D(name=f"{prefix}pool")(x)
     x = layers.Dense(num_classes, use_bias=False, name=f"{prefix}logits")(x)
     x = layers.Rescaling(LOGIT_SCALE, name=f"{prefix}logit_scale")(x)
@@ -182,9 +184,9 @@ def ensemble_accuracy(y_true: Any, y_pred: Any) -> Any:
                               ops.argmax(ops.mean(y_pred, axis=1), axis=-1)), "float32")
 
 
-def _bn_gelu(x: Any, name: str) -> Any:
+def _bn_act(x: Any, name: str, activation: str) -> Any:
     x = layers.BatchNormalization(momentum=0.8, scale=False, name=f"{name}_bn")(x)
-    return layers.Activation("gelu", name=f"{name}_gelu")(x)
+    return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
 def whitening_kernel(images: np.ndarray, patch: int = 2, eps: float = 5e-4,
@@ -214,14 +216,16 @@ BUILDERS = {MnistArch.mlp: mlp, MnistArch.cnn: cnn, CifarArch.seed: seed,
 
 
 def build(arch: MnistArch | CifarArch, input_shape: tuple[int, int, int],
-          num_classes: int, images: np.ndarray | None = None, members: int = 1) -> keras.Model:
+          num_classes: int, images: np.ndarray | None = None, members: int = 1,
+          activation: str = "gelu") -> keras.Model:
     """The uncompiled classifier `arch` for images of `input_shape` (`images`: the training
-    images, which initialise the whitening of the airbench model; `members`: airbench's
-    ensemble size)."""
+    images, which initialise the whitening of the airbench model; `members` and `activation`:
+    airbench's ensemble size and nonlinearity)."""
     if arch == "airbench":
         patch = whitening_patch(input_shape[-1])
         kernel = whitening_kernel(images, patch) if images is not None and len(images) else None
-        return airbench(input_shape, num_classes, kernel, members=members)
+        return airbench(input_shape, num_classes, kernel, members=members,
+                        activation=activation)
     return BUILDERS[arch](input_shape, num_classes)
 
 

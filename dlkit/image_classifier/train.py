@@ -219,7 +219,7 @@ class Scratch:
 
     def build(self, input_shape: tuple[int, int, int]) -> keras.Model:
         return models.build(self.config.arch, input_shape, self.num_classes, self.images,
-                            self.members)
+                            self.members, self.config.recipe().activation)
 
     def optimizer(self) -> Any:
         if self.sgd:
@@ -242,7 +242,8 @@ class Scratch:
         return []
 
     def metadata(self) -> dict[str, Any]:
-        return {"test_time_augmentation": self._tta, "ensemble_members": self.members}
+        return {"test_time_augmentation": self._tta, "ensemble_members": self.members,
+                **({"activation": self.config.recipe().activation} if self.sgd else {})}
 
     @property
     def _tta(self) -> str | None:

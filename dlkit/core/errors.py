@@ -9,6 +9,7 @@ code which must act on it (save what can be saved) catches the type, not an exit
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # runtime failure: data missing, training failed, disk full
@@ -70,3 +71,28 @@ def disk_cause(exc: BaseException) -> OSError | None:
         if phrase in text:
             return OSError(number, phrase)
     return None
+
+
+# What Keras safe mode refuses to deserialise, as its messages name it, and what to say.
+_SAFE_MODE_REFUSALS = (
+    ("`Lambda` layer", "its Lambda layer holds Python code"),
+    ("Python lambda", "it holds a Python lambda"),
+    ("TFSMLayer", "its TFSMLayer would load and run an external SavedModel"),
+    ("vocabulary file", "a layer would read a vocabulary file outside the archive"),
+    ("torch.nn.Module", "it holds a pickled PyTorch module"),
+)
+
+
+def keras_load_error(path: Path | str, exc: BaseException) -> UsageError:
+    """The one line for a `.keras` file (or preset) Keras could not load. Keras safe mode
+    (always on in dlkit) refusing code in the file is said as such: the file is not damaged,
+    it asks to run code dlkit will not run."""
+    text = str(exc)
+    if "safe_mode" in text or "arbitrary code execution" in text:
+        why = next((w for needle, w in _SAFE_MODE_REFUSALS if needle in text),
+                   "it asks to run code")
+        return UsageError(f"Keras safe mode refused to run code from {path} ({why}); dlkit "
+                          "loads models in safe mode only: rebuild the model without it, or "
+                          "retrain it with dlkit")
+    first = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
+    return UsageError(f"cannot load {path}: {first}")

@@ -135,16 +135,14 @@ def describe(content: bytes, input_order: list[str] | None = None) -> dict[str, 
             "signatures": signatures}
 
 
-def convert_model_folder(staging: Path, model: Any, meta: dict[str, Any],
+def convert_model_folder(saved_model: Path, model: Any, meta: dict[str, Any],
                          ) -> tuple[bytes, dict[str, Any]] | None:
-    """`model.tflite` for a model folder being written (from its SavedModel, carrying `meta`'s
-    serving keys): the file's bytes and its metadata record; None when the model's inputs
-    have no fixed shape."""
-    from dlkit.core.artifacts import SAVED_MODEL
-
+    """`model.tflite` for a model folder being written, from `saved_model` (the SavedModel just
+    exported from `model`), carrying `meta`'s serving keys: the file's bytes and its metadata
+    record; None when the model's inputs have no fixed shape."""
     if unsupported_reason(model) is not None:
         return None
-    return converted(lambda: with_metadata(convert_saved_model(staging / SAVED_MODEL), meta),
+    return converted(lambda: with_metadata(convert_saved_model(saved_model), meta),
                      [t.name for t in model.inputs])
 
 
@@ -199,6 +197,19 @@ def converted(convert: Callable[[], bytes], input_order: list[str] | None = None
              "by TensorFlow")
         return None
     return content, describe(content, input_order)
+
+
+def run_converter(convert: Callable[[], bytes]) -> bytes:
+    """Run a conversion that was asked for (`dlkit export`): the converter's failure is one
+    line (exit 1) naming what it lacks."""
+    from dlkit.core.errors import DlkitError
+
+    try:
+        return convert()
+    except (DlkitError, OSError):
+        raise
+    except Exception as exc:  # the converter raises many types for an operation it lacks
+        raise DlkitError(f"the LiteRT converter failed: {converter_error(exc)}") from None
 
 
 def converter_error(exc: BaseException) -> str:

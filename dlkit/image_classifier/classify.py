@@ -34,14 +34,13 @@ from dlkit.core.artifacts import (
     METADATA,
     SAVED_MODEL,
     check_output_file,
-    keras_load_error,
     load_metadata,
     register_layers_of,
 )
 from dlkit.core.config import Backend
 from dlkit.core.console import has_surrogates as _has_surrogates
 from dlkit.core.console import tsv_field as escape_path
-from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
+from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError, keras_load_error
 from dlkit.core.files import atomic_file, read_bytes
 from dlkit.data.image_batches import (
     Inputs,
@@ -260,7 +259,7 @@ def _load_model(path: Path, config: ClassifyImageConfig) -> tuple[_Loaded, _Meta
 def is_preset(spec: str) -> bool:
     """Whether `--model` names a keras-hub preset: a handle, a preset folder (config.json, which
     dlkit's folders never hold), or a bare name that is not a file or folder here."""
-    from dlkit.pretrained.hub import CONFIG_FILE, HF, KAGGLE
+    from dlkit.core.hub import CONFIG_FILE, HF, KAGGLE
 
     if spec.startswith((KAGGLE, HF)):
         return True
@@ -274,7 +273,7 @@ def _load_preset(config: ClassifyImageConfig) -> Classifier:
     """A keras-hub ImageClassifier, fed what its own `predict()` is fed: each image's raw
     0-255 RGB pixels at the image's own size, which its image converter resizes (and crops,
     scales, normalises) itself. ImageNet class names for 1,000-class models."""
-    from dlkit.pretrained.hub import (
+    from dlkit.core.hub import (
         PRESET_DIR,
         import_keras_hub,
         load_task,

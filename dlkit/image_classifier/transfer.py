@@ -29,9 +29,9 @@ from typing import Any
 import keras
 
 from dlkit.core.errors import UsageError
+from dlkit.core.hub import PRESET_DIR, import_keras_hub, preset_class, resolve
 from dlkit.core.schedules import Schedule
 from dlkit.image_classifier.config import model_image_size
-from dlkit.pretrained.hub import PRESET_DIR, import_keras_hub, preset_class, resolve
 
 FINE_TUNE_RATE = 0.1  # phase two's peak learning rate, as a fraction of --learning-rate
 HEAD_DROPOUT = 0.2

@@ -52,7 +52,6 @@ def classify_text(config: ClassifyTextConfig) -> None:
 def classify(config: ClassifyTextConfig) -> tuple[list[Prediction], float]:
     """The predictions for the texts, in order, and the seconds the model took."""
     from dlkit.core.artifacts import load_keras_model, load_metadata
-    from dlkit.text_classifier import models  # noqa: F401 (registers the custom layers)
     from dlkit.text_classifier.train import predict
 
     meta = load_metadata(config.model, "train-text-classifier")

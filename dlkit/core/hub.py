@@ -1,5 +1,6 @@
 """Pretrained models from keras-hub: turn a `--model` / `--from-preset` value into a local
-preset folder, and load the keras-hub task from it.
+preset folder, and load the keras-hub task from it (shared by the families that serve or
+fine-tune keras-hub models: image classifiers, language models, and `dlkit models`).
 
 A value is one of: a keras-hub preset name (`gpt2_base_en`), a Kaggle handle
 (`kaggle://keras/gpt2/keras/gpt2_base_en[/3]`), a Hugging Face handle (`hf://org/name`), a local
@@ -34,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core.config import Backend
-from dlkit.core.errors import DataError, UsageError
-from dlkit.core.files import MiB, size_text
-from dlkit.data.locate import offline
+from dlkit.core.errors import DataError, UsageError, keras_load_error
+from dlkit.core.files import MiB, offline, size_text
 
 # The kinds of task dlkit serves, as keras-hub's task class names, with what a user calls them.
 KINDS = {"CausalLM": "language model", "ImageClassifier": "image classifier"}
@@ -296,8 +296,6 @@ def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:
             return task_class.from_preset(str(preset.path), **kwargs)
     except Exception as exc:  # keras-hub raises ValueError, FileNotFoundError, KeyError, ...
         if "safe_mode" in str(exc):  # Keras safe mode refused code in the preset's config
-            from dlkit.core.artifacts import keras_load_error
-
             raise keras_load_error(preset.path, exc) from None
         backbone = preset_class(preset.path)
         if "subclass" in str(exc) or "compatible" in str(exc):

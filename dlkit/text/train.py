@@ -21,10 +21,6 @@ from typing import Any
 
 import keras
 
-from dlkit.char_lm import models
-from dlkit.char_lm.config import TextConfig
-from dlkit.char_lm.decoding import DECODER_FILE
-from dlkit.char_lm.generate import fallback_char, generate, start_ids
 from dlkit.core import litert, plots
 from dlkit.core.console import Report, err, fmt, info, is_quiet, warn
 from dlkit.core.errors import UsageError
@@ -34,6 +30,10 @@ from dlkit.core.runner import Run, fingerprint
 from dlkit.core.sampling import Sampler
 from dlkit.core.schedules import Schedule
 from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
+from dlkit.text import models
+from dlkit.text.config import TextConfig
+from dlkit.text.decoding import DECODER_FILE
+from dlkit.text.generate import fallback_char, generate, start_ids
 
 SAMPLE_CHARS = 200
 
@@ -74,9 +74,9 @@ class TextResult:
 
 def train_text(config: TextConfig) -> Report:
     """Read the corpus, train, save the model folder (with --from-preset: fine-tune a
-    pretrained model instead, `dlkit.causal_lm.train`)."""
+    pretrained model instead, `dlkit.text.finetune`)."""
     if config.from_preset:
-        from dlkit.causal_lm.train import finetune
+        from dlkit.text.finetune import finetune
 
         return finetune(config)
     with Run(config, inputs=[config.corpus, config.data_dir]) as run:

@@ -24,14 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlkit.char_lm.config import TextConfig
 from dlkit.core import plots
 from dlkit.core.console import Report, fmt, info
 from dlkit.core.errors import UsageError
-from dlkit.core.runner import Run, fingerprint
-from dlkit.core.schedules import Schedule
-from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
-from dlkit.pretrained.hub import (
+from dlkit.core.hub import (
     PRESET_DIR,
     Preset,
     import_keras_hub,
@@ -39,6 +35,10 @@ from dlkit.pretrained.hub import (
     preset_class,
     resolve,
 )
+from dlkit.core.runner import Run, fingerprint
+from dlkit.core.schedules import Schedule
+from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
+from dlkit.text.config import TextConfig
 
 CHUNK_CHARS = 1 << 16  # tokenize long corpora in pieces of about this many characters
 

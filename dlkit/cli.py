@@ -29,11 +29,11 @@ from dlkit.core.evaluation import EvaluateConfig
 from dlkit.data.catalog import DatasetsConfig
 from dlkit.export.config import ExportConfig
 from dlkit.flow.config import FlowConfig, SampleFlowConfig
-from dlkit.forecaster.config import ForecastConfig, SequenceConfig
 from dlkit.gan.config import EvaluateGanConfig, GanConfig, SampleGanConfig
 from dlkit.image_classifier.config import CifarConfig, ClassifyImageConfig, MnistConfig
 from dlkit.options import command_function
 from dlkit.pretrained.catalog import ModelsConfig
+from dlkit.sequence.config import ForecastConfig, SequenceConfig
 from dlkit.text.config import GenerateConfig, TextConfig
 from dlkit.text_classifier.config import ClassifyTextConfig, TextClassifierConfig
 from dlkit.vae.config import SampleVaeConfig, VaeConfig
@@ -53,8 +53,8 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (SampleFlowConfig, "dlkit.flow.sample:sample_flow", False),
     (VaeConfig, "dlkit.vae.train:train_vae", True),
     (SampleVaeConfig, "dlkit.vae.sample:sample_vae", False),
-    (SequenceConfig, "dlkit.forecaster.train:train_sequence", True),
-    (ForecastConfig, "dlkit.forecaster.forecast:forecast", False),
+    (SequenceConfig, "dlkit.sequence.train:train_sequence", True),
+    (ForecastConfig, "dlkit.sequence.forecast:forecast", False),
     (TextClassifierConfig, "dlkit.text_classifier.train:train_text_classifier", True),
     (ClassifyTextConfig, "dlkit.text_classifier.classify:classify_text", True),
     (EvaluateConfig, "dlkit.core.evaluation:evaluate", False),

@@ -6,7 +6,7 @@ custom Keras layers, how `dlkit evaluate` measures its models), the family regis
 from its package's `__init__.py`, as a "module:attribute" string (or a bare module, imported for
 what importing it does):
 
-    register("evaluator", "train-sequence", "dlkit.forecaster.evaluate:evaluate")
+    register("evaluator", "train-sequence", "dlkit.sequence.evaluate:evaluate_forecaster")
 
 The kinds in use: "generator" (task -> opener of its image-generator folders, see
 `dlkit.core.generators`), "layers" (a Keras registered name such as "dlkit>SeriesTransform" ->

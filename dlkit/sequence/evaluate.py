@@ -50,7 +50,7 @@ def evaluate_forecaster(config: EvaluateConfig, meta: dict[str, Any]) -> Report:
     from dlkit.data.tabular import read_series
 
     import_tensorflow()
-    from dlkit.forecaster.train import errors, forecast_plot, naive_forecasts, windows
+    from dlkit.sequence.train import errors, forecast_plot, naive_forecasts, windows
 
     try:
         w, h, period = int(meta["window"]), int(meta["horizon"]), int(meta.get("period") or 1)

@@ -33,8 +33,8 @@ from dlkit.core.console import Report, info
 from dlkit.core.errors import UsageError
 from dlkit.core.runner import Run, fingerprint
 from dlkit.data.pipelines import epoch_batches
-from dlkit.forecaster import models
-from dlkit.forecaster.config import SequenceConfig
+from dlkit.sequence import models
+from dlkit.sequence.config import SequenceConfig
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 
 from dlkit.core.console import emit_json
 from dlkit.core.errors import UsageError
-from dlkit.forecaster.config import ForecastConfig
+from dlkit.sequence.config import ForecastConfig
 
 
 def forecast(config: ForecastConfig) -> None:

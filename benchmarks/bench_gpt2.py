@@ -77,7 +77,11 @@ def worker_stream(preset: str, tokens: int) -> dict:
     """dlkit's streaming decoder, as the user sees it: when each piece of text arrives (time
     to the first, tokens/s after it, the longest wait), cold and warm."""
     from dlkit.core.sampling import Sampler
-    from dlkit.text.pretrained import open_pretrained
+
+    try:
+        from dlkit.text.pretrained import open_pretrained
+    except ImportError:  # a --baseline checkout from before dlkit/text/ (issue 29)
+        from dlkit.causal_lm.generate import open_pretrained
 
     gen = open_pretrained(preset)
     gen.stops = set()  # random weights: never stop early, both sides make `tokens` tokens

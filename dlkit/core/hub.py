@@ -66,6 +66,18 @@ def refuse_litert(spec: str, backend: Backend) -> None:
                          "only; drop --backend litert")
 
 
+def is_preset(spec: str) -> bool:
+    """Whether a `--model` value names a keras-hub preset: a handle, a preset folder
+    (config.json, which dlkit's folders never hold at their top), or a bare name that is not a
+    file or folder here."""
+    if spec.startswith((KAGGLE, HF)):
+        return True
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path.is_dir() and (path / CONFIG_FILE).is_file()
+    return os.sep not in spec and not path.suffix
+
+
 def cache_root() -> Path:
     """kagglehub's cache folder: `$KAGGLEHUB_CACHE`, default `~/.cache/kagglehub`."""
     return Path(os.environ.get("KAGGLEHUB_CACHE") or Path.home() / ".cache" / "kagglehub")

@@ -11,7 +11,7 @@ named "dlkit" holding a JSON object (task, class names, input shape, preprocessi
 output is), written and read with the flatbuffers schema the LiteRT package ships.
 
 Conversion needs TensorFlow's converter (training and `dlkit export` have TensorFlow loaded);
-serving (`LiteModel`, `open_model`) needs only NumPy and Google's `ai-edge-litert` interpreter,
+serving (`LiteModel`, `open_recorded`) needs only NumPy and Google's `ai-edge-litert` interpreter,
 so a command that serves a `.tflite` file never imports TensorFlow or Keras. That interpreter
 runs LiteRT's built-in operations only: a file holding TensorFlow ops (Flex) or custom ops is
 refused when it is loaded, so a `.tflite` file cannot reach files or the network.
@@ -296,8 +296,8 @@ class LiteModel:
             return runner(**inputs)
 
 
-def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
-               name: str = TFLITE_FILE) -> LiteModel | None:
+def open_recorded(folder: Path, meta: dict[str, Any], backend: Backend,
+                  name: str = TFLITE_FILE) -> LiteModel | None:
     """The folder's LiteRT model for `--backend` (None: serve with TensorFlow).
 
     `auto` uses the file when the folder has one; `litert` requires it. A file that

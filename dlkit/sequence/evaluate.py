@@ -46,7 +46,7 @@ class ForecastScores:
 def evaluate_forecaster(config: EvaluateConfig, meta: dict[str, Any]) -> Report:
     """Every window of the CSV's series forecast and scored (see the module doc)."""
     from dlkit.core.runtime import import_tensorflow
-    from dlkit.core.serving import load_predictor
+    from dlkit.core.serving import open_model
     from dlkit.data.tabular import read_series
 
     import_tensorflow()
@@ -67,7 +67,7 @@ def evaluate_forecaster(config: EvaluateConfig, meta: dict[str, Any]) -> Report:
         raise UsageError(f"{series.source} has {len(values)} values; evaluating needs more than "
                          f"--window + --horizon ({w + h}) and the period ({period})")
     x, y, firsts = x[keep], y[keep], firsts[keep]
-    pred = load_predictor(config.model, meta, config.backend)(x[..., None].astype("float32"))
+    pred = open_model(config.model, config.backend, meta=meta)(x[..., None].astype("float32"))
     naive, seasonal = naive_forecasts(values, x, firsts, h, period)
     (mae, rmse), (n_mae, n_rmse), (s_mae, s_rmse) = (errors(pred, y), errors(naive, y),
                                                      errors(seasonal, y))

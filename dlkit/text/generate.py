@@ -106,7 +106,7 @@ def load_decoder(folder: Path, backend: Backend) -> tuple[Decoder, dict[str, Any
     from dlkit.core import litert
 
     metadata = text_metadata(folder)  # fails fast, before any model loads
-    lite = litert.open_model(folder, metadata, backend, DECODER_FILE)
+    lite = litert.open_recorded(folder, metadata, backend, DECODER_FILE)
     if lite is None:
         from dlkit.core import runtime
 

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from dlkit.core import console
 from dlkit.core.config import Config, to_toml
-from dlkit.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError
+from dlkit.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError, first_line
 from dlkit.core.evaluation import EvaluateConfig
 from dlkit.data.catalog import DatasetsConfig
 from dlkit.export.config import ExportConfig
@@ -144,8 +144,8 @@ def run_command(body: Callable[[], int | None]) -> int:
         _report("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # an unexpected failure: still one line unless --debug
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        _report(f"{type(exc).__name__}: {first}; rerun with --debug for the traceback")
+        _report(f"{type(exc).__name__}: {first_line(exc)}; rerun with --debug for the "
+                "traceback")
         return EXIT_FAILURE
     finally:
         from dlkit.core.artifacts import release_output_locks

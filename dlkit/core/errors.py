@@ -4,6 +4,9 @@ Every expected failure (bad option, missing data, corrupt file, a full disk) is 
 `DlkitError` carrying a one-line message and an exit code; `dlkit.cli` maps it to stderr and the
 exit status in one place. An interrupt (Ctrl-C, SIGTERM) is its own type, `Interrupted`, so that
 code which must act on it (save what can be saved) catches the type, not an exit code.
+
+A message that quotes what a library raised quotes its `first_line` (library messages run to
+pages, and some are empty); `keras_load_error` is the one line for a model Keras refused.
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ class Interrupted(DlkitError):
 
     def __init__(self, message: str = "interrupted") -> None:
         super().__init__(message, EXIT_INTERRUPTED)
+
+
+def first_line(exc: BaseException | str, limit: int = 300, default: str = "") -> str:
+    """What a one-line message can quote of an exception's (or a library's) text: its first
+    non-blank line, stripped, at most `limit` characters; `default` when there is none (an
+    exception raised without a message)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip()[:limit] if lines else default
 
 
 def disk_error(what: str, exc: OSError) -> DlkitError:
@@ -94,5 +105,4 @@ def keras_load_error(path: Path | str, exc: BaseException) -> UsageError:
         return UsageError(f"Keras safe mode refused to run code from {path} ({why}); dlkit "
                           "loads models in safe mode only: rebuild the model without it, or "
                           "retrain it with dlkit")
-    first = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
-    return UsageError(f"cannot load {path}: {first}")
+    return UsageError(f"cannot load {path}: {first_line(text, default=type(exc).__name__)}")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core.config import Backend
-from dlkit.core.errors import DataError, UsageError, keras_load_error
+from dlkit.core.errors import DataError, UsageError, first_line, keras_load_error
 from dlkit.core.files import MiB, offline, size_text
 
 # The kinds of task dlkit serves, as keras-hub's task class names, with what a user calls them.
@@ -276,7 +276,7 @@ def _download(fetch: Callable[[], str], name: str, where: Path | str) -> Path:
         with _stdout_to_stderr():
             return Path(fetch())
     except Exception as exc:  # network, authentication, quota: many types
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc, 200)
         raise DataError(f"cannot download pretrained model {name} ({type(exc).__name__}: "
                         f"{first}); {FIX}") from None
 
@@ -314,7 +314,7 @@ def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:
             raise UsageError(f"{preset.name} holds a {backbone} preset, not "
                              f"{_a(KINDS[kind])}; pass {_a(KINDS[kind])} preset "
                              "(`dlkit models` lists them)") from None
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc, 200)
         raise UsageError(f"cannot load the preset in {preset.path} ({type(exc).__name__}: "
                          f"{first}); it is damaged or incomplete: download it again or pass "
                          "another preset") from None

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dlkit.core.config import Backend, Quantize
-from dlkit.core.errors import UsageError
+from dlkit.core.errors import UsageError, first_line
 from dlkit.core.files import read_bytes
 
 TFLITE_FILE = "model.tflite"
@@ -220,7 +220,7 @@ def converter_error(exc: BaseException) -> str:
             r"\[\"(\w+):", text))) - {"StatefulPartitionedCall", "PartitionedCall"})
         named = f": {', '.join(ops[:4])}" if ops else ""
         return f"it needs operations outside LiteRT's built-in set{named}"
-    return (text.splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(text, 200, type(exc).__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ class LiteModel:
                 interpreter = Interpreter(model_content=content, num_threads=_threads())
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            first = (str(exc).strip().splitlines() or ["unreadable"])[0][:200]
+            first = first_line(exc, 200, "unreadable")
             raise UsageError(f"{description} is damaged or not a LiteRT model ({first})") \
                 from None
         if not interpreter.get_signature_list():

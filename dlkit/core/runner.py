@@ -54,7 +54,7 @@ from dlkit.core.callbacks import (
 from dlkit.core.checkpoint import Checkpoint, fault_point, reset_faults
 from dlkit.core.config import TrainConfig, cli_name
 from dlkit.core.console import info, warn
-from dlkit.core.errors import EXIT_FAILURE, DlkitError
+from dlkit.core.errors import EXIT_FAILURE, DlkitError, first_line
 from dlkit.core.precision import as_float32
 from dlkit.core.schedules import Schedule
 
@@ -97,11 +97,10 @@ class Run:
         if exc is None or not self.trained or isinstance(exc, (DlkitError, KeyboardInterrupt)):
             return
         if self.checkpoint is not None and self.checkpoint.latest() is not None:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise DlkitError(f"{type(exc).__name__} after training: {first}; the trained "
-                             f"weights are kept in {self.checkpoint.folder}, and the same "
-                             "command with --resume saves them without training again "
-                             "(--debug shows the traceback)") from exc
+            raise DlkitError(f"{type(exc).__name__} after training: {first_line(exc, 200)}; "
+                             f"the trained weights are kept in {self.checkpoint.folder}, and "
+                             "the same command with --resume saves them without training "
+                             "again (--debug shows the traceback)") from exc
 
     # -- before training ----------------------------------------------------------------------
 
@@ -308,8 +307,7 @@ class Run:
                     raise
                 except Exception as exc:  # a picture is not worth the trained model
                     warn(f"could not draw the plots ({type(exc).__name__}: "
-                         f"{(str(exc).splitlines() or [''])[0][:200]}); the model is saved "
-                         "without them")
+                         f"{first_line(exc, 200)}); the model is saved without them")
 
         try:
             paths = artifacts.save_model_folder(self.output, model, meta, write, model_files)

@@ -63,7 +63,7 @@ class EvaluateConfig(Config):
     backend: Backend = backend_option()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClassificationScores:
     """What `evaluate` reports for a classifier."""
 
@@ -139,9 +139,10 @@ def classification_scores(config: EvaluateConfig, kind: str, names: list[str],
                             "f1": float(f1[c]), "support": int(support[c])} for c in range(n)}
     matrix = confusion_matrix(truth, predicted, labels=list(range(n)))
     scores = ClassificationScores(
-        str(config.model), kind, str(config.data), len(truth), skipped,
-        float((predicted == truth).mean()), k, float((top == truth[:, None]).any(axis=1).mean()),
-        per_class, matrix.tolist())
+        model=str(config.model), task=kind, data=str(config.data), examples=len(truth),
+        skipped=skipped, accuracy=float((predicted == truth).mean()), top_k=k,
+        top_k_accuracy=float((top == truth[:, None]).any(axis=1).mean()), per_class=per_class,
+        confusion_matrix=matrix.tolist())
     if config.plots is not None:
         from dlkit.core import plots
 

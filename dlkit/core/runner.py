@@ -31,7 +31,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -58,6 +58,8 @@ from dlkit.core.errors import EXIT_FAILURE, DlkitError, first_line
 from dlkit.core.precision import as_float32
 from dlkit.core.schedules import Schedule
 
+_Result = TypeVar("_Result")
+
 
 class Run:
     """One training run of `config` (see the module doc)."""
@@ -81,6 +83,7 @@ class Run:
         self.checkpoint: Checkpoint | None = None
         self.state: dict[str, Any] = {}
         self.history: dict[str, list[float]] = {}
+        self.artifacts: dict[str, Any] = {}  # the saved model folder's paths (see `save`)
         self.timer = EpochTimer()
         self.guard = StopOnNaN()
         self.budget: TimeBudget | None = None
@@ -293,7 +296,8 @@ class Run:
         if not all(weights_finite(m) for m in (model, *weights)):
             self.diverged("(the final weights are not finite)")
         if not self.chief:
-            return artifacts.artifact_paths(self.output)
+            self.artifacts = artifacts.artifact_paths(self.output)
+            return self.artifacts
         meta = {"task": self.task, **metadata, "config": self.config.as_dict(),
                 "history": self.history,
                 "training": {**metadata.get("training", {}), **self.summary()}}
@@ -322,7 +326,21 @@ class Run:
                                               f"saved the model as trained so far to "
                                               f"{self.output}")
         self.checkpoint.remove()
+        self.artifacts = paths
         return paths
+
+    def result(self, record: type[_Result], **metrics: Any) -> _Result:
+        """The family's result record (a keyword-only dataclass: what `--json` prints), built
+        from the family's own `metrics` and what the run knows: the record's fields named
+        task, epochs, epochs_completed, stopped, train_seconds, device, artifacts and history
+        are filled from the run unless `metrics` gives them."""
+        known = {"task": self.task, "epochs": self.config.epochs,
+                 "epochs_completed": self.epochs_completed, "stopped": self.stopped,
+                 "train_seconds": self.train_seconds, "device": self.runtime.device,
+                 "artifacts": self.artifacts, "history": self.history}
+        names = {field.name for field in dataclasses.fields(record)}  # type: ignore[arg-type]
+        return record(**{key: value for key, value in known.items()
+                         if key in names and key not in metrics}, **metrics)
 
     def summary(self) -> dict[str, Any]:
         """How the run went, for metadata.json and results."""

@@ -15,7 +15,7 @@ from dlkit.core.errors import UsageError
 from dlkit.core.evaluation import EvaluateConfig
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ForecastScores:
     """What `evaluate` reports for a forecaster (in the series' units)."""
 
@@ -71,8 +71,10 @@ def evaluate_forecaster(config: EvaluateConfig, meta: dict[str, Any]) -> Report:
     naive, seasonal = naive_forecasts(values, x, firsts, h, period)
     (mae, rmse), (n_mae, n_rmse), (s_mae, s_rmse) = (errors(pred, y), errors(naive, y),
                                                      errors(seasonal, y))
-    scores = ForecastScores(str(config.model), str(config.data), column, len(x), mae, rmse,
-                            n_mae, n_rmse, s_mae, s_rmse, period)
+    scores = ForecastScores(model=str(config.model), data=str(config.data), column=column,
+                            windows=len(x), mae=mae, rmse=rmse, naive_mae=n_mae,
+                            naive_rmse=n_rmse, seasonal_naive_mae=s_mae,
+                            seasonal_naive_rmse=s_rmse, period=period)
     if config.plots is not None:
         folder = Path(config.plots).expanduser()
         folder.mkdir(exist_ok=True)

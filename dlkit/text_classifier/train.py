@@ -53,7 +53,7 @@ class Texts:
                               self.source))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TextClassifierResult:
     """What a training run reports (`--json` prints it)."""
 
@@ -218,13 +218,14 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
                                        data.class_names, plot_dir / "confusion_matrix.png",
                                        "Confusion matrix (validation texts)")
 
-        paths = run.save(model, metadata, write_plots)
-        return TextClassifierResult(
-            "train-text-classifier", config.arch.value, data.source, data.class_names,
-            len(x_train), len(x_val), val_acc, val_loss, majority,
-            vectorize.vocabulary_size(), config.epochs,
-            run.train_seconds + (start or {}).get("seconds", 0.0),
-            run.per_second(config.batch_size), runtime.device, paths, history).report()
+        run.save(model, metadata, write_plots)
+        return run.result(
+            TextClassifierResult, arch=config.arch.value, source=data.source,
+            class_names=data.class_names, train_examples=len(x_train),
+            val_examples=len(x_val), **metadata["metrics"],
+            vocabulary=vectorize.vocabulary_size(),
+            train_seconds=run.train_seconds + (start or {}).get("seconds", 0.0),
+            texts_per_second=run.per_second(config.batch_size)).report()
 
 
 def _linear_start(run: Run, model: keras.Model, columns: tuple[Any, ...],

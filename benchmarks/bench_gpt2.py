@@ -76,8 +76,12 @@ def most_at_once(stamps: list[tuple[float, int]], together_s: float = 0.005) -> 
 def worker_stream(preset: str, tokens: int) -> dict:
     """dlkit's streaming decoder, as the user sees it: when each piece of text arrives (time
     to the first, tokens/s after it, the longest wait), cold and warm."""
-    from dlkit.causal_lm.generate import open_pretrained
     from dlkit.core.sampling import Sampler
+
+    try:
+        from dlkit.text.pretrained import open_pretrained
+    except ImportError:  # a --baseline checkout from before dlkit/text/ (issue 29)
+        from dlkit.causal_lm.generate import open_pretrained
 
     gen = open_pretrained(preset)
     gen.stops = set()  # random weights: never stop early, both sides make `tokens` tokens
@@ -105,8 +109,8 @@ def worker_stream(preset: str, tokens: int) -> dict:
 
 def worker_keras(preset: str, tokens: int) -> dict:
     """keras-hub's own generate(), greedy, for the same prompt and length: cold, then warm."""
-    from dlkit.causal_lm.decoding import prompt_ids
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
+    from dlkit.text.pretrained_decoding import prompt_ids
 
     task = load_task(Preset(preset, Path(preset), "local folder"), "CausalLM")
     task.compile(sampler="greedy")
@@ -126,7 +130,7 @@ def worker_step(preset: str, lora: int) -> dict:
     import keras
     import numpy as np
 
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
 
     task = load_task(Preset(preset, Path(preset), "local folder"), "CausalLM")
     task.preprocessor = None

@@ -23,19 +23,19 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from dlkit.char_lm.config import GenerateConfig, TextConfig
 from dlkit.core import console
 from dlkit.core.config import Config, to_toml
-from dlkit.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError
+from dlkit.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, DlkitError, first_line
+from dlkit.core.evaluation import EvaluateConfig
 from dlkit.data.catalog import DatasetsConfig
-from dlkit.evaluation.config import EvaluateConfig
 from dlkit.export.config import ExportConfig
 from dlkit.flow.config import FlowConfig, SampleFlowConfig
-from dlkit.forecaster.config import ForecastConfig, SequenceConfig
 from dlkit.gan.config import EvaluateGanConfig, GanConfig, SampleGanConfig
 from dlkit.image_classifier.config import CifarConfig, ClassifyImageConfig, MnistConfig
 from dlkit.options import command_function
 from dlkit.pretrained.catalog import ModelsConfig
+from dlkit.sequence.config import ForecastConfig, SequenceConfig
+from dlkit.text.config import GenerateConfig, TextConfig
 from dlkit.text_classifier.config import ClassifyTextConfig, TextClassifierConfig
 from dlkit.vae.config import SampleVaeConfig, VaeConfig
 
@@ -45,8 +45,8 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (MnistConfig, "dlkit.image_classifier.train:train_mnist", True),
     (CifarConfig, "dlkit.image_classifier.train:train_cifar", True),
     (ClassifyImageConfig, "dlkit.image_classifier.classify:classify_images", False),
-    (TextConfig, "dlkit.char_lm.train:train_text", True),
-    (GenerateConfig, "dlkit.char_lm.generate:generate_text", False),
+    (TextConfig, "dlkit.text.train:train_text", True),
+    (GenerateConfig, "dlkit.text.generate:generate_text", False),
     (GanConfig, "dlkit.gan.train:train_gan", True),
     (SampleGanConfig, "dlkit.gan.sample:sample_gan", False),
     (EvaluateGanConfig, "dlkit.gan.evaluate:evaluate_gan", True),
@@ -54,11 +54,11 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (SampleFlowConfig, "dlkit.flow.sample:sample_flow", False),
     (VaeConfig, "dlkit.vae.train:train_vae", True),
     (SampleVaeConfig, "dlkit.vae.sample:sample_vae", False),
-    (SequenceConfig, "dlkit.forecaster.train:train_sequence", True),
-    (ForecastConfig, "dlkit.forecaster.forecast:forecast", False),
+    (SequenceConfig, "dlkit.sequence.train:train_sequence", True),
+    (ForecastConfig, "dlkit.sequence.forecast:forecast", False),
     (TextClassifierConfig, "dlkit.text_classifier.train:train_text_classifier", True),
     (ClassifyTextConfig, "dlkit.text_classifier.classify:classify_text", True),
-    (EvaluateConfig, "dlkit.evaluation.evaluate:evaluate", False),
+    (EvaluateConfig, "dlkit.core.evaluation:evaluate", False),
     (ExportConfig, "dlkit.export.export:export", True),
     (ModelsConfig, "dlkit.pretrained.catalog:list_models", False),
 ]
@@ -147,8 +147,8 @@ def run_command(body: Callable[[], int | None]) -> int:
         _report("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # an unexpected failure: still one line unless --debug
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        _report(f"{type(exc).__name__}: {first}; rerun with --debug for the traceback")
+        _report(f"{type(exc).__name__}: {first_line(exc)}; rerun with --debug for the "
+                "traceback")
         return EXIT_FAILURE
     finally:
         from dlkit.core.artifacts import release_output_locks

@@ -15,7 +15,7 @@ END = "<|endoftext|>"
 
 def byte_symbols() -> list[str]:
     """GPT-2's printable stand-in for each byte value (its byte-level BPE alphabet)."""
-    from dlkit.causal_lm.decoding import byte_table
+    from dlkit.text.pretrained_decoding import byte_table
 
     symbols = {byte: symbol for symbol, byte in byte_table().items()}
     return [symbols[b] for b in range(256)]

@@ -54,7 +54,7 @@ def rgb(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("name", ["resnet3", "mobilenet3"])
 def test_classify_image_top1_equals_the_presets_own_predict(cli, presets: dict, photos: Path,
                                                              name: str) -> None:
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
 
     files = sorted((photos / "train" / "class1").glob("*.png"))[:6]
     task = load_task(Preset("r", presets[name], "local folder"), "ImageClassifier")
@@ -79,7 +79,7 @@ def test_images_of_any_size_get_the_presets_own_predictions(cli, presets: dict,
     """Issue 24: photos smaller and larger than the converter's 32x32, of several aspect
     ratios, are handed to the preset's image converter as they are (it resizes and crops
     them itself): classify-image gives what the preset's own `predict()` gives on each."""
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
 
     rng = np.random.default_rng(4)
     files = []
@@ -110,7 +110,7 @@ def test_imagenet_names_bad_files_and_a_cached_name(cli, presets: dict, photos: 
                                                     tmp_path: Path) -> None:
     """A 1,000-class preset loaded by name from a planted cache shows ImageNet class names;
     an unreadable file is reported by name and the others are still classified (exit 1)."""
-    from dlkit.pretrained.hub import preset_table
+    from dlkit.core.hub import preset_table
 
     handle = preset_table("ImageClassifier")["resnet_18_imagenet"]["kaggle_handle"]
     plant_in_cache(presets["resnet1000"], tmp_path, handle)
@@ -177,7 +177,7 @@ def test_transfer_learning_folder_is_served_by_classify_image(cli, presets: dict
     import keras
     import tensorflow as tf
 
-    import dlkit.pretrained.hub as hub
+    import dlkit.core.hub as hub
     from dlkit.core.saved_model import scan
 
     scan(out / "saved_model")  # dlkit's scan of untrusted graphs lets its own through

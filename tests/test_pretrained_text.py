@@ -63,11 +63,11 @@ def generate(cli, model: Path | str, *args: str, env: dict | None = None):
 def test_streamed_greedy_text_equals_keras_hub_generate(cli, preset: Path) -> None:
     """The CLI's streamed greedy output is keras-hub's own generate() output (greedy sampler),
     character for character, including non-ASCII prompts and the empty prompt."""
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
 
     task = load_task(Preset("tiny", preset, "local folder"), "CausalLM")
     task.compile(sampler="greedy")
-    from dlkit.causal_lm.decoding import prompt_ids
+    from dlkit.text.pretrained_decoding import prompt_ids
 
     for prompt in PROMPTS:
         length = 40
@@ -78,8 +78,8 @@ def test_streamed_greedy_text_equals_keras_hub_generate(cli, preset: Path) -> No
 
 
 def test_prompt_ids_match_keras_hub_preprocessing(preset: Path) -> None:
-    from dlkit.causal_lm.decoding import prompt_ids
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
+    from dlkit.text.pretrained_decoding import prompt_ids
 
     task = load_task(Preset("tiny", preset, "local folder"), "CausalLM")
     for prompt in PROMPTS:
@@ -90,8 +90,8 @@ def test_prompt_ids_match_keras_hub_preprocessing(preset: Path) -> None:
 
 def test_text_pieces_never_split_a_character(preset: Path) -> None:
     """Feeding the tokens of a text one by one gives the text back, each piece whole."""
-    from dlkit.causal_lm.decoding import TextPieces, prompt_ids
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
+    from dlkit.text.pretrained_decoding import TextPieces, prompt_ids
 
     task = load_task(Preset("tiny", preset, "local folder"), "CausalLM")
     text = "naïve café 東京 — ça va? ünïcode"
@@ -109,8 +109,8 @@ def test_the_graph_sampler_picks_what_the_numpy_sampler_picks(settings: dict) ->
     uniform draws: on 200 random logit vectors (flat to peaked), every pick is NumPy's."""
     import tensorflow as tf
 
-    from dlkit.causal_lm.decoding import graph_pick
     from dlkit.core.sampling import Sampler
+    from dlkit.text.pretrained_decoding import graph_pick
 
     pick = tf.function(graph_pick(Sampler(**settings)))
     numpy_side, graph_side = Sampler(**settings, seed=7), Sampler(**settings, seed=7)
@@ -124,8 +124,8 @@ def test_the_graph_sampler_picks_what_the_numpy_sampler_picks(settings: dict) ->
 def test_tokens_stream_the_first_alone_then_a_few_per_call(preset: Path) -> None:
     """The first token is out before any loop runs, then 2, 4 and 8 tokens per TensorFlow
     call; an end-of-text token inside a call ends the sample there (not yielded)."""
-    from dlkit.causal_lm.generate import open_pretrained
     from dlkit.core.sampling import Sampler
+    from dlkit.text.pretrained import open_pretrained
 
     decoder = open_pretrained(str(preset)).decoder
     ids, calls, seen = [1, 2, 3], [], []
@@ -203,7 +203,7 @@ def test_download_goes_through_kagglehub_and_its_messages_to_stderr(
     (replaced here by a copy from a local folder); what it prints goes to stderr."""
     import kagglehub
 
-    from dlkit.pretrained import hub
+    from dlkit.core import hub
 
     calls = []
 
@@ -251,7 +251,7 @@ def test_finetuning_lowers_validation_loss_and_its_folder_generates(
     assert (out / "plots" / "loss_curve.png").is_file()
     text = generate(cli, out, "--prompt", "the", "-n", "15", "--sampler", "greedy", "-q")
     assert text.stdout.startswith("the") and len(text.stdout) > 5
-    from dlkit.pretrained.hub import resolve
+    from dlkit.core.hub import resolve
 
     assert resolve(str(out), "CausalLM").path == out / "preset"  # --from-preset FOLDER too
 
@@ -277,8 +277,8 @@ def test_export_of_a_finetuned_folder_says_what_export_converts(cli, finetuned: 
 def test_saved_model_serves_the_same_logits(finetuned: dict) -> None:
     import tensorflow as tf
 
+    from dlkit.core.hub import Preset, load_task
     from dlkit.core.saved_model import scan
-    from dlkit.pretrained.hub import Preset, load_task
 
     out = finetuned["out"]
     scan(out / "saved_model")  # dlkit's scan of untrusted graphs lets its own through
@@ -354,10 +354,10 @@ def test_a_prompt_beyond_the_context_is_refused_before_it_is_tokenized(
     """A prompt of more characters than the context's tokens can stand for is refused from
     its length (a tokenizer handed hundreds of megabytes aborted the process); one that fits
     is tokenized and checked in tokens as before."""
-    from dlkit.causal_lm import decoding
-    from dlkit.causal_lm.generate import PretrainedGenerator
     from dlkit.core.errors import UsageError
-    from dlkit.pretrained.hub import Preset, load_task
+    from dlkit.core.hub import Preset, load_task
+    from dlkit.text import pretrained_decoding as decoding
+    from dlkit.text.pretrained import PretrainedGenerator
 
     generator = PretrainedGenerator(load_task(Preset("tiny", preset, "local folder"),
                                               "CausalLM"), "tiny")

@@ -70,7 +70,7 @@ def test_model_folder_takes_raw_values(trained: tuple[Path, Path, dict]) -> None
     meta = json.loads((out / "metadata.json").read_text())
     with open(series) as f:
         values = np.array([float(row["sales"]) for row in csv.DictReader(f)])
-    from dlkit.forecaster.models import forward
+    from dlkit.sequence.models import forward
 
     norm = meta["preprocessing"]["normalisation"]
     assert norm["fitted_on"] == "training part only"
@@ -89,9 +89,9 @@ def test_the_transform_and_ar_order_come_from_the_parts_before_the_test() -> Non
     """sqrt/log only for series without negative values; the rolling-origin folds end with the
     validation part and never reach the test part; a negative input to a sqrt model is not
     NaN."""
-    from dlkit.forecaster.config import SequenceConfig
-    from dlkit.forecaster.models import SeriesTransform
-    from dlkit.forecaster.train import choose, folds, split
+    from dlkit.sequence.config import SequenceConfig
+    from dlkit.sequence.models import SeriesTransform
+    from dlkit.sequence.train import choose, folds, split
 
     rng = np.random.default_rng(0)
     counts = np.square(5 + 4 * np.sin(np.arange(300) / 3) + rng.normal(0, 0.3, 300))

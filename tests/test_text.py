@@ -120,10 +120,10 @@ def test_stdout_holds_only_text_and_streams(english_model: Path, tmp_path: Path)
 
 
 def test_incremental_decoding_matches_full_forward(english_model: Path) -> None:
-    from dlkit.char_lm.generate import load_text_model
+    from dlkit.text.generate import load_text_model
 
     model, meta = load_text_model(english_model)
-    from dlkit.char_lm.models import decoder
+    from dlkit.text.models import decoder
 
     ids = [int(i) for i in np.random.default_rng(0).integers(0, len(meta["text"]["vocab"]), 40)]
     full = model(np.array([ids[:32]], np.int32)).numpy()[0]
@@ -156,8 +156,8 @@ def test_chinese_corpus_from_stdin_with_rnn(cli, corpora: dict[str, Path], tmp_p
     assert gen[0].stdout.startswith("明月") and len(gen[0].stdout) == 2 + 30 + 1
     assert set(gen[0].stdout[2:-1]) <= set(CHINESE)
 
-    from dlkit.char_lm.generate import load_text_model
-    from dlkit.char_lm.models import decoder
+    from dlkit.text.generate import load_text_model
+    from dlkit.text.models import decoder
 
     model, _ = load_text_model(out)
     ids = [3, 1, 4, 1, 5, 9, 2, 6]

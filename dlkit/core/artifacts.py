@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from dlkit import __version__
-from dlkit.core import litert
+from dlkit.core import litert, registry
 from dlkit.core.console import to_json
-from dlkit.core.errors import DlkitError, UsageError, disk_cause, disk_error
+from dlkit.core.errors import DlkitError, UsageError, disk_cause, disk_error, keras_load_error
 from dlkit.core.files import (
     MiB,
     fsync_dir,
@@ -454,7 +454,8 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
                 model.save(staging.path / KERAS_FILE)
                 model.export(str(staging.path / SAVED_MODEL), format="tf_saved_model",
                              verbose=False)
-            converted = litert.convert_model_folder(staging.path, model, metadata)
+            converted = litert.convert_model_folder(staging.path / SAVED_MODEL, model,
+                                                    metadata)
             if converted is not None:
                 write_atomic(staging.path / litert.TFLITE_FILE, converted[0])
                 lite[litert.TFLITE_FILE] = converted[1]
@@ -566,31 +567,6 @@ def load_keras_model(folder: Path, name: str = KERAS_FILE) -> Any:
         raise keras_load_error(path, exc) from None
 
 
-# What Keras safe mode refuses to deserialise, as its messages name it, and what to say.
-_SAFE_MODE_REFUSALS = (
-    ("`Lambda` layer", "its Lambda layer holds Python code"),
-    ("Python lambda", "it holds a Python lambda"),
-    ("TFSMLayer", "its TFSMLayer would load and run an external SavedModel"),
-    ("vocabulary file", "a layer would read a vocabulary file outside the archive"),
-    ("torch.nn.Module", "it holds a pickled PyTorch module"),
-)
-
-
-def keras_load_error(path: Path, exc: BaseException) -> UsageError:
-    """The one line for a `.keras` file (or preset) Keras could not load. Keras safe mode
-    (always on in dlkit) refusing code in the file is said as such: the file is not damaged,
-    it asks to run code dlkit will not run."""
-    text = str(exc)
-    if "safe_mode" in text or "arbitrary code execution" in text:
-        why = next((w for needle, w in _SAFE_MODE_REFUSALS if needle in text),
-                   "it asks to run code")
-        return UsageError(f"Keras safe mode refused to run code from {path} ({why}); dlkit "
-                          "loads models in safe mode only: rebuild the model without it, or "
-                          "retrain it with dlkit")
-    first = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
-    return UsageError(f"cannot load {path}: {first}")
-
-
 def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
     """The config of the layer named `layer` in a `.keras` archive's config.json, read as JSON
     without Keras (nothing is deserialised); None when the archive, its config or the layer
@@ -617,8 +593,9 @@ def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
 
 def register_layers_of(path: Path) -> None:
     """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
-    backbone), and dlkit's own modules whose registered layers it holds, so Keras can find
-    their classes; keras-hub is not imported otherwise (seconds). Every `.keras` load passes
+    backbone), and the families' modules whose registered layers it holds (each family
+    registers them as "layers" in `dlkit.core.registry`), so Keras can find their classes;
+    nothing is imported otherwise (keras-hub costs seconds). Every `.keras` load passes
     here first: an archive whose JSON files (which Keras reads whole) are larger than
     KERAS_JSON_LIMIT is refused (exit 2) before Keras opens it."""
     try:
@@ -633,11 +610,12 @@ def register_layers_of(path: Path) -> None:
     except (OSError, KeyError, zipfile.BadZipFile):
         return
     if b'"keras_hub>' in config:
-        from dlkit.pretrained.hub import import_keras_hub
+        from dlkit.core.hub import import_keras_hub
 
         import_keras_hub()
-    if b'"dlkit>SeriesTransform"' in config:  # train-sequence's transform layers
-        import dlkit.forecaster.models  # noqa: F401 (registers the layer)
+    for name in registry.names("layers"):
+        if f'"{name}"'.encode() in config:
+            registry.load("layers", name)
 
 
 def versions() -> dict[str, str]:

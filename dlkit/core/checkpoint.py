@@ -37,7 +37,7 @@ from typing import Any
 
 import keras
 
-from dlkit.core.errors import DlkitError, Interrupted, UsageError, disk_error
+from dlkit.core.errors import DlkitError, Interrupted, UsageError, disk_error, first_line
 from dlkit.core.files import fsync_dir, fsync_tree, refuse_link
 
 WEIGHTS_FILE = "checkpoint.weights.h5"
@@ -113,8 +113,9 @@ class Checkpoint:
         try:
             model.load_weights(latest / WEIGHTS_FILE)
         except Exception as exc:  # a damaged or mismatched file raises many types
-            raise DlkitError(f"cannot load the checkpoint in {latest} "
-                             f"({str(exc).splitlines()[0]}); run without --resume") from None
+            why = first_line(exc, default=type(exc).__name__)
+            raise DlkitError(f"cannot load the checkpoint in {latest} ({why}); run without "
+                             "--resume") from None
         self.epochs_saved = int(state["epochs_done"])
         return state
 

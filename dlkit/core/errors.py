@@ -4,11 +4,15 @@ Every expected failure (bad option, missing data, corrupt file, a full disk) is 
 `DlkitError` carrying a one-line message and an exit code; `dlkit.cli` maps it to stderr and the
 exit status in one place. An interrupt (Ctrl-C, SIGTERM) is its own type, `Interrupted`, so that
 code which must act on it (save what can be saved) catches the type, not an exit code.
+
+A message that quotes what a library raised quotes its `first_line` (library messages run to
+pages, and some are empty); `keras_load_error` is the one line for a model Keras refused.
 """
 
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # runtime failure: data missing, training failed, disk full
@@ -46,6 +50,14 @@ class Interrupted(DlkitError):
         super().__init__(message, EXIT_INTERRUPTED)
 
 
+def first_line(exc: BaseException | str, limit: int = 300, default: str = "") -> str:
+    """What a one-line message can quote of an exception's (or a library's) text: its first
+    non-blank line, stripped, at most `limit` characters; `default` when there is none (an
+    exception raised without a message)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip()[:limit] if lines else default
+
+
 def disk_error(what: str, exc: OSError) -> DlkitError:
     """The one line for an OSError while writing `what` (disk full, read-only, ...)."""
     reason = " ".join((exc.strerror or str(exc) or type(exc).__name__).split())  # one line
@@ -70,3 +82,27 @@ def disk_cause(exc: BaseException) -> OSError | None:
         if phrase in text:
             return OSError(number, phrase)
     return None
+
+
+# What Keras safe mode refuses to deserialise, as its messages name it, and what to say.
+_SAFE_MODE_REFUSALS = (
+    ("`Lambda` layer", "its Lambda layer holds Python code"),
+    ("Python lambda", "it holds a Python lambda"),
+    ("TFSMLayer", "its TFSMLayer would load and run an external SavedModel"),
+    ("vocabulary file", "a layer would read a vocabulary file outside the archive"),
+    ("torch.nn.Module", "it holds a pickled PyTorch module"),
+)
+
+
+def keras_load_error(path: Path | str, exc: BaseException) -> UsageError:
+    """The one line for a `.keras` file (or preset) Keras could not load. Keras safe mode
+    (always on in dlkit) refusing code in the file is said as such: the file is not damaged,
+    it asks to run code dlkit will not run."""
+    text = str(exc)
+    if "safe_mode" in text or "arbitrary code execution" in text:
+        why = next((w for needle, w in _SAFE_MODE_REFUSALS if needle in text),
+                   "it asks to run code")
+        return UsageError(f"Keras safe mode refused to run code from {path} ({why}); dlkit "
+                          "loads models in safe mode only: rebuild the model without it, or "
+                          "retrain it with dlkit")
+    return UsageError(f"cannot load {path}: {first_line(text, default=type(exc).__name__)}")

@@ -36,6 +36,12 @@ TEXT_LIMIT = 256 * MiB  # a corpus or a CSV, from a file or from stdin
 LINES_LIMIT = 64 * MiB  # texts or image paths read from stdin, one per line
 
 
+def offline() -> bool:
+    """`DLKIT_OFFLINE=1` (any value but empty or 0): never download anything (datasets,
+    pretrained models)."""
+    return os.environ.get("DLKIT_OFFLINE", "") not in ("", "0")
+
+
 def write_atomic(path: Path, data: bytes | memoryview | str, what: str | None = None) -> Path:
     """Replace `path` with `data` in one step (UTF-8 for text); returns `path`."""
     raw = data.encode("utf-8") if isinstance(data, str) else data

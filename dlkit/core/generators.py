@@ -1,27 +1,27 @@
 """Image generators' model folders, whichever family wrote them, as one `Generator`.
 
-A generator family (train-gan, train-flow) registers, from its config module (which the CLI
-imports at start-up), the function that opens its model folders:
+A generator family (train-gan, train-flow) registers the function that opens its model folders
+in `dlkit.core.registry`, from its package's `__init__.py`:
 
-    register("train-flow", "dlkit.flow.sample:open_generator")
+    register("generator", "train-flow", "dlkit.flow.sample:open_generator")
 
 The opener is imported on first use only. Commands that just need images from a generator
 (`evaluate-gan` scores any registered folder) open it with `open_generator`, and what every
 sample-* command does with the images (a grid PNG, one PNG per image, the classes asked for)
 is written once here, so no family imports another.
 
-Imports no NumPy, Keras or TensorFlow at module level: the config modules import `register`
-and `check_outputs`, and `dlkit --help` imports every config.
+Imports no NumPy, Keras or TensorFlow at module level: the config modules import
+`check_outputs`, and `dlkit --help` imports every config.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlkit.core import registry
 from dlkit.core.config import Config, opt
 from dlkit.core.errors import UsageError
 
@@ -50,22 +50,14 @@ class SampleImagesConfig(Config):
         self.out = check_outputs(self.out, self.out_dir, self.count)
 BATCH = 250  # images a generator draws at a time
 
-# task -> "module:function" that opens its model folders (see `register`)
-_OPENERS: dict[str, str] = {}
-
 Draw = Callable[[int, "int | None", "np.ndarray | None"], Iterator["np.ndarray"]]
 
 
-def register(task: str, opener: str) -> None:
-    """Let `open_generator` open the model folders `task` writes with `opener`
-    ("module:function", imported on first use), called as `opener(folder, metadata, backend,
-    settings)` and returning a `Generator`."""
-    _OPENERS[task] = opener
-
-
 def generator_tasks() -> list[str]:
-    """The training commands whose folders are image generators."""
-    return sorted(_OPENERS)
+    """The training commands whose folders are image generators (each registers its opener
+    as the "generator" of its task, called as `opener(folder, metadata, backend, settings)`
+    and returning a `Generator`)."""
+    return registry.names("generator")
 
 
 @dataclass
@@ -94,12 +86,12 @@ def open_generator(folder: Path, backend: Backend, **settings: Any) -> Generator
     meta = load_metadata(folder, train_hint=f"dlkit {'|'.join(generator_tasks())} --output "
                                              f"{folder}")
     task = meta.get("task")
-    if task not in _OPENERS:
+    opener = registry.load("generator", task) if isinstance(task, str) else None
+    if opener is None:
         raise UsageError(f"{folder} is not an image generator's model folder (task {task!r}); "
                          f"pass a folder written by {' or '.join(generator_tasks())}")
-    module, name = _OPENERS[task].split(":")
     given = {key: value for key, value in settings.items() if value is not None}
-    return getattr(importlib.import_module(module), name)(Path(folder), meta, backend, given)
+    return opener(Path(folder), meta, backend, given)
 
 
 def refuse_settings(folder: Path, task: str, settings: dict[str, Any],

@@ -11,7 +11,7 @@ named "dlkit" holding a JSON object (task, class names, input shape, preprocessi
 output is), written and read with the flatbuffers schema the LiteRT package ships.
 
 Conversion needs TensorFlow's converter (training and `dlkit export` have TensorFlow loaded);
-serving (`LiteModel`, `open_model`) needs only NumPy and Google's `ai-edge-litert` interpreter,
+serving (`LiteModel`, `open_recorded`) needs only NumPy and Google's `ai-edge-litert` interpreter,
 so a command that serves a `.tflite` file never imports TensorFlow or Keras. That interpreter
 runs LiteRT's built-in operations only: a file holding TensorFlow ops (Flex) or custom ops is
 refused when it is loaded, so a `.tflite` file cannot reach files or the network.
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dlkit.core.config import Backend, Quantize
-from dlkit.core.errors import UsageError
+from dlkit.core.errors import UsageError, first_line
 from dlkit.core.files import read_bytes
 
 TFLITE_FILE = "model.tflite"
@@ -135,16 +135,14 @@ def describe(content: bytes, input_order: list[str] | None = None) -> dict[str, 
             "signatures": signatures}
 
 
-def convert_model_folder(staging: Path, model: Any, meta: dict[str, Any],
+def convert_model_folder(saved_model: Path, model: Any, meta: dict[str, Any],
                          ) -> tuple[bytes, dict[str, Any]] | None:
-    """`model.tflite` for a model folder being written (from its SavedModel, carrying `meta`'s
-    serving keys): the file's bytes and its metadata record; None when the model's inputs
-    have no fixed shape."""
-    from dlkit.core.artifacts import SAVED_MODEL
-
+    """`model.tflite` for a model folder being written, from `saved_model` (the SavedModel just
+    exported from `model`), carrying `meta`'s serving keys: the file's bytes and its metadata
+    record; None when the model's inputs have no fixed shape."""
     if unsupported_reason(model) is not None:
         return None
-    return converted(lambda: with_metadata(convert_saved_model(staging / SAVED_MODEL), meta),
+    return converted(lambda: with_metadata(convert_saved_model(saved_model), meta),
                      [t.name for t in model.inputs])
 
 
@@ -201,6 +199,19 @@ def converted(convert: Callable[[], bytes], input_order: list[str] | None = None
     return content, describe(content, input_order)
 
 
+def run_converter(convert: Callable[[], bytes]) -> bytes:
+    """Run a conversion that was asked for (`dlkit export`): the converter's failure is one
+    line (exit 1) naming what it lacks."""
+    from dlkit.core.errors import DlkitError
+
+    try:
+        return convert()
+    except (DlkitError, OSError):
+        raise
+    except Exception as exc:  # the converter raises many types for an operation it lacks
+        raise DlkitError(f"the LiteRT converter failed: {converter_error(exc)}") from None
+
+
 def converter_error(exc: BaseException) -> str:
     """The converter's failure in a few words (its MLIR diagnostics are pages long)."""
     text = str(exc).strip()
@@ -209,7 +220,7 @@ def converter_error(exc: BaseException) -> str:
             r"\[\"(\w+):", text))) - {"StatefulPartitionedCall", "PartitionedCall"})
         named = f": {', '.join(ops[:4])}" if ops else ""
         return f"it needs operations outside LiteRT's built-in set{named}"
-    return (text.splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(text, 200, type(exc).__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +255,7 @@ class LiteModel:
                 interpreter = Interpreter(model_content=content, num_threads=_threads())
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            first = (str(exc).strip().splitlines() or ["unreadable"])[0][:200]
+            first = first_line(exc, 200, "unreadable")
             raise UsageError(f"{description} is damaged or not a LiteRT model ({first})") \
                 from None
         if not interpreter.get_signature_list():
@@ -285,8 +296,8 @@ class LiteModel:
             return runner(**inputs)
 
 
-def open_model(folder: Path, meta: dict[str, Any], backend: Backend,
-               name: str = TFLITE_FILE) -> LiteModel | None:
+def open_recorded(folder: Path, meta: dict[str, Any], backend: Backend,
+                  name: str = TFLITE_FILE) -> LiteModel | None:
     """The folder's LiteRT model for `--backend` (None: serve with TensorFlow).
 
     `auto` uses the file when the folder has one; `litert` requires it. A file that

@@ -31,7 +31,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -54,9 +54,11 @@ from dlkit.core.callbacks import (
 from dlkit.core.checkpoint import Checkpoint, fault_point, reset_faults
 from dlkit.core.config import TrainConfig, cli_name
 from dlkit.core.console import info, warn
-from dlkit.core.errors import EXIT_FAILURE, DlkitError
+from dlkit.core.errors import EXIT_FAILURE, DlkitError, first_line
 from dlkit.core.precision import as_float32
 from dlkit.core.schedules import Schedule
+
+_Result = TypeVar("_Result")
 
 
 class Run:
@@ -81,6 +83,7 @@ class Run:
         self.checkpoint: Checkpoint | None = None
         self.state: dict[str, Any] = {}
         self.history: dict[str, list[float]] = {}
+        self.artifacts: dict[str, Any] = {}  # the saved model folder's paths (see `save`)
         self.timer = EpochTimer()
         self.guard = StopOnNaN()
         self.budget: TimeBudget | None = None
@@ -97,11 +100,10 @@ class Run:
         if exc is None or not self.trained or isinstance(exc, (DlkitError, KeyboardInterrupt)):
             return
         if self.checkpoint is not None and self.checkpoint.latest() is not None:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise DlkitError(f"{type(exc).__name__} after training: {first}; the trained "
-                             f"weights are kept in {self.checkpoint.folder}, and the same "
-                             "command with --resume saves them without training again "
-                             "(--debug shows the traceback)") from exc
+            raise DlkitError(f"{type(exc).__name__} after training: {first_line(exc, 200)}; "
+                             f"the trained weights are kept in {self.checkpoint.folder}, and "
+                             "the same command with --resume saves them without training "
+                             "again (--debug shows the traceback)") from exc
 
     # -- before training ----------------------------------------------------------------------
 
@@ -294,7 +296,8 @@ class Run:
         if not all(weights_finite(m) for m in (model, *weights)):
             self.diverged("(the final weights are not finite)")
         if not self.chief:
-            return artifacts.artifact_paths(self.output)
+            self.artifacts = artifacts.artifact_paths(self.output)
+            return self.artifacts
         meta = {"task": self.task, **metadata, "config": self.config.as_dict(),
                 "history": self.history,
                 "training": {**metadata.get("training", {}), **self.summary()}}
@@ -308,8 +311,7 @@ class Run:
                     raise
                 except Exception as exc:  # a picture is not worth the trained model
                     warn(f"could not draw the plots ({type(exc).__name__}: "
-                         f"{(str(exc).splitlines() or [''])[0][:200]}); the model is saved "
-                         "without them")
+                         f"{first_line(exc, 200)}); the model is saved without them")
 
         try:
             paths = artifacts.save_model_folder(self.output, model, meta, write, model_files)
@@ -324,7 +326,21 @@ class Run:
                                               f"saved the model as trained so far to "
                                               f"{self.output}")
         self.checkpoint.remove()
+        self.artifacts = paths
         return paths
+
+    def result(self, record: type[_Result], **metrics: Any) -> _Result:
+        """The family's result record (a keyword-only dataclass: what `--json` prints), built
+        from the family's own `metrics` and what the run knows: the record's fields named
+        task, epochs, epochs_completed, stopped, train_seconds, device, artifacts and history
+        are filled from the run unless `metrics` gives them."""
+        known = {"task": self.task, "epochs": self.config.epochs,
+                 "epochs_completed": self.epochs_completed, "stopped": self.stopped,
+                 "train_seconds": self.train_seconds, "device": self.runtime.device,
+                 "artifacts": self.artifacts, "history": self.history}
+        names = {field.name for field in dataclasses.fields(record)}  # type: ignore[arg-type]
+        return record(**{key: value for key, value in known.items()
+                         if key in names and key not in metrics}, **metrics)
 
     def summary(self) -> dict[str, Any]:
         """How the run went, for metadata.json and results."""

@@ -36,7 +36,7 @@ class Sampler:
         """The uniform draws in [0, 1) that the next `count` calls would make, taken from the
         generator (zeros for greedy, which draws nothing). A call draws exactly one:
         `rng.choice(n, p=probs)` is `searchsorted(cumsum(probs) / total, rng.random(),
-        side="right")`, so a sampler running elsewhere (dlkit.causal_lm.decoding samples
+        side="right")`, so a sampler running elsewhere (dlkit.text.pretrained_decoding samples
         inside the TensorFlow graph) makes the same choices from these draws."""
         if self.greedy:
             return np.zeros(count, np.float64)

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.errors import UsageError
+from dlkit.core.errors import UsageError, first_line
 from dlkit.core.files import read_bytes
 
 GRAPH_FILE = "saved_model.pb"
@@ -129,7 +129,7 @@ def load(folder: Path) -> tuple[Any, Any]:
     try:
         return tf.saved_model.load(str(folder)), proto
     except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc, default=type(exc).__name__)
         raise UsageError(f"cannot load the SavedModel {folder}: {first}") from None
 
 

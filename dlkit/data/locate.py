@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dlkit.core.console import err, info, stderr_is_terminal
 from dlkit.core.errors import DataError, UsageError, disk_error
+from dlkit.core.files import offline
 from dlkit.data.registry import DatasetSpec, Remote
 
 SYSTEM_DIR = Path("/usr/share/datasets")
@@ -82,11 +83,6 @@ def _layouts(spec: DatasetSpec, own_folder: bool) -> list[tuple[str, ...]]:
 def expected(spec: DatasetSpec) -> str:
     """The files a layout of `spec` needs, for messages."""
     return " or ".join("+".join(layout) for layout in spec.layouts)
-
-
-def offline() -> bool:
-    """`DLKIT_OFFLINE=1` (any value but empty or 0): never download anything."""
-    return os.environ.get("DLKIT_OFFLINE", "") not in ("", "0")
 
 
 def locate(spec: DatasetSpec, data_dir: Path | None = None) -> Found:

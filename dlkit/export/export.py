@@ -3,7 +3,7 @@
 Numeric models are converted from the folder's SavedModel (the serving graph, preprocessing
 included, after `dlkit.core.saved_model.scan` has checked its graph) and carry the folder's
 serving metadata (class names, preprocessing) in the file; character models from their
-one-step decoder (`dlkit.char_lm.models`). int8 quantisation is calibrated on inputs like the
+one-step decoder (`dlkit.text.models`). int8 quantisation is calibrated on inputs like the
 ones the model saw in training: a sample of its training images (found the way training found
 them), its latent noise (GAN, VAE), or windows of its training series. Models that LiteRT
 cannot take (the text classifier reads strings) are one line naming the reason.
@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.core import artifacts, litert
+from dlkit.core import artifacts, litert, registry
 from dlkit.core.config import Quantize, recorded_settings
 from dlkit.core.console import Report, to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
 from dlkit.core.files import write_atomic
+from dlkit.core.hub import PRESET_DIR
 from dlkit.export.config import ExportConfig
-from dlkit.pretrained.hub import PRESET_DIR
 
 
 def export(config: ExportConfig) -> Report:
@@ -64,18 +64,9 @@ def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
     if reason is not None:
         raise UsageError(f"dlkit export cannot convert {folder} to LiteRT: {reason}; it "
                          f"converts {EXPORTABLE}. {_instead(folder, meta)}")
-    if meta.get("task") == "train-text":
-        from dlkit.char_lm.decoding import DECODER_FILE
-        from dlkit.char_lm.generate import load_text_model
-        from dlkit.char_lm.models import decoding_functions
-
-        if config.quantize == Quantize.int8:
-            raise UsageError("--quantize int8 is not available for train-text models (the "
-                             "decoder's state has no calibration data); use --quantize dynamic")
-        model, meta = load_text_model(folder)
-        content = _run_converter(lambda: litert.convert_module(
-            decoding_functions(meta["arch"], model), model, config.quantize))
-        return DECODER_FILE, content, litert.describe(content)
+    exporter = registry.load("exporter", str(meta.get("task")))
+    if exporter is not None:  # a model LiteRT gets in another form than its SavedModel
+        return exporter(folder, config.quantize)
     model = artifacts.load_keras_model(folder)
     reason = litert.unsupported_reason(model)
     if reason is not None:
@@ -86,7 +77,7 @@ def _convert(folder: Path, meta: dict[str, Any], config: ExportConfig,
     if config.quantize == Quantize.int8:
         calibration = _calibration(names, _calibration_inputs(
             folder, meta, model, config.calibration_samples))
-    content = _run_converter(lambda: litert.with_metadata(litert.convert_saved_model(
+    content = litert.run_converter(lambda: litert.with_metadata(litert.convert_saved_model(
         folder / artifacts.SAVED_MODEL, config.quantize, calibration), meta))
     return litert.TFLITE_FILE, content, litert.describe(content, names)
 
@@ -131,16 +122,6 @@ def _reads(folder: Path, meta: dict[str, Any], config: ExportConfig) -> list[Any
     return reads
 
 
-def _run_converter(convert: Callable[[], bytes]) -> bytes:
-    try:
-        return convert()
-    except (DlkitError, OSError):
-        raise
-    except Exception as exc:  # the converter raises many types for an operation it lacks
-        raise DlkitError(f"the LiteRT converter failed: {litert.converter_error(exc)}") \
-            from None
-
-
 def _calibration(names: list[str], inputs: list[np.ndarray],
                  ) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
     def samples() -> Iterator[dict[str, np.ndarray]]:
@@ -162,57 +143,15 @@ def _calibration_inputs(folder: Path, meta: dict[str, Any], model: Any,
             classes = len(meta.get("class_names") or [0])
             inputs.append((np.arange(count) % classes).astype(np.int32))
         return inputs
+    calibrate = registry.load("calibration", str(task))
+    if calibrate is None:
+        raise UsageError(f"--quantize int8 does not know the training data of {task} models; "
+                         "use --quantize dynamic")
     try:
-        if task in ("train-mnist", "train-cifar"):
-            return [_training_images(meta, count, rng)]
-        if task == "train-sequence":
-            return [_training_windows(meta, count, rng)]
+        return [calibrate(meta, count, rng)]
     except DlkitError as exc:
         raise UsageError(f"--quantize int8 calibrates on the training data of {folder}, which "
                          f"cannot be read: {exc.message}") from None
-    raise UsageError(f"--quantize int8 does not know the training data of {task} models; use "
-                     "--quantize dynamic")
-
-
-def _training_images(meta: dict[str, Any], count: int, rng: np.random.Generator) -> np.ndarray:
-    from dlkit.data.images import read_image_folder, resize
-    from dlkit.data.readers import load_cifar10, load_mnist_family
-    from dlkit.image_classifier.config import model_image_size
-    from dlkit.image_classifier.train import is_image_folder
-
-    data_dir = recorded_settings(meta).get("data-dir")
-    data_dir = Path(data_dir) if isinstance(data_dir, str) and data_dir else None
-    declared = meta.get("input_shape")
-    height, width, channels = (list(declared if isinstance(declared, list) else [])
-                               + [None, None, None])[:3]
-    height, width = model_image_size(height, width, "the model's metadata.json")
-    if meta.get("task") == "train-mnist":
-        images = load_mnist_family(str(meta.get("dataset")), data_dir).x_train
-    elif data_dir is not None and data_dir.is_dir() and is_image_folder(data_dir):
-        images = read_image_folder(data_dir, (height, width)).images
-    else:
-        images = load_cifar10(data_dir).x_train
-    images = images[rng.choice(len(images), min(count, len(images)), replace=False)]
-    if images.shape[1:3] != (height, width):
-        images = np.stack([resize(i, (height, width)) for i in images])
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.shape[-1] != channels:
-        raise UsageError(f"the training images have {images.shape[-1]} channels but the model "
-                         f"takes {channels}")
-    return images.astype(np.float32)
-
-
-def _training_windows(meta: dict[str, Any], count: int, rng: np.random.Generator) -> np.ndarray:
-    from dlkit.data.tabular import read_series
-
-    window = int(meta["window"])
-    series = read_series(str(meta["csv"]), str(meta["column"]), meta.get("time_column"),
-                         time_optional=True)
-    values = np.asarray(series.values, np.float32)
-    starts = np.arange(max(1, len(values) - window + 1))
-    starts = starts[rng.permutation(len(starts))[:count]]
-    return np.stack([values[s:s + window] for s in starts])[..., None]
 
 
 def _add_to_folder(folder: Path, meta: dict[str, Any], name: str, content: bytes,

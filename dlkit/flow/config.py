@@ -10,8 +10,6 @@ from dlkit.core import generators
 from dlkit.core.config import Backend, TrainConfig, backend_option, common, opt
 from dlkit.data.registry import ImageDataset
 
-generators.register("train-flow", "dlkit.flow.sample:open_generator")
-
 STEPS_MAX = 1000  # ODE steps of one sampling run
 GUIDANCE_MAX = 100.0
 

@@ -128,7 +128,7 @@ def open_generator(folder: Path, meta: dict[str, Any], backend: Backend,
                    settings: dict[str, Any]) -> Generator:
     """A train-flow folder as a `Generator`; `settings` (steps, solver, guidance) override the
     recorded defaults. Exit 2 when its metadata does not fit its network."""
-    from dlkit.core.serving import load_predictor
+    from dlkit.core.serving import open_model
 
     refuse_settings(folder, TASK, settings, allowed=("steps", "solver", "guidance"))
     try:
@@ -145,7 +145,7 @@ def open_generator(folder: Path, meta: dict[str, Any], backend: Backend,
     sampling = Sampling(settings.get("steps", recorded.steps),
                         Solver(settings.get("solver", recorded.solver)),
                         float(settings.get("guidance", recorded.guidance)))
-    model = load_predictor(folder, meta, backend)
+    model = open_model(folder, backend, meta=meta)
     expected = [tuple(shape), ()] + ([()] if conditional else [])
     if model.input_shapes != expected or model.output_shape != tuple(shape):
         raise UsageError(f"{folder}/metadata.json does not match its velocity network (image "

@@ -47,7 +47,7 @@ TRAJECTORY_MS = 150  # per frame of the trajectory GIF; the last one stays longe
 FINAL_FRAME_MS = 2000
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FlowResult:
     """What a train-flow run reports (`--json` prints it)."""
 
@@ -163,12 +163,13 @@ def train_flow(config: FlowConfig) -> Report:
         plot_dir = Path(paths["model_dir"]) / "plots"
         final = str(plot_dir / shown[-1].name) if shown else None
         trajectory = plot_dir / "trajectory.gif"
-        return FlowResult(
-            "train-flow", data.name, bool(num_classes), list(image_shape), net.count_params(),
-            sampling.as_dict(), config.epochs, run.epochs_completed, run.stopped, batch, len(x),
-            (history.get("loss") or [None])[-1], run.train_seconds, run.per_second(batch),
-            runtime.device, final, str(trajectory) if trajectory.is_file() else None, paths,
-            history).report()
+        return run.result(
+            FlowResult, dataset=data.name, conditional=bool(num_classes),
+            image_shape=list(image_shape), parameters=net.count_params(),
+            sampling=sampling.as_dict(), batch_size=batch, train_examples=len(x),
+            final_loss=(history.get("loss") or [None])[-1],
+            images_per_second=run.per_second(batch), final_grid=final,
+            trajectory=str(trajectory) if trajectory.is_file() else None).report()
 
 
 class FixedSamples:

@@ -10,8 +10,6 @@ from dlkit.core.config import Backend, Config, TrainConfig, backend_option, comm
 from dlkit.core.generators import COUNT_MAX
 from dlkit.data.registry import ImageDataset
 
-generators.register("train-gan", "dlkit.gan.sample:open_generator")
-
 
 @dataclass(kw_only=True)
 class GanConfig(TrainConfig):

@@ -38,7 +38,7 @@ from dlkit.core.generators import (
 from dlkit.gan.config import EvaluateGanConfig
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalResult:
     """evaluate-gan's scores."""
 
@@ -172,10 +172,13 @@ def _score(config: EvaluateGanConfig, gen: Generator, cls_meta: dict[str, Any], 
         cond_acc = float(hits.mean())
         per_class = {gen.class_names[k]: float(hits[labels == k].mean())
                      for k in range(len(gen.class_names)) if np.any(labels == k)}
-    return EvalResult(str(gen.folder), gen.task, str(config.classifier), gen.dataset,
-                      str(cls_meta.get("dataset", "")), gen.conditional, config.count,
-                      config.seed, config.threshold, config.truncation,
-                      float((confidence >= config.threshold).mean()), entropy,
-                      float(confidence.mean()),
-                      {names[k]: int(c) for k, c in enumerate(counts)}, cond_acc, per_class,
-                      gen.settings)
+    return EvalResult(model=str(gen.folder), generator=gen.task,
+                      classifier=str(config.classifier), dataset=gen.dataset,
+                      classifier_dataset=str(cls_meta.get("dataset", "")),
+                      conditional=gen.conditional, count=config.count, seed=config.seed,
+                      threshold=config.threshold, truncation=config.truncation,
+                      recognisable=float((confidence >= config.threshold).mean()),
+                      label_entropy=entropy, mean_confidence=float(confidence.mean()),
+                      label_histogram={names[k]: int(c) for k, c in enumerate(counts)},
+                      conditional_accuracy=cond_acc, per_class_accuracy=per_class,
+                      sampling=gen.settings)

@@ -77,12 +77,12 @@ def features(model: keras.Model, images: np.ndarray) -> np.ndarray:
 
 def gan_train_accuracy(images: np.ndarray, labels: np.ndarray, real: Any,
                        num_classes: int, seed: int) -> float:
-    """Train the train-mnist CNN on (images, labels) only; its accuracy on the real test set."""
-    from dlkit.image_classifier.config import MnistArch
-    from dlkit.image_classifier.models import build
+    """Train the train-mnist CNN (the image classifiers' "mnist-cnn" model, see
+    `dlkit.core.registry`) on (images, labels) only; its accuracy on the real test set."""
+    from dlkit.core import registry
 
     keras.utils.set_random_seed(seed)
-    model = build(MnistArch.cnn, tuple(images.shape[1:]), num_classes)
+    model = registry.load("model", "mnist-cnn")(tuple(images.shape[1:]), num_classes)
     model.compile(optimizer=keras.optimizers.Adam(2e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(images.astype(np.float32), labels, batch_size=128, epochs=GAN_TRAIN_EPOCHS,

@@ -21,7 +21,7 @@ from dlkit.core.console import Report
 from dlkit.core.errors import UsageError
 from dlkit.core.generators import BATCH, Generator, refuse_settings, sample_lines, write_samples
 from dlkit.core.plots import pixels_to_uint8
-from dlkit.core.serving import Predictor, load_predictor
+from dlkit.core.serving import Predictor, open_model
 from dlkit.gan.config import SampleGanConfig
 
 TASK = "train-gan"
@@ -43,7 +43,7 @@ def open_generator(folder: Path, meta: dict[str, Any], backend: Backend,
     except (KeyError, TypeError, ValueError):
         raise UsageError(f"{folder}/metadata.json lacks the generator's latent_dim, classes or "
                          "image shape; retrain the model") from None
-    model = load_predictor(folder, meta, backend)
+    model = open_model(folder, backend, meta=meta)
     if model.input_shapes[0] != (latent_dim,) or len(model.input_shapes) != 1 + conditional:
         raise UsageError(f"{folder}/metadata.json does not match its generator (latent_dim "
                          f"{latent_dim}, conditional {conditional}); retrain the model")

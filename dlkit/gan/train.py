@@ -39,7 +39,7 @@ GRID_SAMPLES = 100
 GRIDS = "grids"  # the per-epoch grids' folder inside the checkpoint folder
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GanResult:
     """What a train-gan run reports (`--json` prints it)."""
 
@@ -138,11 +138,12 @@ def train_gan(config: GanConfig) -> Report:
         paths = run.save(models.pixel_generator(gan.ema_generator), metadata, write_plots,
                          weights=[gan])
         final = str(Path(paths["model_dir"]) / "plots" / shown[-1].name) if shown else None
-        return GanResult(
-            "train-gan", data.name, bool(num_classes), config.latent_dim, list(image_shape),
-            config.epochs, run.epochs_completed, run.stopped, batch, len(x),
-            _last(history, "d_loss"), _last(history, "g_loss"), run.train_seconds,
-            run.per_second(batch), runtime.device, final, paths, history).report()
+        return run.result(
+            GanResult, dataset=data.name, conditional=bool(num_classes),
+            latent_dim=config.latent_dim, image_shape=list(image_shape), batch_size=batch,
+            train_examples=len(x), final_d_loss=_last(history, "d_loss"),
+            final_g_loss=_last(history, "g_loss"), images_per_second=run.per_second(batch),
+            final_grid=final).report()
 
 
 def _last(history: dict[str, list[float]], key: str) -> float | None:

@@ -1,10 +1,12 @@
 """`dlkit classify-image`: classify image files with a trained model, one file or thousands.
 
-The model is loaded once: a dlkit model folder (its SavedModel, preprocessing from metadata.json),
-a `.keras` file, or any SavedModel folder (`--labels`, `--input-size`). Files are decoded in
-parallel in a tf.data pipeline (`dlkit.data.image_batches`), batched and predicted; each
-prediction is handed to a callback as soon as its batch is done, so output streams. Files that
-cannot be read are reported one by one and the others are still classified.
+The model is opened once by `dlkit.core.serving.open_model`: a dlkit model folder, a `.tflite`
+file, a `.keras` file, any SavedModel folder (`--labels`, `--input-size`) or a keras-hub
+preset. This module keeps the image side: the preprocessing and class names the model's
+metadata (and the options) call for, checked against the model; files decoded in parallel in a
+tf.data pipeline (`dlkit.data.image_batches`), batched and predicted; each prediction handed to
+a callback as soon as its batch is done, so output streams. Files that cannot be read are
+reported one by one and the others are still classified.
 
 Start-up matters for one-file calls: a dlkit folder with `model.tflite` (or a `.tflite` file) is
 served by LiteRT with the files decoded in a thread pool, and neither TensorFlow nor Keras is
@@ -16,11 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import os
 import sys
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.core import console, litert
-from dlkit.core.artifacts import (
-    KERAS_FILE,
-    METADATA,
-    SAVED_MODEL,
-    check_output_file,
-    keras_load_error,
-    load_metadata,
-    register_layers_of,
-)
-from dlkit.core.config import Backend
+from dlkit.core import console, hub
+from dlkit.core.artifacts import check_output_file
 from dlkit.core.console import has_surrogates as _has_surrogates
 from dlkit.core.console import tsv_field as escape_path
 from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
 from dlkit.core.files import atomic_file, read_bytes
+from dlkit.core.serving import Predictor, open_model
 from dlkit.data.image_batches import (
     Inputs,
     Preprocess,
@@ -177,19 +169,6 @@ class Classifier:
 
 IMAGE_TASKS = ("train-mnist", "train-cifar")  # dlkit's image classifiers (softmax outputs)
 OUTPUT_KINDS = ("probabilities", "logits")  # metadata "outputs": what the model gives
-_PROBABILITY_OPS = {"Softmax", "Sigmoid", "SOFTMAX", "LOGISTIC"}  # graph ops that give them
-
-
-@dataclass
-class _Loaded:
-    predict: Callable[[Any], Any]
-    input_shape: tuple[int | None, ...]  # (H, W, C), None where the model accepts any size
-    outputs: int | None
-    description: str
-    backend: str  # "litert" or "tensorflow"
-    # whether the model's graph ends in a softmax (or sigmoid), asked only when its metadata
-    # does not say (reading a .tflite file's graph costs an import)
-    graph_gives_probabilities: Callable[[], bool]
 
 
 @dataclass
@@ -207,274 +186,98 @@ class _Metadata:
 
 
 def load_classifier(config: ClassifyImageConfig) -> Classifier:
-    """Load the model once and work out its preprocessing and class names. A dlkit folder is
-    served from its `model.tflite` through LiteRT when `--backend` allows (TensorFlow is then
-    never imported), else from its SavedModel. Metadata that does not fit the model is exit 2
-    before anything is predicted."""
+    """Open the model once (`dlkit.core.serving.open_model`: a dlkit folder is served from
+    its `model.tflite` through LiteRT when `--backend` allows, so TensorFlow is never imported,
+    else from its SavedModel) and work out its preprocessing and class names. Metadata that
+    does not fit the model is exit 2 before anything is predicted."""
     path = Path(config.model).expanduser()
-    if is_preset(str(config.model)):
-        return _load_preset(config)
-    if not path.exists():
+    preset = hub.is_preset(str(config.model))
+    if not preset and not path.exists():
         raise UsageError(f"model {path} does not exist; train one (for example `dlkit "
                          f"train-cifar --output {path}`) or pass --model")
-    loaded, meta = _load_model(path, config)
-    shape = _input_shape(meta, loaded, config.input_size)
-    names = _class_names(meta, config.labels, loaded.outputs)
+    model = open_model(config.model, config.backend, saved_model=True)
+    meta = _Metadata(model.metadata, model.metadata_source)
+    if preset:
+        return _preset_classifier(model, meta, config)
+    _check_metadata(model, meta, path, config)
+    shape = _input_shape(meta, model, config.input_size)
+    names = _class_names(meta, config.labels, _classes(model))
     prep = Preprocess(size=shape[:2], channels=shape[2],
                       invert=_invert_mode(meta.values, config.invert.value),
                       center_digit=meta.values.get("dataset") == "mnist",
                       scale=config.scale.value)
-    return Classifier(_probabilities(loaded.predict, _gives_probabilities(meta, loaded)),
-                      names, prep, loaded.description, loaded.backend)
+    return Classifier(_probabilities(model, _gives_probabilities(meta, model)), names, prep,
+                      model.description, model.backend)
 
 
-def _load_model(path: Path, config: ClassifyImageConfig) -> tuple[_Loaded, _Metadata]:
-    """The model at `path` (not a preset) and the metadata that goes with it."""
-    meta = _Metadata({}, "")
-    if path.is_dir() and (path / METADATA).is_file():
-        meta = _Metadata(load_metadata(path), str(path / METADATA))
-        lite = litert.open_model(path, meta.values, config.backend)
-        saved = path / SAVED_MODEL
-        loaded = (_load_lite(lite) if lite is not None
-                  else _load_saved_model(saved) if (saved / "saved_model.pb").is_file()
-                  else _load_keras(path / KERAS_FILE))
-    elif path.is_file() and path.suffix == ".tflite":
-        lite = _open_lite_file(path, config.backend)
-        meta = _lite_file_metadata(lite, path, config)
-        loaded = _load_lite(lite)
-    elif config.backend == Backend.litert:
-        raise UsageError(f"--backend litert needs a dlkit model folder with {litert.TFLITE_FILE} "
-                         f"or a .tflite file; {path} is neither")
-    elif path.is_dir() and (path / "saved_model.pb").is_file():
-        loaded = _load_saved_model(path)
-    elif path.is_file() and path.suffix == ".keras":
-        if path.name == KERAS_FILE and (path.parent / METADATA).is_file():
-            meta = _Metadata(load_metadata(path.parent), str(path.parent / METADATA))
-        loaded = _load_keras(path)
-    else:
-        raise UsageError(f"{path} is not a model; pass a dlkit model folder (with {METADATA}), "
-                         "a .keras file, a .tflite file or a SavedModel folder")
-    return loaded, meta
-
-
-def is_preset(spec: str) -> bool:
-    """Whether `--model` names a keras-hub preset: a handle, a preset folder (config.json, which
-    dlkit's folders never hold), or a bare name that is not a file or folder here."""
-    from dlkit.pretrained.hub import CONFIG_FILE, HF, KAGGLE
-
-    if spec.startswith((KAGGLE, HF)):
-        return True
-    path = Path(spec).expanduser()
-    if path.exists():
-        return path.is_dir() and (path / CONFIG_FILE).is_file()
-    return os.sep not in spec and not path.suffix
-
-
-def _load_preset(config: ClassifyImageConfig) -> Classifier:
-    """A keras-hub ImageClassifier, fed what its own `predict()` is fed: each image's raw
-    0-255 RGB pixels at the image's own size, which its image converter resizes (and crops,
-    scales, normalises) itself. ImageNet class names for 1,000-class models."""
-    from dlkit.pretrained.hub import (
-        PRESET_DIR,
-        import_keras_hub,
-        load_task,
-        refuse_litert,
-        resolve,
-    )
-
-    refuse_litert(str(config.model), config.backend)
-    preset = resolve(str(config.model), "ImageClassifier")
-    task = load_task(preset, "ImageClassifier")
-    converter = getattr(task.preprocessor, "image_converter", None)
-    size = tuple(getattr(converter, "image_size", None) or config.input_size or ())
-    if len(size) != 2:
+def _preset_classifier(model: Predictor, meta: _Metadata,
+                       config: ClassifyImageConfig) -> Classifier:
+    """A keras-hub ImageClassifier: raw 0-255 RGB pixels, at each image's own size when its
+    image converter resizes them, else at the size it declares (or --input-size)."""
+    height, width = model.input_shapes[0][:2]
+    size = (height, width) if height is not None and width is not None else config.input_size
+    if size is None:
         raise UsageError(f"{config.model} does not say its image size; give --input-size "
                          "HEIGHT WIDTH")
     size = model_image_size(*size, f"the image converter of {config.model}")
-    import keras
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def predict(images: Any) -> Any:
-        pixels = converter(images) if converter is not None else images
-        return task(pixels, training=False)
-
-    outputs = int(task.output_shape[-1]) if task.output_shape else None
-    folder = preset.path.parent  # a preset that train-cifar --backbone wrote: its classes
-    inside = preset.path.name == PRESET_DIR and (folder / METADATA).is_file()
-    meta = _Metadata(load_metadata(folder) if inside else {}, str(folder / METADATA))
-    names = _class_names(meta, config.labels, outputs)
-    if config.labels is None and not meta.values and outputs == 1000:
-        keras_hub = import_keras_hub()
-        names = [keras_hub.utils.imagenet_id_to_name(i) for i in range(1000)]
-    prep = Preprocess(size=None if converter is not None else (int(size[0]), int(size[1])),
-                      channels=3, invert="no", center_digit=False, scale="raw")
-    console.info(f"loaded {config.model} ({type(task).__name__}, {task.count_params():,} "
-                 f"parameters, {size[0]}x{size[1]} images) from {preset.source}")
-    activation = keras.activations.get(getattr(task, "activation", None))
-    probabilities = activation in (keras.activations.softmax, keras.activations.sigmoid)
-    return Classifier(_probabilities(predict, probabilities), names, prep,
-                      f"keras-hub {type(task).__name__} {config.model}", "tensorflow")
+    names = _class_names(meta, config.labels, _classes(model))
+    prep = Preprocess(size=None if model.resizes_images else size, channels=3, invert="no",
+                      center_digit=False, scale="raw")
+    return Classifier(_probabilities(model, model.gives_probabilities()), names, prep,
+                      model.description, model.backend)
 
 
-def _load_lite(model: litert.LiteModel) -> _Loaded:
-    """A LiteRT model with one (batch, height, width, channels) input."""
-    from dlkit.core.serving import lite_predictor
+def _check_metadata(model: Predictor, meta: _Metadata, path: Path,
+                    config: ClassifyImageConfig) -> None:
+    """Exit 2 when the metadata says the model is not an image classifier, or when a
+    `.tflite` file comes without metadata and `--invert auto` would have to guess whether its
+    model reads light-on-dark digits (dlkit writes its folder's class names and preprocessing
+    into every file it exports; an older dlkit's folder recording the file also says)."""
+    task = meta.values.get("task")
+    if task is not None and task not in IMAGE_TASKS:
+        raise UsageError(f"{path} holds a {task} model, not an image classifier; pass a model "
+                         "written by train-mnist or train-cifar")
+    lite_file = path.is_file() and path.suffix == ".tflite"
+    if lite_file and not meta.values and config.invert == Invert.auto:
+        raise UsageError(
+            f"{model.description} carries no dlkit metadata, so its preprocessing is "
+            "unknown (whether it reads light-on-dark digits, for --invert auto); give "
+            "--invert no or --invert yes (and --labels for class names), or write the "
+            "file with `dlkit export MODEL_FOLDER -o FILE`, which puts them in it")
 
-    predictor = lite_predictor(model)
-    if len(predictor.input_shapes) != 1:
-        raise UsageError(f"{model.description} takes {len(predictor.input_shapes)} inputs; "
+
+def _classes(model: Predictor) -> int | None:
+    """How many scores the model gives per image (None when it does not say)."""
+    return model.output_shape[-1] if model.output_shape else None
+
+
+def _image_input(model: Predictor) -> tuple[int | None, ...]:
+    """The model's one (height, width, channels) input; exit 2 for any other inputs."""
+    if len(model.input_shapes) != 1:
+        raise UsageError(f"{model.description} takes {len(model.input_shapes)} inputs; "
                          "classify-image needs a model with one image input")
-    (shape,) = predictor.input_shapes
+    (shape,) = model.input_shapes
     if len(shape) != 3:
         raise UsageError(f"{model.description} takes inputs of shape {shape}; expected "
                          "(height, width, channels) images")
-    classes = predictor.output_shape[-1] if predictor.output_shape else None
-    key = "serving_default"
-    output = sorted(model.outputs(key))[0]
-    return _Loaded(lambda images: predictor.run([images]), shape, classes,
-                   f"LiteRT {model.description}", "litert",
-                   lambda: model.output_op(key, output) in _PROBABILITY_OPS)
+    return shape
 
 
-def _open_lite_file(path: Path, backend: Backend) -> litert.LiteModel:
-    if backend == Backend.tensorflow:
-        raise UsageError(f"{path} is a LiteRT file; it runs only with --backend litert or auto")
-    content = read_bytes(path, "--model")
-    return litert.LiteModel.from_bytes(content, str(path))
-
-
-def _lite_file_metadata(model: litert.LiteModel, path: Path,
-                        config: ClassifyImageConfig) -> _Metadata:
-    """The metadata a `.tflite` file carries (dlkit writes its folder's class names and
-    preprocessing into every file), else that of the model folder holding it when its
-    metadata.json records this very file (an older dlkit's). A file without either cannot
-    say whether its model reads light-on-dark digits: `--invert auto` is then refused rather
-    than guessed."""
-    values = model.metadata()
-    if values is None:
-        folder = _recording_folder(path, model.content)
-        if folder is not None:
-            return _Metadata(folder, str(path.parent / METADATA))
-        if config.invert == Invert.auto:
-            raise UsageError(
-                f"{model.description} carries no dlkit metadata, so its preprocessing is "
-                "unknown (whether it reads light-on-dark digits, for --invert auto); give "
-                "--invert no or --invert yes (and --labels for class names), or write the "
-                "file with `dlkit export MODEL_FOLDER -o FILE`, which puts them in it")
-        return _Metadata({}, "")
-    task = values.get("task")
-    if task not in IMAGE_TASKS:
-        raise UsageError(f"{model.description} holds a {task} model, not an image classifier; "
-                         "pass a model written by train-mnist or train-cifar")
-    return _Metadata(values, f"the dlkit metadata in {model.description}")
-
-
-def _recording_folder(path: Path, content: bytes) -> dict[str, Any] | None:
-    """The metadata.json of the model folder holding `path` when it records this file (same
-    SHA-256); None otherwise."""
-    if not (path.parent / METADATA).is_file():
-        return None
-    try:
-        meta = load_metadata(path.parent)
-    except UsageError:
-        return None
-    records = meta.get(litert.META_KEY)
-    record = records.get(path.name) if isinstance(records, dict) else None
-    digest = hashlib.sha256(content).hexdigest()
-    return meta if isinstance(record, dict) and record.get("sha256") == digest else None
-
-
-def _load_saved_model(folder: Path) -> _Loaded:
-    """A SavedModel's serving_default signature, once `dlkit.core.saved_model` has scanned
-    its graph."""
-    from dlkit.core import saved_model
-    from dlkit.core.runtime import import_tensorflow_lean
-
-    tf = import_tensorflow_lean()
-    module, graph = saved_model.load(folder)
-    signature = getattr(module, "signatures", {}).get("serving_default")
-    if signature is None:
-        raise UsageError(f"the SavedModel {folder} has no serving_default signature")
-    inputs = signature.structured_input_signature[1]
-    if len(inputs) != 1:
-        raise UsageError(f"the SavedModel {folder} takes {len(inputs)} inputs; "
-                         "classify-image needs a model with one image input")
-    (name, spec), = inputs.items()
-    if spec.shape.rank != 4:
-        raise UsageError(f"the SavedModel {folder} input {name!r} has shape {spec.shape}; "
-                         "expected (batch, height, width, channels)")
-    outputs = signature.structured_outputs
-    key = sorted(outputs)[0]
-    dtype = spec.dtype
-
-    def predict(images: Any) -> Any:
-        return signature(**{name: tf.cast(images, dtype)})[key]
-
-    last = saved_model.output_op(graph, "serving_default", key)
-    return _Loaded(predict, tuple(spec.shape[1:]), outputs[key].shape[-1],
-                   f"SavedModel {folder}", "tensorflow", lambda: last in _PROBABILITY_OPS)
-
-
-def _load_keras(path: Path) -> _Loaded:
-    if not path.is_file():
-        raise UsageError(f"{path.parent} has no {SAVED_MODEL}/ or {KERAS_FILE}; it is not a "
-                         "dlkit model folder")
-    from dlkit.core.runtime import import_tensorflow_lean
-
-    tf = import_tensorflow_lean()
-    import keras
-
-    if not zipfile.is_zipfile(path):  # Keras would call a damaged archive "File not found"
-        raise UsageError(f"{path} is damaged (not a .keras zip archive); retrain the model or "
-                         "pass another --model")
-    register_layers_of(path)
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a damaged archive
-        raise keras_load_error(path, exc) from None
-    shapes = [tuple(t.shape) for t in model.inputs]
-    if len(shapes) != 1 or len(shapes[0]) != 4:
-        raise UsageError(f"{path} takes inputs {shapes}; classify-image needs a model with one "
-                         "(batch, height, width, channels) image input")
-
-    @tf.function(reduce_retracing=True)
-    def predict(images: Any) -> Any:
-        out = model(images, training=False)
-        return out[0] if isinstance(out, (list, tuple)) else out
-
-    outputs = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
-    return _Loaded(predict, shapes[0][1:], outputs, f"Keras model {path}", "tensorflow",
-                   lambda: _keras_gives_probabilities(model))
-
-
-def _keras_gives_probabilities(model: Any) -> bool:
-    """Whether a Keras model's (first) output comes out of a softmax or sigmoid: its last
-    layer is a Softmax layer or has that activation."""
-    import keras
-
-    history = getattr(model.outputs[0], "_keras_history", None)
-    layer = history[0] if history else model.layers[-1]
-    if isinstance(layer, keras.layers.Softmax):
-        return True
-    return getattr(layer, "activation", None) in (keras.activations.softmax,
-                                                 keras.activations.sigmoid)
-
-
-def _input_shape(meta: _Metadata, loaded: _Loaded,
+def _input_shape(meta: _Metadata, model: Predictor,
                  requested: tuple[int, int] | None) -> tuple[int, int, int]:
     """(height, width, channels) of the images to feed: the model's own sizes, completed by
     its metadata, then by --input-size. Metadata that contradicts the model is exit 2, and so
     is a size (the model's or its metadata's) beyond what --input-size takes."""
-    height, width, channels = (list(loaded.input_shape) + [None, None, None])[:3]
-    source = loaded.description
+    model_shape = _image_input(model)
+    height, width, channels = model_shape
+    source = model.description
     if meta.values.get("input_shape") is not None:
         recorded = _recorded_shape(meta)
         if any(m is not None and m != r for m, r in zip((height, width, channels), recorded,
                                                          strict=True)):
             raise UsageError(
                 f"{meta.source} says the model takes {_size(recorded)} images but the model "
-                f"itself takes {_size(loaded.input_shape)}; the metadata belongs to another "
+                f"itself takes {_size(model_shape)}; the metadata belongs to another "
                 "model: retrain the model or put its own metadata back")
         height, width, channels = recorded
         source = meta.source
@@ -550,7 +353,7 @@ def _invert_mode(meta: dict[str, Any], invert: str) -> str:
     return "auto" if light else "no"
 
 
-def _gives_probabilities(meta: _Metadata, loaded: _Loaded) -> bool:
+def _gives_probabilities(meta: _Metadata, model: Predictor) -> bool:
     """What the model outputs, from its metadata ("outputs"; dlkit's image classifiers have
     always ended in a softmax), else from its graph: never from the values it gives."""
     kind = meta.values.get("outputs")
@@ -561,16 +364,15 @@ def _gives_probabilities(meta: _Metadata, loaded: _Loaded) -> bool:
         return kind == "probabilities"
     if meta.values.get("task") in IMAGE_TASKS:
         return True
-    return loaded.graph_gives_probabilities()
+    return model.gives_probabilities()
 
 
-def _probabilities(predict: Callable[[Any], Any],
-                   probabilities: bool) -> Callable[[Any], np.ndarray]:
+def _probabilities(model: Predictor, probabilities: bool) -> Callable[[Any], np.ndarray]:
     """Model outputs as class probabilities: softmax for logits (sigmoid for one column);
     probabilities renormalised to sum to 1 (a quantised model's are off by a little)."""
 
     def run(images: Any) -> np.ndarray:
-        out = np.asarray(predict(images), np.float64).reshape(int(images.shape[0]), -1)
+        out = np.asarray(model.run([images]), np.float64).reshape(int(images.shape[0]), -1)
         if out.shape[1] == 1:
             p = np.clip(out[:, 0], 0, 1) if probabilities else 1 / (1 + np.exp(-out[:, 0]))
             return np.stack([1 - p, p], axis=1)

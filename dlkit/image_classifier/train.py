@@ -39,7 +39,7 @@ from dlkit.image_classifier import models
 from dlkit.image_classifier.config import CifarConfig, ClassifierConfig, MnistArch, MnistConfig
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClassifierResult:
     """What a training run reports (`--json` prints it)."""
 
@@ -189,12 +189,11 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, m
                                data.class_names, plot_dir / "confusion_matrix.png")
         _prediction_grid(data, predicted, probs, plot_dir / "test_predictions.png")
 
-    paths = run.save(model, metadata, write_plots, extras=recipe.extras(model))
-    return ClassifierResult(
-        run.task, data.name, recipe.arch, config.epochs, run.epochs_completed,
-        run.stopped, batch, len(x_train), len(data.x_test), test_accuracy, test_loss,
-        run.train_seconds, run.per_second(min(batch, len(x_train))), runtime.device, paths,
-        history).report()
+    run.save(model, metadata, write_plots, extras=recipe.extras(model))
+    return run.result(ClassifierResult, dataset=data.name, arch=recipe.arch, batch_size=batch,
+                      train_examples=len(x_train), test_examples=len(data.x_test),
+                      **metadata["metrics"],
+                      images_per_second=run.per_second(min(batch, len(x_train)))).report()
 
 
 class Scratch:

@@ -28,10 +28,10 @@ from typing import Any
 
 import keras
 
-from dlkit.core.errors import UsageError
+from dlkit.core.errors import UsageError, first_line
+from dlkit.core.hub import PRESET_DIR, import_keras_hub, preset_class, resolve
 from dlkit.core.schedules import Schedule
 from dlkit.image_classifier.config import model_image_size
-from dlkit.pretrained.hub import PRESET_DIR, import_keras_hub, preset_class, resolve
 
 FINE_TUNE_RATE = 0.1  # phase two's peak learning rate, as a fraction of --learning-rate
 HEAD_DROPOUT = 0.2
@@ -72,10 +72,9 @@ class Pretrained:
                     self.backbone = import_keras_hub().models.Backbone.from_preset(
                         str(self.path))
             except Exception as exc:
-                first = (str(exc).strip().splitlines() or [""])[0][:200]
                 raise UsageError(f"cannot load the backbone of {self.name} "
-                                 f"({type(exc).__name__}: {first}); the preset is damaged or "
-                                 "incomplete") from None
+                                 f"({type(exc).__name__}: {first_line(exc, 200)}); the preset "
+                                 "is damaged or incomplete") from None
         return self.backbone
 
 

@@ -1,2 +1,2 @@
-"""Pretrained keras-hub models: finding presets (names, handles, folders, the cache) and
-`dlkit models`, the list of the presets dlkit can use."""
+"""`dlkit models`: the pretrained keras-hub presets dlkit can use (finding and loading them is
+shared by several families: `dlkit.core.hub`)."""

@@ -40,7 +40,7 @@ def list_models(config: ModelsConfig) -> None:
     """A table on stdout, whole (see `console.result_table`), or with --json one JSON
     object."""
     from dlkit.core import console
-    from dlkit.pretrained.hub import cache_root, catalog
+    from dlkit.core.hub import cache_root, catalog
 
     rows = [row for row in catalog(KIND_CLASSES[config.kind])
             if row["cached"] or not config.cached]

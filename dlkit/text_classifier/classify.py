@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dlkit.core.config import Backend
 from dlkit.core.console import emit_json, info
 from dlkit.core.errors import UsageError
 from dlkit.text_classifier.config import ClassifyTextConfig
@@ -51,8 +52,8 @@ def classify_text(config: ClassifyTextConfig) -> None:
 
 def classify(config: ClassifyTextConfig) -> tuple[list[Prediction], float]:
     """The predictions for the texts, in order, and the seconds the model took."""
-    from dlkit.core.artifacts import load_keras_model, load_metadata
-    from dlkit.text_classifier import models  # noqa: F401 (registers the custom layers)
+    from dlkit.core.artifacts import load_metadata
+    from dlkit.core.serving import open_model
     from dlkit.text_classifier.train import predict
 
     meta = load_metadata(config.model, "train-text-classifier")
@@ -66,7 +67,7 @@ def classify(config: ClassifyTextConfig) -> tuple[list[Prediction], float]:
     if not texts:
         raise UsageError("no texts to classify; give TEXT arguments or - to read lines from "
                          "stdin")
-    model = load_keras_model(config.model)
+    model = open_model(config.model, Backend.tensorflow, meta=meta)
     started = time.perf_counter()
     probs = predict(model, texts)
     seconds = time.perf_counter() - started

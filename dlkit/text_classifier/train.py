@@ -29,6 +29,7 @@ from dlkit.core.errors import UsageError
 from dlkit.core.files import TEXT_LIMIT, read_bytes
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
+from dlkit.core.serving import Predictor, keras_predictor
 from dlkit.data.classes import class_folders
 from dlkit.data.pipelines import epoch_batches
 from dlkit.text_classifier import models
@@ -52,7 +53,7 @@ class Texts:
                               self.source))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TextClassifierResult:
     """What a training run reports (`--json` prints it)."""
 
@@ -212,18 +213,19 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
             plots.training_curves(history, plot_dir / "training_curves.png",
                                   f"train-text-classifier {config.arch.value}")
             if len(x_val):
-                predicted = predict(model, x_val).argmax(axis=1)
+                predicted = predict(keras_predictor(model, model.name), x_val).argmax(axis=1)
                 plots.confusion_matrix(plots.confusion(y_val, predicted, len(data.class_names)),
                                        data.class_names, plot_dir / "confusion_matrix.png",
                                        "Confusion matrix (validation texts)")
 
-        paths = run.save(model, metadata, write_plots)
-        return TextClassifierResult(
-            "train-text-classifier", config.arch.value, data.source, data.class_names,
-            len(x_train), len(x_val), val_acc, val_loss, majority,
-            vectorize.vocabulary_size(), config.epochs,
-            run.train_seconds + (start or {}).get("seconds", 0.0),
-            run.per_second(config.batch_size), runtime.device, paths, history).report()
+        run.save(model, metadata, write_plots)
+        return run.result(
+            TextClassifierResult, arch=config.arch.value, source=data.source,
+            class_names=data.class_names, train_examples=len(x_train),
+            val_examples=len(x_val), **metadata["metrics"],
+            vocabulary=vectorize.vocabulary_size(),
+            train_seconds=run.train_seconds + (start or {}).get("seconds", 0.0),
+            texts_per_second=run.per_second(config.batch_size)).report()
 
 
 def _linear_start(run: Run, model: keras.Model, columns: tuple[Any, ...],
@@ -251,10 +253,11 @@ def _dataset(texts: list[str], labels: np.ndarray, batch: int) -> Any:
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
-def predict(model: Any, texts: list[str], batch: int = 256) -> np.ndarray:
-    """Class probabilities (N, classes) for raw strings."""
+def predict(model: Predictor, texts: list[str], batch: int = 256) -> np.ndarray:
+    """Class probabilities (N, classes) for raw strings, `batch` texts at a time (`model`: the
+    folder's, from `dlkit.core.serving.open_model`, or `keras_predictor` of a Keras model)."""
     import tensorflow as tf
 
-    parts = [np.asarray(model(tf.constant(texts[i:i + batch], tf.string), training=False))
+    parts = [model.run([tf.constant(texts[i:i + batch], tf.string)])
              for i in range(0, len(texts), batch)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

@@ -21,12 +21,12 @@ def sample_vae(config: SampleVaeConfig) -> Report:
     from dlkit.core import plots
     from dlkit.core.artifacts import check_output_file, load_metadata
     from dlkit.core.errors import UsageError
-    from dlkit.core.serving import load_predictor
+    from dlkit.core.serving import open_model
 
     meta = load_metadata(config.model, "train-vae")
     check_output_file("--out", config.out, inputs=[config.model])
     out = config.out.expanduser()
-    decoder = load_predictor(config.model, meta, config.backend)
+    decoder = open_model(config.model, config.backend, meta=meta)
     latent_dim = int(meta.get("latent_dim", 0) or 0)
     if latent_dim < 1 or decoder.input_shapes != [(latent_dim,)]:
         raise UsageError(f"{config.model}: metadata.json's latent_dim {meta.get('latent_dim')!r} "

@@ -34,7 +34,7 @@ from dlkit.vae.config import VaeConfig
 ENCODER_FILE = "encoder.keras"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VaeResult:
     """What a training run reports (`--json` prints it); losses in nats per image."""
 
@@ -128,13 +128,14 @@ def train_vae(config: VaeConfig) -> Report:
 
         paths = run.save(sampler, metadata, write_plots,
                          extras=lambda folder: enc.save(folder / ENCODER_FILE), weights=[enc])
-        paths["encoder"] = str(Path(paths["model_dir"]) / ENCODER_FILE)
-        return VaeResult(
-            "train-vae", data.name, config.arch.value, config.latent_dim, config.epochs,
-            run.epochs_completed, run.stopped, len(data.x_train), len(data.x_test),
-            float(test["loss"]), float(test["reconstruction"]), float(test["kl"]),
-            run.train_seconds, run.per_second(min(batch, len(data.x_train))),
-            runtime.device, paths, history).report()
+        return run.result(
+            VaeResult, dataset=data.name, arch=config.arch.value, latent_dim=config.latent_dim,
+            train_examples=len(data.x_train), test_examples=len(data.x_test),
+            test_loss=float(test["loss"]), test_reconstruction=float(test["reconstruction"]),
+            test_kl=float(test["kl"]),
+            images_per_second=run.per_second(min(batch, len(data.x_train))),
+            artifacts={**paths, "encoder": str(Path(paths["model_dir"]) / ENCODER_FILE)}
+        ).report()
 
 
 def _images(x: np.ndarray, batch: int) -> Any:

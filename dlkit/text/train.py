@@ -21,10 +21,6 @@ from typing import Any
 
 import keras
 
-from dlkit.char_lm import models
-from dlkit.char_lm.config import TextConfig
-from dlkit.char_lm.decoding import DECODER_FILE
-from dlkit.char_lm.generate import fallback_char, generate, start_ids
 from dlkit.core import litert, plots
 from dlkit.core.console import Report, err, fmt, info, is_quiet, warn
 from dlkit.core.errors import UsageError
@@ -34,11 +30,15 @@ from dlkit.core.runner import Run, fingerprint
 from dlkit.core.sampling import Sampler
 from dlkit.core.schedules import Schedule
 from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
+from dlkit.text import models
+from dlkit.text.config import TextConfig
+from dlkit.text.decoding import DECODER_FILE
+from dlkit.text.generate import fallback_char, generate, start_ids
 
 SAMPLE_CHARS = 200
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TextResult:
     """What a `train-text` run reports (`--json` prints it)."""
 
@@ -74,9 +74,9 @@ class TextResult:
 
 def train_text(config: TextConfig) -> Report:
     """Read the corpus, train, save the model folder (with --from-preset: fine-tune a
-    pretrained model instead, `dlkit.causal_lm.train`)."""
+    pretrained model instead, `dlkit.text.finetune`)."""
     if config.from_preset:
-        from dlkit.causal_lm.train import finetune
+        from dlkit.text.finetune import finetune
 
         return finetune(config)
     with Run(config, inputs=[config.corpus, config.data_dir]) as run:
@@ -150,14 +150,15 @@ def train_text(config: TextConfig) -> Report:
             models.decoding_functions(config.arch.value, model), model))
         if decoder is not None:
             metadata[litert.META_KEY] = {DECODER_FILE: decoder[1]}
-        paths = run.save(model, metadata, write_plots, extras=None if decoder is None else
-                         lambda folder: write_atomic(folder / DECODER_FILE, decoder[0]))
-        return TextResult(
-            "train-text", corpus.source, config.arch.value, model.count_params(),
-            len(corpus.vocab), len(train_ids), len(val_ids), seq_len, run.epochs_completed,
-            run.stopped, run.stopped == "time limit", val_loss, val_bpc, train_loss,
-            run.train_seconds, run.per_second(batch * seq_len), runtime.device, sample, paths,
-            history).report()
+        run.save(model, metadata, write_plots, extras=None if decoder is None else
+                 lambda folder: write_atomic(folder / DECODER_FILE, decoder[0]))
+        return run.result(
+            TextResult, corpus=corpus.source, arch=config.arch.value,
+            parameters=model.count_params(), vocab_size=len(corpus.vocab),
+            train_chars=len(train_ids), val_chars=len(val_ids), seq_len=seq_len,
+            epochs_run=run.epochs_completed, stopped_by_time=run.stopped == "time limit",
+            **metadata["metrics"], train_chars_per_second=run.per_second(batch * seq_len),
+            sample=sample).report()
 
 
 def _fit_seq_len(seq_len: int, train_chars: int) -> int:

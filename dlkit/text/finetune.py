@@ -24,14 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlkit.char_lm.config import TextConfig
 from dlkit.core import plots
 from dlkit.core.console import Report, fmt, info
 from dlkit.core.errors import UsageError
-from dlkit.core.runner import Run, fingerprint
-from dlkit.core.schedules import Schedule
-from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
-from dlkit.pretrained.hub import (
+from dlkit.core.hub import (
     PRESET_DIR,
     Preset,
     import_keras_hub,
@@ -39,11 +35,15 @@ from dlkit.pretrained.hub import (
     preset_class,
     resolve,
 )
+from dlkit.core.runner import Run, fingerprint
+from dlkit.core.schedules import Schedule
+from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
+from dlkit.text.config import TextConfig
 
 CHUNK_CHARS = 1 << 16  # tokenize long corpora in pieces of about this many characters
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FinetuneResult:
     """What a fine-tuning run reports (`--json` prints it)."""
 
@@ -159,13 +159,15 @@ def finetune(config: TextConfig) -> Report:
             export_serving(task, folder / "saved_model")
 
         paths = run.save(task, metadata, write_plots, model_files=model_files)
-        return FinetuneResult(
-            "train-text", corpus.source, config.from_preset, type(task).__name__,
-            task.count_params(), trainable, config.lora, len(train_ids), len(val_ids), seq_len,
-            run.epochs_completed, run.stopped, val_loss, val_per_char, train_loss,
-            run.train_seconds, run.per_second(batch * seq_len), runtime.device,
-            {**{k: v for k, v in paths.items() if k != "keras_model"},
-             "preset": str(Path(paths["model_dir"]) / PRESET_DIR)}, history).report()
+        return run.result(
+            FinetuneResult, corpus=corpus.source, preset=config.from_preset,
+            model_class=type(task).__name__, parameters=task.count_params(),
+            trainable_parameters=trainable, lora_rank=config.lora,
+            train_tokens=len(train_ids), val_tokens=len(val_ids), seq_len=seq_len,
+            epochs_run=run.epochs_completed, **metadata["metrics"],
+            train_tokens_per_second=run.per_second(batch * seq_len),
+            artifacts={**{k: v for k, v in paths.items() if k != "keras_model"},
+                       "preset": str(Path(paths["model_dir"]) / PRESET_DIR)}).report()
 
 
 def load_tokenizer(preset: Preset) -> Any:

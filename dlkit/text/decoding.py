@@ -1,6 +1,6 @@
 """Incremental decoding of a character model, driven from Python on either backend.
 
-The model's decoding step (`dlkit.char_lm.models.decoding_functions`) is a set of named
+The model's decoding step (`dlkit.text.models.decoding_functions`) is a set of named
 fixed-shape functions: `step` for LSTM/GRU models, `prefill` and `step` for transformers. The
 same functions run under TensorFlow (`tf.function`s) or LiteRT (the signatures of the folder's
 `decoder.tflite`); `Decoder` only needs `run(name, **inputs) -> {"logits", "state" | "cache"}`,

@@ -9,7 +9,7 @@ Two families, both mapping a batch of character ids (B, T) to next-character log
 Generation never re-runs the whole window per character: `decoding_functions` gives the
 one-character step with fixed shapes (each LSTM/GRU layer's state carried through the trained
 cells; a fixed-size key/value cache per transformer block with a position index), so it traces
-once, and converts to `decoder.tflite` for LiteRT. `dlkit.char_lm.decoding` drives it from
+once, and converts to `decoder.tflite` for LiteRT. `dlkit.text.decoding` drives it from
 Python on either backend.
 
 Imports Keras and TensorFlow at module level: import it inside command bodies only.
@@ -168,7 +168,7 @@ def build(arch: str, vocab_size: int, seq_len: int, n_layers: int, dim: int, hea
 
 def decoding_functions(arch: str, model: keras.Model) -> dict[str, Any]:
     """The one-character decoding step of a trained model as `tf.function`s with fixed shapes:
-    what TensorFlow runs and what `decoder.tflite` holds (see `dlkit.char_lm.decoding`).
+    what TensorFlow runs and what `decoder.tflite` holds (see `dlkit.text.decoding`).
 
     - LSTM/GRU: `step(token (1,), state (1, S))`, S the sizes of every layer's states
       concatenated, gives `{"logits": (1, V), "state": (1, S)}`.
@@ -247,7 +247,7 @@ def _transformer_functions(model: keras.Model) -> dict[str, Any]:
 
 def decoder(arch: str, model: keras.Model) -> Any:
     """The incremental decoder of a trained model, run by TensorFlow."""
-    from dlkit.char_lm.decoding import Decoder
+    from dlkit.text.decoding import Decoder
 
     functions = decoding_functions(arch, model)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from dlkit.core.console import emit_json
 from dlkit.core.errors import UsageError
-from dlkit.forecaster.config import ForecastConfig
+from dlkit.sequence.config import ForecastConfig
 
 
 def forecast(config: ForecastConfig) -> None:
@@ -41,7 +41,7 @@ def forecast(config: ForecastConfig) -> None:
 def predict(config: ForecastConfig) -> dict[str, Any]:
     """The next values after the end of the CSV's series: {"header": [...], "rows": [...]}."""
     from dlkit.core.artifacts import load_metadata
-    from dlkit.core.serving import load_predictor
+    from dlkit.core.serving import open_model
     from dlkit.data.tabular import next_times, read_series
 
     meta = load_metadata(config.model, "train-sequence")
@@ -58,7 +58,7 @@ def predict(config: ForecastConfig) -> dict[str, Any]:
     if len(series.values) < window:
         raise UsageError(f"{series.source} has {len(series.values)} values; the model needs "
                          f"the last {window} (its --window)")
-    model = load_predictor(config.model, meta, config.backend)
+    model = open_model(config.model, config.backend, meta=meta)
     if model.input_shapes != [(window, 1)]:
         raise UsageError(f"{config.model}/metadata.json's window {window} does not match the "
                          "model; retrain it")

@@ -1,7 +1,7 @@
 """`dlkit generate-text`: sample text from a language model, streamed to stdout.
 
 The model is a dlkit character model folder (this module) or a pretrained keras-hub CausalLM:
-a preset name, handle, preset folder or fine-tuned folder (`dlkit.causal_lm.generate`). Both
+a preset name, handle, preset folder or fine-tuned folder (`dlkit.text.pretrained`). Both
 are a generator with the same interface, fed by the same samplers (`dlkit.core.sampling`) and
 written by the same output code here.
 
@@ -29,12 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dlkit.char_lm.config import GenerateConfig
-from dlkit.char_lm.decoding import DECODER_FILE, Decoder, lite_decoder
 from dlkit.core.config import Backend
 from dlkit.core.console import emit_json, info, warn
 from dlkit.core.errors import UsageError
 from dlkit.core.sampling import Sampler
+from dlkit.text.config import GenerateConfig
+from dlkit.text.decoding import DECODER_FILE, Decoder, lite_decoder
 
 TRAIN_HINT = "train one with `dlkit train-text --output {folder}`"
 
@@ -95,8 +95,6 @@ def load_text_model(folder: Path) -> tuple[Any, dict[str, Any]]:
     from dlkit.core import artifacts
 
     metadata = text_metadata(folder)
-    import dlkit.char_lm.models  # noqa: F401  (registers the custom layers for loading)
-
     model = artifacts.load_keras_model(Path(folder).expanduser())
     _check_vocabulary(folder, metadata, int(model.outputs[0].shape[-1]))
     return model, metadata
@@ -108,12 +106,12 @@ def load_decoder(folder: Path, backend: Backend) -> tuple[Decoder, dict[str, Any
     from dlkit.core import litert
 
     metadata = text_metadata(folder)  # fails fast, before any model loads
-    lite = litert.open_model(folder, metadata, backend, DECODER_FILE)
+    lite = litert.open_recorded(folder, metadata, backend, DECODER_FILE)
     if lite is None:
         from dlkit.core import runtime
 
         runtime.start(mixed_precision=False)  # quiets TensorFlow before models.py imports it
-        from dlkit.char_lm.models import decoder
+        from dlkit.text.models import decoder
 
         model, metadata = load_text_model(folder)
         return decoder(metadata["arch"], model), metadata, "TensorFlow"
@@ -137,8 +135,8 @@ def read_prompt(prompt: str) -> str:
     bytes)."""
     if prompt != "-":
         return prompt
-    from dlkit.char_lm.config import PROMPT_LIMIT
     from dlkit.core.files import read_stdin
+    from dlkit.text.config import PROMPT_LIMIT
 
     raw = read_stdin("the prompt", PROMPT_LIMIT, "give a shorter prompt")
     try:
@@ -179,7 +177,7 @@ class CharGenerator:
 def is_char_model(spec: str) -> bool:
     """Whether `--model` names a dlkit model folder (or a path that should be one) rather
     than a pretrained model: a preset folder, a fine-tuned one, a name or a handle."""
-    from dlkit.pretrained.hub import CONFIG_FILE, HF, KAGGLE, PRESET_DIR
+    from dlkit.core.hub import CONFIG_FILE, HF, KAGGLE, PRESET_DIR
 
     if spec.startswith((KAGGLE, HF)):
         return False
@@ -190,11 +188,11 @@ def is_char_model(spec: str) -> bool:
 
 
 def open_generator(config: GenerateConfig) -> Any:
-    """A character model's generator or a pretrained model's (dlkit.causal_lm.generate)."""
+    """A character model's generator or a pretrained model's (dlkit.text.pretrained)."""
     if is_char_model(config.model):
         return CharGenerator(*load_decoder(Path(config.model), config.backend))
-    from dlkit.causal_lm.generate import open_pretrained
-    from dlkit.pretrained.hub import refuse_litert
+    from dlkit.core.hub import refuse_litert
+    from dlkit.text.pretrained import open_pretrained
 
     refuse_litert(config.model, config.backend)
     return open_pretrained(config.model)

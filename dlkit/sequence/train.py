@@ -33,11 +33,11 @@ from dlkit.core.console import Report, info
 from dlkit.core.errors import UsageError
 from dlkit.core.runner import Run, fingerprint
 from dlkit.data.pipelines import epoch_batches
-from dlkit.forecaster import models
-from dlkit.forecaster.config import SequenceConfig
+from dlkit.sequence import models
+from dlkit.sequence.config import SequenceConfig
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SequenceResult:
     """What a training run reports (`--json` prints it)."""
 
@@ -335,14 +335,12 @@ def train_sequence(config: SequenceConfig) -> Report:
             forecast_plot(series, firsts, y_te, pred, naive, seasonal, period,
                            folder / "plots" / "forecast_vs_actual.png")
 
-        paths = run.save(model, metadata, write_plots)
-        return SequenceResult(
-            "train-sequence", config.arch.value, series.source, series.name, w, h, period,
-            period_source, points, scores["model"][0], scores["model"][1], scores["naive"][0],
-            scores["naive"][1], scores["seasonal"][0], scores["seasonal"][1], ar_order,
-            scores["ar"][0], scores["ar"][1], choice.transform, choice.ar_order, choice.source,
-            config.epochs,
-            best_epoch, run.train_seconds, runtime.device, paths, history).report()
+        run.save(model, metadata, write_plots)
+        return run.result(
+            SequenceResult, arch=config.arch.value, csv=series.source, column=series.name,
+            window=w, horizon=h, period=period, period_source=period_source, points=points,
+            **metadata["metrics"], transform=choice.transform, ar_order=choice.ar_order,
+            choice_source=choice.source, best_epoch=best_epoch).report()
 
 
 def _ordered(x: np.ndarray, y: np.ndarray, batch: int) -> Any:

@@ -1,5 +1,6 @@
 """Pretrained models from keras-hub: turn a `--model` / `--from-preset` value into a local
-preset folder, and load the keras-hub task from it.
+preset folder, and load the keras-hub task from it (shared by the families that serve or
+fine-tune keras-hub models: image classifiers, language models, and `dlkit models`).
 
 A value is one of: a keras-hub preset name (`gpt2_base_en`), a Kaggle handle
 (`kaggle://keras/gpt2/keras/gpt2_base_en[/3]`), a Hugging Face handle (`hf://org/name`), a local
@@ -34,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core.config import Backend
-from dlkit.core.errors import DataError, UsageError
-from dlkit.core.files import MiB, size_text
-from dlkit.data.locate import offline
+from dlkit.core.errors import DataError, UsageError, first_line, keras_load_error
+from dlkit.core.files import MiB, offline, size_text
 
 # The kinds of task dlkit serves, as keras-hub's task class names, with what a user calls them.
 KINDS = {"CausalLM": "language model", "ImageClassifier": "image classifier"}
@@ -64,6 +64,18 @@ def refuse_litert(spec: str, backend: Backend) -> None:
     if backend == Backend.litert:
         raise UsageError(f"{spec} is a pretrained keras-hub model, which runs on TensorFlow "
                          "only; drop --backend litert")
+
+
+def is_preset(spec: str) -> bool:
+    """Whether a `--model` value names a keras-hub preset: a handle, a preset folder
+    (config.json, which dlkit's folders never hold at their top), or a bare name that is not a
+    file or folder here."""
+    if spec.startswith((KAGGLE, HF)):
+        return True
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path.is_dir() and (path / CONFIG_FILE).is_file()
+    return os.sep not in spec and not path.suffix
 
 
 def cache_root() -> Path:
@@ -264,7 +276,7 @@ def _download(fetch: Callable[[], str], name: str, where: Path | str) -> Path:
         with _stdout_to_stderr():
             return Path(fetch())
     except Exception as exc:  # network, authentication, quota: many types
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc, 200)
         raise DataError(f"cannot download pretrained model {name} ({type(exc).__name__}: "
                         f"{first}); {FIX}") from None
 
@@ -296,15 +308,13 @@ def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:
             return task_class.from_preset(str(preset.path), **kwargs)
     except Exception as exc:  # keras-hub raises ValueError, FileNotFoundError, KeyError, ...
         if "safe_mode" in str(exc):  # Keras safe mode refused code in the preset's config
-            from dlkit.core.artifacts import keras_load_error
-
             raise keras_load_error(preset.path, exc) from None
         backbone = preset_class(preset.path)
         if "subclass" in str(exc) or "compatible" in str(exc):
             raise UsageError(f"{preset.name} holds a {backbone} preset, not "
                              f"{_a(KINDS[kind])}; pass {_a(KINDS[kind])} preset "
                              "(`dlkit models` lists them)") from None
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc, 200)
         raise UsageError(f"cannot load the preset in {preset.path} ({type(exc).__name__}: "
                          f"{first}); it is damaged or incomplete: download it again or pass "
                          "another preset") from None

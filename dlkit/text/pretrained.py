@@ -1,7 +1,7 @@
 """`dlkit generate-text --model PRESET`: stream text from a pretrained keras-hub CausalLM.
 
 The model is a preset name, a `kaggle://`/`hf://` handle, a preset folder, or a model folder
-written by `train-text --from-preset` (see `dlkit.pretrained.hub`). Each sample is the prompt
+written by `train-text --from-preset` (see `dlkit.core.hub`). Each sample is the prompt
 followed by up to `--length` generated tokens (sub-words), ending early at the model's
 end-of-text token; text is written as each token is produced, never splitting a character.
 The prompt plus `--length` must fit the model's context (1,024 tokens for GPT-2).
@@ -22,7 +22,7 @@ class PretrainedGenerator:
     unit = "tokens"
 
     def __init__(self, task: Any, name: str) -> None:
-        from dlkit.causal_lm.decoding import CachedDecoder, context_length, stop_ids
+        from dlkit.text.pretrained_decoding import CachedDecoder, context_length, stop_ids
 
         self.task, self.name = task, name
         self.arch = type(task).__name__
@@ -41,7 +41,7 @@ class PretrainedGenerator:
         when prompt plus `length` overflow the context (before tokenizing, when the prompt
         has more characters than the context's tokens can stand for: a tokenizer handed
         hundreds of megabytes aborts the process)."""
-        from dlkit.causal_lm.decoding import longest_token, prompt_ids
+        from dlkit.text.pretrained_decoding import longest_token, prompt_ids
 
         if self.context is not None:
             most = self.context * longest_token(self.task)
@@ -62,7 +62,7 @@ class PretrainedGenerator:
 
     def sample(self, sampler: Sampler) -> Iterator[str]:
         """The generated text, one piece per token, until `length` tokens or end of text."""
-        from dlkit.causal_lm.decoding import TextPieces, token_bytes, tokenizer_of
+        from dlkit.text.pretrained_decoding import TextPieces, token_bytes, tokenizer_of
 
         if self.table is None:
             self.table = token_bytes(tokenizer_of(self.task))
@@ -80,7 +80,7 @@ class PretrainedGenerator:
 def open_pretrained(spec: str) -> PretrainedGenerator:
     """The generator of a preset (name, handle or folder), loaded with keras-hub."""
     from dlkit.core.console import info
-    from dlkit.pretrained.hub import load_task, resolve
+    from dlkit.core.hub import load_task, resolve
 
     preset = resolve(spec, "CausalLM")
     task = load_task(preset, "CausalLM")

@@ -1,1 +1,0 @@
-"""Character-level language models: train-text and generate-text."""

@@ -1,1 +1,0 @@
-"""`dlkit evaluate`: a trained model measured on labelled data the user brings."""

@@ -1,1 +1,0 @@
-"""Recurrent time-series forecasters: train-sequence and forecast."""

@@ -1,0 +1,12 @@
+"""Language models: train-text and generate-text.
+
+dlkit's own character-level models (`models`, `train`, `decoding`, `generate`) and pretrained
+keras-hub CausalLMs (GPT-2, OPT, Llama, ...) loaded from presets: streamed generation
+(`pretrained`, `pretrained_decoding`) and fine-tuning (`finetune`, `train-text --from-preset`).
+"""
+
+from dlkit.core.registry import register
+
+for _layer in ("TokenPositionEmbedding", "Block"):
+    register("layers", f"dlkit>{_layer}", "dlkit.text.models")
+register("exporter", "train-text", "dlkit.text.export:export_decoder")

@@ -157,7 +157,8 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, m
                       schedule=recipe.schedule(), callbacks=[*calibrate, *recipe.callbacks()])
 
     if recipe.recalibrate:  # a pretrained backbone keeps its statistics (see transfer)
-        models.recalibrate_batchnorm(model, x_train, batch)
+        models.recalibrate_batchnorm(model, x_train, batch,
+                                     forward=calibrate[0].forward if calibrate else None)
     model = as_float32(recipe.serving(model))  # what is saved is what is measured
     probs = model.predict(image_dataset(data.x_test, data.y_test, batch).map(lambda x, y: x),
                           verbose=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, checkpoint_state, interrupt_after, run_dlkit
+from conftest import assert_one_error_line, checkpoint_state, interrupt_after, run_in_process
 
 
 def _invoke(*args: object):
@@ -38,13 +38,18 @@ def _train(*args: object) -> dict:
     return json.loads(result.stdout)
 
 
+# The conditional model of the tests below, seeded: it is also the uninterrupted run that the
+# SIGTERM test's interrupted and resumed run must end as.
+COND = ("--dataset", "fashion-mnist", "--conditional", "--epochs", "3", "--batch-size", "32",
+        "--limit", "64", "--width", "8", "--steps", "3", "--guidance", "2", "--seed", "2",
+        "--deterministic")
+
+
 @pytest.fixture(scope="module")
 def cond_flow(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A conditional flow model trained for two tiny epochs on the tiny fashion-mnist."""
+    """A conditional flow model trained for three tiny epochs on the tiny fashion-mnist."""
     out = tmp_path_factory.mktemp("flow") / "cond"
-    return out, _train("--dataset", "fashion-mnist", "--data-dir", tiny_root, "--conditional",
-                       "--epochs", 2, "--batch-size", 32, "--limit", 64, "--width", 8,
-                       "--steps", 3, "--guidance", 2, "--output", out)
+    return out, _train(*COND, "--data-dir", tiny_root, "--output", out)
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +69,18 @@ def classifier(zoo) -> Path:
 
 def test_train_flow_writes_network_plots_and_metadata(cond_flow: tuple[Path, dict]) -> None:
     folder, result = cond_flow
-    assert result["conditional"] is True and result["epochs_completed"] == 2
+    assert result["conditional"] is True and result["epochs_completed"] == 3
     assert result["stopped"] == "completed" and result["parameters"] > 0
     assert result["sampling"] == {"steps": 3, "solver": "heun", "guidance": 2.0}
-    assert list(result["history"]) == ["loss"] and len(result["history"]["loss"]) == 2
+    assert list(result["history"]) == ["loss"] and len(result["history"]["loss"]) == 3
     assert all(np.isfinite(result["history"]["loss"]))
     for name in ("saved_model/saved_model.pb", "model.keras", "model.tflite", "metadata.json",
-                 "plots/epoch_001.png", "plots/epoch_002.png", "plots/epochs.gif",
-                 "plots/trajectory.gif", "plots/loss_curves.png"):
+                 "plots/epoch_001.png", "plots/epoch_002.png", "plots/epoch_003.png",
+                 "plots/epochs.gif", "plots/trajectory.gif", "plots/loss_curves.png"):
         assert (folder / name).is_file(), name
-    assert result["final_grid"] == str(folder / "plots" / "epoch_002.png")
+    assert result["final_grid"] == str(folder / "plots" / "epoch_003.png")
     assert result["trajectory"] == str(folder / "plots" / "trajectory.gif")
-    assert _png(folder / "plots" / "epoch_002.png").shape == (10 * 58 + 2, 10 * 58 + 2)
+    assert _png(folder / "plots" / "epoch_003.png").shape == (10 * 58 + 2, 10 * 58 + 2)
     from PIL import Image
 
     assert Image.open(folder / "plots" / "trajectory.gif").n_frames == 3 + 1  # noise + steps
@@ -130,13 +135,13 @@ def test_litert_and_tensorflow_draw_the_same_images(cond_flow: tuple[Path, dict]
                                                     tmp_path: Path) -> None:
     """The noise comes from NumPy and both backends run the same NumPy ODE loop: the images
     agree up to the rounding of 0-255 pixels (test_litert.py: LiteRT's run never imports
-    TensorFlow)."""
+    TensorFlow, so here both run in-process)."""
     for folder in (cond_flow[0], plain_flow[0]):
         grids = []
         for backend in ("litert", "tensorflow"):
             out = tmp_path / f"{folder.name}-{backend}.png"
-            result = run_dlkit("sample-flow", "--model", folder, "--count", 12, "--seed", 5,
-                               "--out", out, "--backend", backend, "--json")
+            result = run_in_process("sample-flow", "--model", folder, "--count", 12, "--seed",
+                                    5, "--out", out, "--backend", backend, "--json")
             assert result.returncode == 0, result.stderr
             assert json.loads(result.stdout)["backend"] == backend
             grids.append(_png(out).astype(int))
@@ -225,29 +230,25 @@ def test_evaluate_gan_scores_flow_folders(cond_flow: tuple[Path, dict],
 
 
 def _resumable(root: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dlkit", "train-flow", "--dataset", "fashion-mnist",
-            "--data-dir", str(root), "--conditional", "--epochs", "4", "--batch-size", "16",
-            "--limit", "64", "--width", "8", "--steps", "2", "--seed", "2", "--deterministic",
+    return [sys.executable, "-m", "dlkit", "train-flow", *COND, "--data-dir", str(root),
             "--output", str(out), "--json", *extra]
 
 
-def test_sigterm_keeps_network_and_checkpoint_then_resume_matches(tiny_root: Path,
-                                                                   tmp_path: Path) -> None:
+def test_sigterm_keeps_network_and_checkpoint_then_resume_matches(
+        cond_flow: tuple[Path, dict], tiny_root: Path, tmp_path: Path) -> None:
     """SIGTERM: the network as trained so far in the output folder, the checkpoint (with the
     grids so far) beside it, exit 130; --resume ends with the history, grids and GIF of an
-    uninterrupted run."""
-    straight = subprocess.run(_resumable(tiny_root, tmp_path / "straight"), capture_output=True,
-                              text=True, timeout=300)
-    assert straight.returncode == 0, straight.stderr
-
+    uninterrupted run (`cond_flow`, trained in-process with the same options: the same
+    history as in a process of its own)."""
+    straight, a = cond_flow
     out = tmp_path / "f"
-    stopped = interrupt_after(_resumable(tiny_root, out), "epoch 2/", signal.SIGTERM)
+    stopped = interrupt_after(_resumable(tiny_root, out), "epoch 1/", signal.SIGTERM)
     assert stopped.returncode == 130, stopped.stderr
     assert_one_error_line(stopped.stderr)
     assert stopped.stdout == "" and "--resume" in stopped.stderr
     resume_dir = tmp_path / ".f.resume"
     done = checkpoint_state(resume_dir)["epochs_done"]
-    assert 1 <= done < 4 and f"{done} of 4 epochs" in stopped.stderr
+    assert 1 <= done < 3 and f"{done} of 3 epochs" in stopped.stderr
     kept = json.loads((out / "metadata.json").read_text())["training"]
     assert kept["stopped"] == "interrupted"
 
@@ -255,14 +256,14 @@ def test_sigterm_keeps_network_and_checkpoint_then_resume_matches(tiny_root: Pat
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after {done}" in resumed.stderr
-    a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
-    assert b["epochs_completed"] == 4 and b["history"] == a["history"]
-    for epoch in range(1, 5):
+    b = json.loads(resumed.stdout)
+    assert b["epochs_completed"] == 3 and b["history"] == a["history"]
+    for epoch in range(1, 4):
         name = f"plots/epoch_{epoch:03d}.png"
-        assert np.array_equal(_png(out / name), _png(tmp_path / "straight" / name)), name
+        assert np.array_equal(_png(out / name), _png(straight / name)), name
     from PIL import Image
 
-    assert Image.open(out / "plots" / "epochs.gif").n_frames == 4
+    assert Image.open(out / "plots" / "epochs.gif").n_frames == 3
     assert not resume_dir.exists()
 
 
@@ -285,7 +286,7 @@ def test_bad_input_is_one_line_exit_2(args: tuple[str, ...], words: str, tmp_pat
 def test_wrong_model_kinds_and_options(cond_flow: tuple[Path, dict],
                                        plain_flow: tuple[Path, dict], tmp_path: Path) -> None:
     """A flow folder is not a GAN's; --label and --guidance need a conditional model;
-    nothing is written (test_bad_input.py has the other refusals)."""
+    nothing is written (test_bad_input_flow.py has the other refusals)."""
     out = tmp_path / "x.png"
     cases = [
         (("sample-gan", "--model", cond_flow[0], "--out", out), "was not written by train-gan"),

@@ -286,7 +286,7 @@ def test_bad_input_is_one_line_exit_2(args: tuple[str, ...], words: str, tmp_pat
 def test_wrong_model_kinds_and_options(cond_flow: tuple[Path, dict],
                                        plain_flow: tuple[Path, dict], tmp_path: Path) -> None:
     """A flow folder is not a GAN's; --label and --guidance need a conditional model;
-    nothing is written (test_bad_input_flow.py has the other refusals)."""
+    nothing is written (test_bad_input.py has the other refusals)."""
     out = tmp_path / "x.png"
     cases = [
         (("sample-gan", "--model", cond_flow[0], "--out", out), "was not written by train-gan"),

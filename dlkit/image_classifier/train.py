@@ -27,6 +27,7 @@ from dlkit.core.precision import as_float32
 from dlkit.core.runner import Run, fingerprint
 from dlkit.core.schedules import Schedule
 from dlkit.data.pipelines import (
+    eval_batch,
     image_dataset,
     plan_steps,
     split_validation,
@@ -150,8 +151,8 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, m
     train_ds = _per_member(_weighted(_one_hot(
         training_dataset(x_train, y_train, batch, steps, config.seed, config.epochs, done,
                          augment), num_classes), weights), recipe.members)
-    val_ds = _per_member(_one_hot(image_dataset(x_val, y_val, batch), num_classes),
-                         recipe.members) if len(x_val) else None
+    val_ds = _per_member(_one_hot(image_dataset(x_val, y_val, eval_batch(batch, x_val)),
+                                  num_classes), recipe.members) if len(x_val) else None
     calibrate = [models.CalibrateBatchNorm(x_train, batch)] if recipe.recalibrate else []
     history = run.fit(model, train_ds, steps=steps, validation=val_ds,
                       schedule=recipe.schedule(), callbacks=[*calibrate, *recipe.callbacks()])
@@ -160,8 +161,8 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, m
         models.recalibrate_batchnorm(model, x_train, batch,
                                      forward=calibrate[0].forward if calibrate else None)
     model = as_float32(recipe.serving(model))  # what is saved is what is measured
-    probs = model.predict(image_dataset(data.x_test, data.y_test, batch).map(lambda x, y: x),
-                          verbose=0)
+    test_ds = image_dataset(data.x_test, data.y_test, eval_batch(batch, data.x_test))
+    probs = model.predict(test_ds.map(lambda x, y: x), verbose=0)
     predicted = probs.argmax(axis=1)
     test_accuracy = float((predicted == data.y_test).mean())
     picked = np.clip(probs[np.arange(len(probs)), data.y_test], 1e-7, 1.0)

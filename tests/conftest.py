@@ -155,6 +155,14 @@ def run_in_process(*args: object, input: str | None = None,
                                        result.stderr)
 
 
+def dlkit_in_process(command: list[str]) -> subprocess.CompletedProcess:
+    """`run_in_process` for a `[python, "-m", "dlkit", ...]` command line: a resumed or
+    reference run whose process adds nothing to the test (TensorFlow starts once per worker,
+    not once per run)."""
+    assert command[1:3] == ["-m", "dlkit"], command
+    return run_in_process(*command[3:])
+
+
 def _as_a_new_process() -> None:
     """Undo the process-wide state a command sets for its one run (Keras's global dtype policy:
     a training in mixed bfloat16 would otherwise make the presets and models a later test builds

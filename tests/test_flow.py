@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, checkpoint_state, interrupt_after, run_in_process
+from conftest import (
+    assert_one_error_line,
+    checkpoint_state,
+    dlkit_in_process,
+    interrupt_after,
+    run_in_process,
+)
 
 
 def _invoke(*args: object):
@@ -252,8 +257,7 @@ def test_sigterm_keeps_network_and_checkpoint_then_resume_matches(
     kept = json.loads((out / "metadata.json").read_text())["training"]
     assert kept["stopped"] == "interrupted"
 
-    resumed = subprocess.run(_resumable(tiny_root, out, "--resume"), capture_output=True,
-                             text=True, timeout=300)
+    resumed = dlkit_in_process(_resumable(tiny_root, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after {done}" in resumed.stderr
     b = json.loads(resumed.stdout)

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, checkpoint_state, interrupt_after, run_dlkit
+from conftest import (
+    assert_one_error_line,
+    checkpoint_state,
+    dlkit_in_process,
+    interrupt_after,
+    run_dlkit,
+)
 
 
 def _invoke(*args: object):
@@ -317,8 +322,7 @@ def test_sigterm_keeps_generator_and_checkpoint_then_resume_matches(
     kept = json.loads((out / "metadata.json").read_text())["training"]
     assert kept["stopped"] == "interrupted" and kept["epochs_completed"] >= done
 
-    resumed = subprocess.run(_resumable(tiny_root, out, "--resume"), capture_output=True,
-                             text=True, timeout=300)
+    resumed = dlkit_in_process(_resumable(tiny_root, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after {done}" in resumed.stderr
     b = json.loads(resumed.stdout)

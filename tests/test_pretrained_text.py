@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, interrupt_after, run_dlkit
+from conftest import (
+    assert_one_error_line,
+    dlkit_in_process,
+    interrupt_after,
+    run_dlkit,
+    run_in_process,
+)
 from hub_presets import plant_in_cache, save_gpt2_preset
 
 pytest.importorskip("keras_hub")
@@ -312,14 +318,12 @@ def test_interrupted_finetuning_resumes_to_the_same_history(preset: Path, corpus
                 "--corpus", str(corpus), "--seq-len", "32", "--batch-size", "8", "--epochs",
                 "4", "--lr", "3e-3", "--deterministic", "-o", str(out), "--json", *extra]
 
-    straight = subprocess.run(command(tmp_path / "straight"), capture_output=True, text=True,
-                              timeout=300)
+    straight = dlkit_in_process(command(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
     stopped = interrupt_after(command(tmp_path / "m"), "epoch 2/", signal.SIGINT)
     assert stopped.returncode == 130, stopped.stderr
     assert (tmp_path / "m" / "preset" / "config.json").is_file()  # saved as trained so far
-    resumed = subprocess.run(command(tmp_path / "m", "--resume"), capture_output=True,
-                             text=True, timeout=300)
+    resumed = dlkit_in_process(command(tmp_path / "m", "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after" in resumed.stderr
     a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
@@ -335,7 +339,7 @@ def test_a_preset_that_cannot_be_written_is_one_line(preset: Path, corpus: Path,
     out = tmp_path / "fox"
     args = ("train-text", "--from-preset", preset, "--corpus", corpus, "--seq-len", "32",
             "--batch-size", "8", "--epochs", "1", "-o", out, "--quiet")
-    trained = run_dlkit(*args, env={"DLKIT_FAULT": "after-fit:error"})
+    trained = run_in_process(*args, env={"DLKIT_FAULT": "after-fit:error"})
     assert trained.returncode == 1 and "--resume" in trained.stderr, trained.stderr
     weights = (preset / "model.weights.h5").stat().st_size
     limited = run_dlkit(*args, "--resume", file_size_limit=weights // 2)
@@ -344,7 +348,7 @@ def test_a_preset_that_cannot_be_written_is_one_line(preset: Path, corpus: Path,
     assert f"cannot write the model folder {out} (File too large)" in limited.stderr
     assert "--resume" in limited.stderr and not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".fox.resume"]
-    saved = run_dlkit(*args, "--resume")
+    saved = run_in_process(*args, "--resume")
     assert saved.returncode == 0, saved.stderr
     assert (out / "preset" / "model.weights.h5").stat().st_size > weights // 2
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, checkpoint_state, interrupt_after, run_dlkit
+from conftest import (
+    assert_one_error_line,
+    checkpoint_state,
+    dlkit_in_process,
+    interrupt_after,
+    run_dlkit,
+)
 
 PERIOD = 12
 
@@ -187,8 +192,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path)
     assert changed.exit_code == 2 and "other settings (--units)" in changed.stderr
     assert_one_error_line(changed.stderr)
 
-    resumed = subprocess.run(_resumable(series, out, "--resume"), capture_output=True,
-                             text=True, timeout=300)
+    resumed = dlkit_in_process(_resumable(series, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after {state['epochs_done']}" in resumed.stderr
     a, b = json.loads(straight.stdout), json.loads(resumed.stdout)

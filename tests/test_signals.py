@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import checkpoint_state, interrupt_after
+from conftest import checkpoint_state, dlkit_in_process, interrupt_after
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -62,7 +62,7 @@ def _train(out: Path, *extra: str) -> list[str]:
 
 
 def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    straight = subprocess.run(_train(tmp_path / "straight"), capture_output=True, text=True)
+    straight = dlkit_in_process(_train(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
 
     out = tmp_path / "resumed"
@@ -78,7 +78,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> N
     assert "--resume" in stderr and "Traceback" not in stderr
     assert checkpoint_state(tmp_path / ".resumed.resume") and not out.exists()
 
-    resumed = subprocess.run(_train(out, "--resume"), capture_output=True, text=True)
+    resumed = dlkit_in_process(_train(out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after" in resumed.stderr
     a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
@@ -102,13 +102,13 @@ def test_train_cifar_sigterm_then_resume_matches(tiny_root: Path, tmp_path: Path
                 "--members", "1", "--epochs", "3", "--batch-size", "32", "--seed", "2",
                 "--deterministic", "-o", str(out), "--json", *extra]
 
-    straight = subprocess.run(cifar(tmp_path / "straight"), capture_output=True, text=True)
+    straight = dlkit_in_process(cifar(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
     out = tmp_path / "c"
     stopped = interrupt_after(cifar(out), "epoch 1/3", signal.SIGTERM)
     assert stopped.returncode == 130, stopped.stderr
     assert "1 of 3 epochs are saved" in stopped.stderr and not out.exists()
-    resumed = subprocess.run(cifar(out, "--resume"), capture_output=True, text=True)
+    resumed = dlkit_in_process(cifar(out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     a, b = json.loads(straight.stdout), json.loads(resumed.stdout)
     assert b["history"] == a["history"] and b["test_accuracy"] == a["test_accuracy"]

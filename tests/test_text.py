@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA, assert_one_error_line, checkpoint_state, interrupt_after, run_dlkit
+from conftest import (
+    REAL_DATA,
+    assert_one_error_line,
+    checkpoint_state,
+    dlkit_in_process,
+    interrupt_after,
+    run_dlkit,
+)
 
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
            "To be, or not to be, that is the question. All that glitters is not gold.\n")
@@ -218,8 +225,7 @@ def test_ctrl_c_saves_model_and_checkpoint_then_resume_matches(
     other = cli(*_resumable(corpora["english"], out, "--resume", "--seed", "4")[3:])
     assert other.exit_code == 2 and "other settings (--seed)" in other.stderr
 
-    resumed = subprocess.run(_resumable(corpora["english"], out, "--resume"),
-                             capture_output=True, text=True, timeout=300)
+    resumed = dlkit_in_process(_resumable(corpora["english"], out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after {state['epochs_done']}" in resumed.stderr
     b = json.loads(resumed.stdout)

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, checkpoint_state, interrupt_after, run_dlkit
+from conftest import (
+    assert_one_error_line,
+    checkpoint_state,
+    dlkit_in_process,
+    interrupt_after,
+    run_dlkit,
+)
 
 TOPICS = {
     "cooking": "oven flour butter simmer recipe garlic onion bake sauce pepper",
@@ -318,8 +324,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(cli, tmp_path: Path) -
     assert_one_error_line(changed.stderr)
     (folder / "space" / "extra.txt").unlink()
 
-    resumed = subprocess.run(_resumable(folder, out, "--resume"), capture_output=True,
-                             text=True, timeout=300)
+    resumed = dlkit_in_process(_resumable(folder, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after {state['epochs_done']}" in resumed.stderr
     a, b = json.loads(straight.stdout), json.loads(resumed.stdout)

@@ -69,9 +69,9 @@ def test_tensorboard_scalars_and_a_resumed_run_continues_the_curves(tiny_root: P
     args.remove("--quiet")  # the epoch lines tell interrupt_after when to stop
     stopped = interrupt_after(args, "epoch 2/", signal.SIGINT)
     assert stopped.returncode == 130, stopped.stderr
-    from conftest import run_dlkit
+    from conftest import run_in_process
 
-    resumed = run_dlkit(*args[3:], "--resume", env={"DLKIT_DATA": ""})
+    resumed = run_in_process(*args[3:], "--resume", env={"DLKIT_DATA": ""})
     assert resumed.returncode == 0, resumed.stderr
     found = scalars(logs)
     for tag in ("train/epoch_loss", "train/epoch_accuracy", "train/epoch_learning_rate",

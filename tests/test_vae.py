@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from conftest import (
     assert_one_error_line,
     checkpoint_state,
+    dlkit_in_process,
     interrupt_after,
     needs_real_data,
     run_dlkit,
@@ -151,8 +151,7 @@ def test_train_vae_interrupt_then_resume_matches_uninterrupted(
     assert checkpoint_state(tmp_path / ".m.resume") and not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == [".m.resume"]  # no half-written model
 
-    resumed = subprocess.run(_train_args(tiny_root, out, "--resume"), capture_output=True,
-                             text=True, timeout=300)
+    resumed = dlkit_in_process(_train_args(tiny_root, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after" in resumed.stderr
     report = json.loads(resumed.stdout)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_DATA, assert_one_error_line, needs_real_data, pattern_images, run_dlkit
+from conftest import (
+    REAL_DATA,
+    assert_one_error_line,
+    needs_real_data,
+    pattern_images,
+    run_dlkit,
+    run_in_process,
+)
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -392,8 +399,8 @@ def test_real_cifar_files_match_array_accuracy(tmp_path: Path) -> None:
     from dlkit.data.readers import load_cifar10
 
     model_dir = tmp_path / "cifar"
-    proc = run_dlkit("train-cifar", "--arch", "seed", "--epochs", "3", "--limit", "2000",
-                     "-o", model_dir, "--quiet", env={"DLKIT_DATA": str(REAL_DATA)})
+    proc = run_in_process("train-cifar", "--arch", "seed", "--epochs", "3", "--limit", "2000",
+                          "-o", model_dir, "--quiet", env={"DLKIT_DATA": str(REAL_DATA)})
     assert proc.returncode == 0, proc.stderr
     data = load_cifar10(REAL_DATA)
     x, y = data.x_test[:400], data.y_test[:400]

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, pattern_images, run_dlkit, train_in_process
+from conftest import (
+    assert_one_error_line,
+    pattern_images,
+    run_dlkit,
+    run_in_process,
+    train_in_process,
+)
 
 MNIST = ("train-mnist", "--dataset", "mnist", "--arch", "mlp", "--limit", "96",
          "--batch-size", "32", "--quiet")
@@ -265,9 +271,9 @@ KILL_ARGS = ("--epochs", "3", "--deterministic", "--seed", "3")
 
 @pytest.fixture(scope="module")
 def straight(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The uninterrupted run the killed-and-resumed ones must end as (a real process too)."""
+    """The uninterrupted run the killed-and-resumed ones must end as."""
     out = tmp_path_factory.mktemp("straight") / "straight"
-    done = run_dlkit(*mnist(tiny_root, out, *KILL_ARGS), env={"DLKIT_DATA": ""})
+    done = run_in_process(*mnist(tiny_root, out, *KILL_ARGS), env={"DLKIT_DATA": ""})
     assert done.returncode == 0, done.stderr
     return out
 
@@ -286,7 +292,7 @@ def test_kill_between_checkpoint_writes_resumes_exactly(fault: str, tiny_root: P
     saved = sorted(p.name for p in (tmp_path / ".m.resume").iterdir())
     expected_epoch = 1 if "before" in fault else 2
     assert f"epoch-{expected_epoch:05d}" in saved
-    resumed = run_dlkit(*mnist(tiny_root, out, *args, "--resume"), env={"DLKIT_DATA": ""})
+    resumed = run_in_process(*mnist(tiny_root, out, *args, "--resume"), env={"DLKIT_DATA": ""})
     assert resumed.returncode == 0, resumed.stderr
     assert _history(out) == _history(straight)
     assert not (tmp_path / ".m.resume").exists()

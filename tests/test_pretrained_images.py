@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_dlkit
+from conftest import assert_one_error_line, run_in_process
 from hub_presets import plant_in_cache, resnet_task, tiny_mobilenet_task
 
 pytest.importorskip("keras_hub")
@@ -162,9 +162,9 @@ def test_transfer_learning_folder_is_served_by_classify_image(cli, presets: dict
                                                               photos: Path,
                                                               tmp_path: Path) -> None:
     out = tmp_path / "tl"
-    trained = run_dlkit("train-cifar", "--data-dir", photos / "train", "--backbone",
-                        presets["resnet3"], "--epochs", "3", "--batch-size", "16",
-                        "--learning-rate", "1e-2", "-o", out, "--json", "--quiet")
+    trained = run_in_process("train-cifar", "--data-dir", photos / "train", "--backbone",
+                             presets["resnet3"], "--epochs", "3", "--batch-size", "16",
+                             "--learning-rate", "1e-2", "-o", out, "--json", "--quiet")
     assert trained.returncode == 0, trained.stderr
     result = json.loads(trained.stdout)
     assert result["arch"].startswith("backbone ") and result["epochs_completed"] == 3

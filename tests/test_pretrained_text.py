@@ -53,9 +53,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def finetuned(preset: Path, corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("ft") / "fox"
-    done = run_dlkit("train-text", "--from-preset", preset, "--corpus", corpus, "--seq-len",
-                     "32", "--batch-size", "8", "--epochs", "3", "--lr", "3e-3", "-o", out,
-                     "--json", "--quiet")
+    done = run_in_process("train-text", "--from-preset", preset, "--corpus", corpus,
+                          "--seq-len", "32", "--batch-size", "8", "--epochs", "3", "--lr",
+                          "3e-3", "-o", out, "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     return {"out": out, "result": json.loads(done.stdout)}
 

@@ -19,7 +19,7 @@ from conftest import (
     checkpoint_state,
     dlkit_in_process,
     interrupt_after,
-    run_dlkit,
+    run_in_process,
 )
 
 ENGLISH = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
@@ -284,8 +284,8 @@ SHAKESPEARE = REAL_DATA / "tinyshakespeare" / "input.txt"
 
 @pytest.mark.skipif(not SHAKESPEARE.is_file(), reason=f"{SHAKESPEARE} not found")
 def test_default_corpus_is_tiny_shakespeare(tmp_path: Path) -> None:
-    done = run_dlkit("train-text", *TINY, "--limit", "3000", "--output", tmp_path / "m",
-                     "--json", "--quiet", env={"DLKIT_DATA": str(REAL_DATA)})
+    done = run_in_process("train-text", *TINY, "--limit", "3000", "--output", tmp_path / "m",
+                          "--json", "--quiet", env={"DLKIT_DATA": str(REAL_DATA)})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["corpus"].endswith("tinyshakespeare/input.txt")

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from conftest import (
     dlkit_in_process,
     interrupt_after,
     run_dlkit,
+    run_in_process,
 )
 
 TOPICS = {
@@ -175,8 +177,8 @@ def test_the_default_learns_small_separable_data_in_three_epochs(tmp_path: Path)
         for i in range(40):
             text = " ".join(rng.sample(words.split(), 4))
             (tmp_path / "reviews" / label / f"{i:02d}.txt").write_text(text + "\n")
-    trained = run_dlkit("train-text-classifier", "--data-dir", tmp_path / "reviews", "--epochs",
-                        "3", "-o", tmp_path / "m", "--json", "--quiet")
+    trained = run_in_process("train-text-classifier", "--data-dir", tmp_path / "reviews",
+                             "--epochs", "3", "-o", tmp_path / "m", "--json", "--quiet")
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert report["arch"] == "bow" and report["epochs"] == 3 and report["val_accuracy"] == 1.0
@@ -223,14 +225,16 @@ def test_a_killed_bow_run_resumes_exactly(tmp_path: Path) -> None:
     weights, and the start it reports)."""
     folder = write_folder(tmp_path / "corpus")
 
-    def train(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return run_dlkit("train-text-classifier", "--data-dir", folder, "--epochs", "3",
-                         "--batch-size", "16", "--seed", "4", "--deterministic", "-o", out,
-                         *extra, env=env)
+    def train(out: Path, *extra: str, env: dict | None = None,
+              run: Any = run_in_process) -> subprocess.CompletedProcess:
+        return run("train-text-classifier", "--data-dir", folder, "--epochs", "3",
+                   "--batch-size", "16", "--seed", "4", "--deterministic", "-o", out, *extra,
+                   env=env)
 
     straight = train(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
-    killed = train(tmp_path / "m", env={"DLKIT_FAULT": "checkpoint-after-publish@2:kill"})
+    killed = train(tmp_path / "m", env={"DLKIT_FAULT": "checkpoint-after-publish@2:kill"},
+                   run=run_dlkit)  # SIGKILL: its own process
     assert killed.returncode == -9, killed.stderr
     resumed = train(tmp_path / "m", "--resume")
     assert resumed.returncode == 0, resumed.stderr

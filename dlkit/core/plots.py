@@ -100,11 +100,13 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndar
 def captioned_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: Path,
                    title: str = "", colors: Sequence[str] | None = None,
                    columns: int | None = None) -> Path:
-    """A grid of uint8 images (each H x W x C, any size) with a caption under each."""
-    plt = pyplot()
+    """A grid of uint8 images (each H x W x C, any size) with a caption over each."""
     count = len(images)
     cols = columns or max(1, math.ceil(math.sqrt(count)))
     rows = max(1, math.ceil(count / cols))
+    if count and len({np.shape(image) for image in images}) == 1:
+        return _captioned_mosaic(np.stack(images), titles, path, title, colors, cols, rows)
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -118,6 +120,38 @@ def captioned_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: Pa
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+CAPTION_BAND = 0.5  # of an image's height, above it, for a caption of up to two lines
+
+
+def _captioned_mosaic(images: np.ndarray, titles: Sequence[str], path: Path, title: str,
+                      colors: Sequence[str] | None, cols: int, rows: int) -> Path:
+    """`captioned_grid` for images of one size: one mosaic on one axes, the captions drawn as
+    text over it (a quarter of the CPU time of an axes per image, for the same picture)."""
+    plt = pyplot()
+    count, height, width, channels = (*images.shape[:3], images.shape[3] if images.ndim == 4
+                                      else 1)
+    images = images.reshape(count, height, width, channels)
+    band, gap = math.ceil(CAPTION_BAND * height), max(1, width // 8)
+    cell_h, cell_w = height + band, width + gap
+    sheet = np.full((rows * cell_h, cols * cell_w - gap, channels), 255, np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        sheet[r * cell_h + band:(r + 1) * cell_h, c * cell_w:c * cell_w + width] = image
+    fig = plt.figure(figsize=(1.9 * cols, 2.1 * rows + (0.4 if title else 0)))
+    ax = fig.add_axes((0.02, 0.01, 0.96, (2.1 * rows - 0.02) / fig.get_figheight()))
+    grey = channels == 1
+    ax.imshow(sheet[..., 0] if grey else sheet, cmap="gray" if grey else None, vmin=0,
+              vmax=255, interpolation="nearest")
+    ax.axis("off")
+    for i, caption in enumerate(titles[:count]):
+        r, c = divmod(i, cols)
+        ax.text(c * cell_w + width / 2, r * cell_h + band - 0.5, caption, ha="center",
+                va="bottom", fontsize=8, color=colors[i] if colors else "black")
+    if title:
+        fig.suptitle(title, y=1 - 0.15 / fig.get_figheight())
     return save_figure(fig, path)
 
 

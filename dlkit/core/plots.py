@@ -129,7 +129,7 @@ CAPTION_BAND = 0.5  # of an image's height, above it, for a caption of up to two
 def _captioned_mosaic(images: np.ndarray, titles: Sequence[str], path: Path, title: str,
                       colors: Sequence[str] | None, cols: int, rows: int) -> Path:
     """`captioned_grid` for images of one size: one mosaic on one axes, the captions drawn as
-    text over it (a quarter of the CPU time of an axes per image, for the same picture)."""
+    text over it (a fifth of the CPU time of an axes per image, for the same picture)."""
     plt = pyplot()
     count, height, width, channels = (*images.shape[:3], images.shape[3] if images.ndim == 4
                                       else 1)

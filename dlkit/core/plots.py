@@ -131,25 +131,22 @@ def _captioned_mosaic(images: np.ndarray, titles: Sequence[str], path: Path, tit
     """`captioned_grid` for images of one size: one mosaic on one axes, the captions drawn as
     text over it (a fifth of the CPU time of an axes per image, for the same picture)."""
     plt = pyplot()
-    count, height, width, channels = (*images.shape[:3], images.shape[3] if images.ndim == 4
-                                      else 1)
-    images = images.reshape(count, height, width, channels)
+    if images.ndim == 3:
+        images = images[..., None]
+    height, width, channels = images.shape[1:]
     band, gap = math.ceil(CAPTION_BAND * height), max(1, width // 8)
-    cell_h, cell_w = height + band, width + gap
-    sheet = np.full((rows * cell_h, cols * cell_w - gap, channels), 255, np.uint8)
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        sheet[r * cell_h + band:(r + 1) * cell_h, c * cell_w:c * cell_w + width] = image
+    sheet = tile(images, cols, gap=gap, band=band, background=255)
     fig = plt.figure(figsize=(1.9 * cols, 2.1 * rows + (0.4 if title else 0)))
     ax = fig.add_axes((0.02, 0.01, 0.96, (2.1 * rows - 0.02) / fig.get_figheight()))
     grey = channels == 1
     ax.imshow(sheet[..., 0] if grey else sheet, cmap="gray" if grey else None, vmin=0,
               vmax=255, interpolation="nearest")
     ax.axis("off")
-    for i, caption in enumerate(titles[:count]):
+    for i, caption in enumerate(titles[:len(images)]):
         r, c = divmod(i, cols)
-        ax.text(c * cell_w + width / 2, r * cell_h + band - 0.5, caption, ha="center",
-                va="bottom", fontsize=8, color=colors[i] if colors else "black")
+        x, y = gap + c * (width + gap) + width / 2, gap + r * (band + height + gap) + band
+        ax.text(x, y - 0.5, caption, ha="center", va="bottom", fontsize=8,
+                color=colors[i] if colors else "black")
     if title:
         fig.suptitle(title, y=1 - 0.15 / fig.get_figheight())
     return save_figure(fig, path)
@@ -162,19 +159,21 @@ def grid_columns(count: int, num_classes: int = 0) -> int:
     return max(1, math.ceil(math.sqrt(count)))
 
 
-def tile(images: np.ndarray, columns: int | None = None, scale: int = 1,
-         gap: int = 2) -> np.ndarray:
+def tile(images: np.ndarray, columns: int | None = None, scale: int = 1, gap: int = 2,
+         band: int = 0, background: int = 96) -> np.ndarray:
     """uint8 images (N, H, W, C) -> one uint8 mosaic `columns` wide (default about square),
-    each image enlarged `scale` times, on a grey background."""
+    each image enlarged `scale` times, `band` empty rows above each (room for a caption), on
+    a `background` grey."""
     count, height, width, channels = images.shape
     columns = columns or grid_columns(count)
     rows = max(1, math.ceil(count / columns))
     h, w = height * scale, width * scale
-    sheet = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, channels), 96, np.uint8)
+    sheet = np.full((rows * (band + h + gap) + gap, columns * (w + gap) + gap, channels),
+                    background, np.uint8)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         big = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1) if scale > 1 else image
-        top, left = gap + r * (h + gap), gap + c * (w + gap)
+        top, left = gap + r * (band + h + gap) + band, gap + c * (w + gap)
         sheet[top:top + h, left:left + w] = big
     return sheet
 

@@ -57,6 +57,7 @@ from dlkit.core.files import (
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 KERAS_FILE = "model.keras"
+LABELS_FILE = "labels.txt"  # a classifier's class names, one per line
 PLOTS = "plots"
 KERAS_JSON_LIMIT = 64 * MiB  # a JSON file in a .keras archive (config.json, metadata.json)
 METADATA_LIMIT = 64 * MiB  # a model folder's metadata.json
@@ -462,6 +463,9 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
         if write_extras is not None:
             with weights_in_memory():  # a keras-hub preset among them
                 write_extras(staging.path)
+        labels = labels_text(metadata)
+        if labels is not None:
+            write_atomic(staging.path / LABELS_FILE, labels)
         files = sorted({p.name for p in staging.path.iterdir()} | {METADATA})
         manifest = sorted({*tree(staging.path), METADATA})
         meta = {**metadata, "files": files, MANIFEST: manifest, "versions": versions(),
@@ -477,6 +481,16 @@ def save_model_folder(output: Path, model: Any, metadata: dict[str, Any],
             raise disk_error(f"the model folder {output}", cause) from None
         raise
     return artifact_paths(final)
+
+
+def labels_text(metadata: dict[str, Any]) -> str | None:
+    """A classifier's `labels.txt`: its class names one per line, in the order of its
+    outputs (what LiteRT and TensorFlow Serving tools read); None for a model that does not
+    output class scores."""
+    names = metadata.get("class_names")
+    if metadata.get("outputs") not in ("probabilities", "logits") or not isinstance(names, list):
+        return None
+    return "".join(" ".join(str(name).splitlines()) + "\n" for name in names)
 
 
 def artifact_paths(folder: Path) -> dict[str, Any]:

@@ -190,7 +190,7 @@ def train_text_classifier(config: TextClassifierConfig) -> Report:
                           / len(y_val)) if len(y_val) else None)
         metadata = {
             "arch": config.arch.value, "source": data.source, "class_names": data.class_names,
-            "input_shape": [],
+            "outputs": "probabilities", "input_shape": [],
             "preprocessing": {"input": "raw UTF-8 strings, a batch of shape (N,)",
                               "tokenizer": "TextVectorization inside the model: lower case, "
                                            "punctuation stripped, whitespace split",

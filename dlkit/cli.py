@@ -35,6 +35,7 @@ from dlkit.image_classifier.config import CifarConfig, ClassifyImageConfig, Mnis
 from dlkit.options import command_function
 from dlkit.pretrained.catalog import ModelsConfig
 from dlkit.sequence.config import ForecastConfig, SequenceConfig
+from dlkit.serve.config import ServeConfig
 from dlkit.text.config import GenerateConfig, TextConfig
 from dlkit.text_classifier.config import ClassifyTextConfig, TextClassifierConfig
 from dlkit.vae.config import SampleVaeConfig, VaeConfig
@@ -61,6 +62,7 @@ COMMANDS: list[tuple[type[Config], str, bool]] = [
     (EvaluateConfig, "dlkit.core.evaluation:evaluate", False),
     (ExportConfig, "dlkit.export.export:export", True),
     (ModelsConfig, "dlkit.pretrained.catalog:list_models", False),
+    (ServeConfig, "dlkit.serve.server:serve", False),
 ]
 
 

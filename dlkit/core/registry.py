@@ -13,7 +13,9 @@ The kinds in use: "generator" (task -> opener of its image-generator folders, se
 the module that registers it, see `dlkit.core.artifacts.register_layers_of`), "evaluator"
 (task -> `dlkit evaluate`'s measure, see `dlkit.core.evaluation`), "exporter" and "calibration"
 (task -> what `dlkit export` converts or calibrates on, see `dlkit.export.export`), "model"
-(a model other families build, such as the train-mnist CNN that `evaluate-gan --recall` trains).
+(a model other families build, such as the train-mnist CNN that `evaluate-gan --recall` trains),
+"image-classifier" (task -> how classify-image opens its folders, for `dlkit serve`'s
+`:classify`).
 
 Nothing is imported when a family registers; a lookup imports the target. Before its first
 lookup the registry imports every family package (every subpackage of `dlkit` but core and

@@ -63,6 +63,9 @@ class Predictor:
     # not say what it outputs (reading a .tflite file's graph costs an import).
     gives_probabilities: Callable[[], bool] = _not_known
     resizes_images: bool = False  # a keras-hub preset: its image converter resizes the input
+    input_names: list[str] = field(default_factory=list)  # per input, where the model says
+    input_dtypes: list[str] = field(default_factory=list)  # per input (NumPy names)
+    output_name: str = ""  # the (first) output's name, where the model says
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
         count = len(inputs[0])
@@ -138,7 +141,9 @@ def lite_predictor(model: litert.LiteModel) -> Predictor:
     return Predictor(run, [_sizes(details[n][0]) for n in names], _sizes(outputs[output]),
                      "litert", f"LiteRT {model.description}",
                      gives_probabilities=lambda: model.output_op(SIGNATURE, output)
-                     in PROBABILITY_OPS)
+                     in PROBABILITY_OPS, input_names=list(names),
+                     input_dtypes=[np.dtype(details[n][1]).name for n in names],
+                     output_name=output)
 
 
 def _lite_file(path: Path, backend: Backend) -> Predictor:
@@ -203,7 +208,9 @@ def _saved_model(folder: Path) -> Predictor:
     shapes = [_sizes(tuple(specs[n].shape)) if specs[n].shape.rank is not None else ()
               for n in names]
     return Predictor(run, shapes, _sizes(tuple(outputs[key].shape)), "tensorflow",
-                     f"SavedModel {folder}", gives_probabilities=lambda: last in PROBABILITY_OPS)
+                     f"SavedModel {folder}", gives_probabilities=lambda: last in PROBABILITY_OPS,
+                     input_names=names, input_dtypes=[specs[n].dtype.name for n in names],
+                     output_name=key)
 
 
 def _keras_file(path: Path) -> Predictor:
@@ -232,7 +239,10 @@ def keras_predictor(model: Any, description: str) -> Predictor:
 
     return Predictor(run, [_sizes(tuple(t.shape)) for t in model.inputs],
                      _sizes(tuple(model.outputs[0].shape)), "tensorflow", description,
-                     gives_probabilities=lambda: _keras_gives_probabilities(model))
+                     gives_probabilities=lambda: _keras_gives_probabilities(model),
+                     input_names=[str(getattr(t, "name", "")) for t in model.inputs],
+                     input_dtypes=[str(getattr(t, "dtype", "float32")) for t in model.inputs],
+                     output_name=str(model.output_names[0]) if model.output_names else "")
 
 
 def _keras_gives_probabilities(model: Any) -> bool:

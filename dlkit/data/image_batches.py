@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.data.images import IMAGE_SUFFIXES, ImageError, find_images, read_image, resize
+from dlkit.data.images import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    decode_image,
+    find_images,
+    read_image,
+    resize,
+)
 
 INVERT_CHOICES = ("auto", "yes", "no")
 BATCH_VALUES = 1 << 25  # pixel values in one batch of images at their own size (128 MB)
@@ -181,13 +188,29 @@ def center_digit(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def load_prepared(path: str, prep: Preprocess) -> tuple[np.ndarray | None, str]:
     """(the prepared model input, "") for a readable image; (None, why) otherwise."""
+    return _prepared(lambda: read_image(Path(path)), prep)
+
+
+def decode_prepared(raw: bytes, prep: Preprocess) -> tuple[np.ndarray | None, str]:
+    """`load_prepared` for the bytes of an image file (an upload)."""
+    return _prepared(lambda: decode_image(raw), prep)
+
+
+def _prepared(decode: Callable[[], np.ndarray], prep: Preprocess,
+              ) -> tuple[np.ndarray | None, str]:
     try:
-        return prepare(read_image(Path(path)), prep), ""
+        return prepare(decode(), prep), ""
     except ImageError as exc:
         return None, str(exc)
     except Exception as exc:  # OpenCV raises cv2.error for images it cannot handle
         last = (str(exc).strip().splitlines() or [""])[-1]
         return None, f"cannot decode ({type(exc).__name__}: {last})"
+
+
+def to_batch(images: list[np.ndarray], prep: Preprocess) -> np.ndarray:
+    """Prepared images (of one size) as the float32 batch the model takes (`prep.scale`)."""
+    factor, offset = SCALES[prep.scale]
+    return np.stack(images).astype(np.float32) * factor + offset
 
 
 def numpy_batches(paths: list[str], prep: Preprocess, batch_size: int,
@@ -199,13 +222,12 @@ def numpy_batches(paths: list[str], prep: Preprocess, batch_size: int,
     releases the GIL); an unreadable file is `on_error(index, why)`, in order, and left out.
     Images kept at their own size (`prep.size` None) are batched while their size stays the
     same, and up to `BATCH_VALUES` pixel values."""
-    factor, offset = SCALES[prep.scale]
     ahead = 2 * batch_size
     images: list[np.ndarray] = []
     indices: list[int] = []
 
     def batch() -> tuple[np.ndarray, np.ndarray]:
-        out = np.stack(images).astype(np.float32) * factor + offset, np.array(indices, np.int64)
+        out = to_batch(images, prep), np.array(indices, np.int64)
         images.clear()
         indices.clear()
         return out

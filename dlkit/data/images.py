@@ -33,14 +33,23 @@ def read_image(path: Path) -> np.ndarray:
     Only regular files are read (a FIFO or a device would block or never end), and a picture
     of more than MAX_PIXELS is refused from its header, before anything is decoded: a small
     file can declare an enormous image."""
-    import cv2
-
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise ImageError("not a regular file")
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(exc.strerror or str(exc)) from None
+    return decode_image(raw)
+
+
+def decode_image(raw: np.ndarray | bytes) -> np.ndarray:
+    """An encoded picture (the bytes of a JPEG, PNG, ... file) to an (H, W, 3) RGB uint8
+    array, as `read_image` reads a file: EXIF orientation honoured, transparency composited
+    on white, more than MAX_PIXELS refused from the header."""
+    import cv2
+
+    if isinstance(raw, bytes):
+        raw = np.frombuffer(raw, dtype=np.uint8)
     if raw.size == 0:
         raise ImageError("empty file")
     _check_size(raw)

@@ -30,6 +30,7 @@ import numpy as np
 
 from dlkit.core import console, hub
 from dlkit.core.artifacts import check_output_file
+from dlkit.core.config import Backend
 from dlkit.core.console import has_surrogates as _has_surrogates
 from dlkit.core.console import tsv_field as escape_path
 from dlkit.core.errors import EXIT_OK, EXIT_USAGE, UsageError
@@ -162,6 +163,7 @@ class Classifier:
     prep: Preprocess
     description: str
     backend: str  # "litert" or "tensorflow"
+    model: Predictor | None = None  # the model itself (its raw outputs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +209,14 @@ def load_classifier(config: ClassifyImageConfig) -> Classifier:
                       center_digit=meta.values.get("dataset") == "mnist",
                       scale=config.scale.value)
     return Classifier(_probabilities(model, _gives_probabilities(meta, model)), names, prep,
-                      model.description, model.backend)
+                      model.description, model.backend, model)
+
+
+def serving_classifier(model: str, backend: Backend) -> Classifier:
+    """The classifier `dlkit serve` answers `:classify` requests with: `model` opened as
+    `classify-image --model MODEL --backend BACKEND` opens it, every other option at its
+    default, so a served image gets the label and confidence classify-image prints."""
+    return load_classifier(ClassifyImageConfig(paths=[], model=model, backend=backend))
 
 
 def _preset_classifier(model: Predictor, meta: _Metadata,
@@ -224,7 +233,7 @@ def _preset_classifier(model: Predictor, meta: _Metadata,
     prep = Preprocess(size=None if model.resizes_images else size, channels=3, invert="no",
                       center_digit=False, scale="raw")
     return Classifier(_probabilities(model, model.gives_probabilities()), names, prep,
-                      model.description, model.backend)
+                      model.description, model.backend, model)
 
 
 def _check_metadata(model: Predictor, meta: _Metadata, path: Path,

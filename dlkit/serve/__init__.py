@@ -1,0 +1,1 @@
+"""`dlkit serve`: trained model folders behind TensorFlow Serving's REST API."""

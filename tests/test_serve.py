@@ -100,7 +100,8 @@ def test_status_and_metadata_speak_tensorflow_servings_api(server: Server) -> No
     assert spec["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in spec["tensor_shape"]["dim"]] == ["-1", "28", "28", "1"]
     assert meta["dlkit"]["class_names"] == [str(i) for i in range(10)]
-    assert meta["dlkit"]["backend"] == "litert" and meta["dlkit"]["classify"]
+    assert meta["dlkit"]["backend"] == "litert"
+    assert meta["dlkit"]["routes"] == [":predict", ":classify"]
     _, gan_meta = server.request("GET", "/v1/models/gan/metadata")
     gan_inputs = gan_meta["metadata"]["signature_def"]["signature_def"]["serving_default"][
         "inputs"]
@@ -184,6 +185,7 @@ BAD_REQUESTS = [
     ("POST", "/v1/models/nope:predict", b"{}", 404, "no model named 'nope'"),
     ("GET", "/v1/models/digits/versions/2", None, 404, "only version 1"),
     ("POST", "/v1/models/digits:explain", b"{}", 404, "no method"),
+    ("POST", "/v1/models/digits:generate", b"{}", 400, "does not generate text"),
     ("GET", "/elsewhere", None, 404, "no route"),
     ("GET", "/v1/models/digits:predict", None, 405, "POST it"),
     ("DELETE", "/v1/models/digits", None, 405, "GET it"),
@@ -325,3 +327,43 @@ def test_classifier_folders_hold_their_labels(zoo) -> None:
         labels = (zoo(name) / "labels.txt").read_text().splitlines()
         assert labels == meta["class_names"] and "labels.txt" in meta["files"]
     assert not (zoo("gan") / "labels.txt").exists()  # class names, but not a classifier
+
+
+def test_generate_streams_what_generate_text_writes(zoo) -> None:
+    running = start("--model", f"text={zoo('text')}")
+    try:
+        _, meta = running.request("GET", "/v1/models/text/metadata")
+        assert meta["dlkit"]["routes"] == [":generate"] and meta["dlkit"]["backend"] == "litert"
+        request = {"prompt": "To be", "length": 40, "seed": 3, "temperature": 0.7}
+        conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=60)
+        conn.request("POST", "/v1/models/text:generate", json.dumps(request))
+        answer = conn.getresponse()
+        assert answer.status == 200
+        assert answer.getheader("Transfer-Encoding") == "chunked"  # streamed, not buffered
+        text = answer.read().decode("utf-8")
+        conn.close()
+        printed = run_in_process("generate-text", "-m", zoo("text"), "--prompt", "To be",
+                                 "--length", "40", "--seed", "3", "--temperature", "0.7")
+        assert printed.returncode == 0, printed.stderr
+        assert text == printed.stdout and len(text) == len("To be") + 40 + 1
+        for body, says in ((b'{"length": 0}', "length must be >= 1"),
+                           (b'{"sampler": "best"}', "not one of"),
+                           (b'{"prompt": 7}', "prompt must be a text"),
+                           (b'{"colour": "red"}', "unknown field")):
+            code, bad = running.request("POST", "/v1/models/text:generate", body)
+            assert code == 400 and says in bad["error"], bad
+        code, bad = running.post_json("/v1/models/text:predict", {"instances": [1]})
+        assert code == 400 and ":generate" in bad["error"]
+
+        # a client that leaves mid-text frees the model for the next one
+        conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=60)
+        conn.request("POST", "/v1/models/text:generate", json.dumps({"length": 10_000_000}))
+        answer = conn.getresponse()
+        assert answer.status == 200 and answer.read(64)
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=60)
+        conn.request("POST", "/v1/models/text:generate", json.dumps({"length": 5}))  # at once
+        assert len(conn.getresponse().read().decode()) == 6
+        conn.close()
+    finally:
+        assert stop(running) == 0

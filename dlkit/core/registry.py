@@ -15,7 +15,7 @@ the module that registers it, see `dlkit.core.artifacts.register_layers_of`), "e
 (task -> what `dlkit export` converts or calibrates on, see `dlkit.export.export`), "model"
 (a model other families build, such as the train-mnist CNN that `evaluate-gan --recall` trains),
 "image-classifier" (task -> how classify-image opens its folders, for `dlkit serve`'s
-`:classify`).
+`:classify`), "text-generator" (task -> generate-text for `dlkit serve`'s `:generate`).
 
 Nothing is imported when a family registers; a lookup imports the target. Before its first
 lookup the registry imports every family package (every subpackage of `dlkit` but core and

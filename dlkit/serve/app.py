@@ -10,6 +10,8 @@ Routes (NAME a served model; `/versions/1` may follow NAME, as TensorFlow Servin
   `{"outputs": ...}`;
 - `POST /v1/models/NAME:classify[?top_k=K]` (image classifiers): the bytes of one image file
   as the body, answered with classify-image's label, confidence and top K;
+- `POST /v1/models/NAME:generate` (text models): generate-text's options as JSON, answered
+  with the text streamed as the model writes it;
 - `GET /v1/models`: the served models (a dlkit addition).
 
 Every failure is a JSON `{"error": "..."}` with its status: 400 for a request the model cannot
@@ -21,18 +23,20 @@ server keeps serving). Each request is logged as one line on stderr unless `quie
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
 import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dlkit.core.errors import first_line
@@ -67,8 +71,8 @@ def create_app(models: dict[str, Served], log: Callable[[str], None] | None) -> 
         if request.method != "GET":
             return error(405, f"{request.method} is not allowed here; GET it")
         return JSONResponse({"models": [
-            {"name": m.name, "version": VERSION, "backend": m.backend,
-             "classify": m.classifier is not None} for m in models.values()]})
+            {"name": m.name, "version": VERSION, "backend": m.backend, "routes": m.routes}
+            for m in models.values()]})
 
     async def model_route(request: Request) -> Response:
         match = PATH.fullmatch(request.url.path)
@@ -89,6 +93,12 @@ def create_app(models: dict[str, Served], log: Callable[[str], None] | None) -> 
                 return JSONResponse(status(served))
             if tail == "/metadata":
                 return JSONResponse(metadata(served))
+            if tail == ":generate":
+                return await generate(served, parse_json(await read_body(request)),
+                                      turns[served.name], log)
+            if tail == ":predict" and served.predictor is None:
+                raise RequestError(400, f"model {served.name!r} does not take :predict; it "
+                                   f"answers {', '.join(served.routes)}")
             if tail == ":predict":
                 arrays, columnar = as_arrays(served, parse_json(await read_body(request)))
                 output = await on_model(served, served.predict, arrays)
@@ -98,8 +108,8 @@ def create_app(models: dict[str, Served], log: Callable[[str], None] | None) -> 
                 k = top_k(request.query_params.get("top_k"))
                 body = await read_body(request)
                 return JSONResponse(await on_model(served, served.classify, body, k))
-            return error(404, f"no method {tail[1:]!r}; the models answer :predict and "
-                         ":classify (image classifiers)")
+            return error(404, f"no method {tail[1:]!r}; model {served.name!r} answers "
+                         f"{', '.join(served.routes)}")
         except RequestError as exc:
             return error(exc.status, str(exc))
         except Exception as exc:  # a model failure must not take the server down
@@ -115,6 +125,60 @@ def create_app(models: dict[str, Served], log: Callable[[str], None] | None) -> 
     app = Starlette(routes=routes, exception_handlers={
         404: lambda request, exc: error(404, f"no route {request.url.path}")})
     return _Logged(app, log) if log is not None else app
+
+
+async def generate(served: Served, payload: Any, turn: asyncio.Lock,
+                   log: Callable[[str], None] | None) -> Response:
+    """Stream generate-text's text for the request as the model makes it (text/plain,
+    chunked). The model is held from the first piece to the last: a worker thread runs the
+    generation and hands the pieces over; a client that goes away stops it."""
+    await turn.acquire()
+    try:
+        pieces = await anyio.to_thread.run_sync(served.generate, payload)
+    except BaseException:
+        turn.release()
+        raise
+    return StreamingResponse(_streamed(pieces, turn, log),
+                             media_type="text/plain; charset=utf-8")
+
+
+async def _streamed(pieces: Iterator[str], turn: asyncio.Lock,
+                    log: Callable[[str], None] | None) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for piece in itertools.chain(pieces, ["\n"]):
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, piece)
+        except Exception as exc:  # the model failed mid-text: the text ends there
+            if log is not None:
+                loop.call_soon_threadsafe(log, f"error: generation failed "
+                                          f"({type(exc).__name__}: {first_line(exc)})")
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+            loop.call_soon_threadsafe(turn.release)  # the model is free once this ends
+
+    loop.run_in_executor(None, produce)
+    done = False
+    try:
+        while not done:
+            piece = await queue.get()
+            if piece is None:
+                break
+            text = [piece]
+            while not queue.empty():  # what came while the last piece was being sent
+                more = queue.get_nowait()
+                if more is None:
+                    done = True
+                    break
+                text.append(more)
+            yield "".join(text).encode("utf-8")
+    finally:
+        stop.set()
 
 
 def parse_json(body: bytes) -> Any:
@@ -150,6 +214,11 @@ def metadata(served: Served) -> dict[str, Any]:
     """TensorFlow Serving's GetModelMetadata answer for the serving_default signature, plus
     what dlkit knows of the model."""
     p = served.predictor
+    dlkit = {"backend": served.backend, "routes": served.routes, "model": served.description}
+    if p is None:  # a text generator: no tensor signature to show
+        return {"model_spec": {"name": served.name, "signature_name": "", "version": VERSION},
+                "metadata": {"signature_def": {"signature_def": {}}},
+                "dlkit": {"task": "train-text", "unit": served.generator.unit, **dlkit}}
     inputs = {name: _tensor(name, dtype, shape) for name, dtype, shape in served.inputs()}
     output = p.output_name or "output_0"
     signature = {"inputs": inputs,
@@ -160,9 +229,7 @@ def metadata(served: Served) -> dict[str, Any]:
         meta.get("class_names")
     return {"model_spec": {"name": served.name, "signature_name": "", "version": VERSION},
             "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
-            "dlkit": {"task": meta.get("task"), "class_names": names, "backend": served.backend,
-                      "classify": served.classifier is not None,
-                      "model": p.description}}
+            "dlkit": {"task": meta.get("task"), "class_names": names, **dlkit}}
 
 
 def _tensor(name: str, dtype: str, shape: tuple[int | None, ...]) -> dict[str, Any]:

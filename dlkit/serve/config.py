@@ -18,10 +18,11 @@ class ServeConfig(Config):
     """Serve trained models over HTTP with TensorFlow Serving's REST API (and :classify).
 
     GET /v1/models/NAME (status), GET /v1/models/NAME/metadata, POST /v1/models/NAME:predict
-    ({"instances": [...]} or {"inputs": ...}), and for image classifiers POST
-    /v1/models/NAME:classify with the bytes of an image file as the body. Request bodies of
-    more than 32 MiB are refused. Models with a
-    model.tflite run on LiteRT (TensorFlow is never imported), others on TensorFlow.
+    ({"instances": [...]} or {"inputs": ...}); for image classifiers POST
+    /v1/models/NAME:classify with the bytes of an image file as the body; for text models POST
+    /v1/models/NAME:generate with generate-text's options as JSON, the text streamed back.
+    Request bodies of more than 32 MiB are refused. Models with a model.tflite run on LiteRT
+    (TensorFlow is never imported), others on TensorFlow.
 
     Example: dlkit serve --model digits=models/mnist --port 8501
     """

@@ -4,13 +4,17 @@ A served model is `dlkit.core.serving.open_model`'s `Predictor` (what `:predict`
 model's own inputs and first output, as TensorFlow Serving would serve its SavedModel), plus,
 for image classifiers and keras-hub image presets, the classifier `classify-image` would open
 (what `:classify` runs: image bytes decoded, prepared and scored exactly as classify-image
-does it). A model runs one request at a time (a LiteRT interpreter is not thread-safe); the
-server runs the requests of different models side by side.
+does it). A `train-text` folder is generate-text's generator instead (what `:generate` runs).
+A model runs one request at a time (a LiteRT interpreter is not thread-safe); the server runs
+the requests of different models side by side. What each family offers comes through
+`dlkit.core.registry`: serve imports no family.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,13 +47,29 @@ class Served:
 
     name: str
     source: str  # what --model named
-    predictor: Predictor
+    predictor: Predictor | None  # None for a text generator (it answers :generate only)
     classifier: Any = None  # classify-image's classifier (image classifiers only)
+    generator: Any = None  # generate-text's generator (text models only)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def backend(self) -> str:
+        if self.predictor is None:
+            return "litert" if "LiteRT" in self.generator.engine else "tensorflow"
         return self.predictor.backend
+
+    @property
+    def description(self) -> str:
+        if self.predictor is None:
+            return f"{self.generator.engine} text generator"
+        return self.predictor.description
+
+    @property
+    def routes(self) -> list[str]:
+        """The methods this model answers."""
+        return ([":predict"] if self.predictor is not None else []) + \
+            ([":classify"] if self.classifier is not None else []) + \
+            ([":generate"] if self.generator is not None else [])
 
     def predict(self, inputs: list[np.ndarray]) -> np.ndarray:
         """The model's first output for a batch of inputs (already checked)."""
@@ -71,11 +91,28 @@ class Served:
         top = [{"label": names[c], "confidence": round(float(probs[c]), 6)} for c in order]
         return {"label": top[0]["label"], "confidence": top[0]["confidence"], "top": top}
 
+    def generate(self, request: Any) -> Iterator[str]:
+        """generate-text's text for a :generate request: the prompt, then the pieces as the
+        model makes them. Its first piece is taken here, so a request the model cannot take
+        fails before anything is sent."""
+        if self.generator is None:
+            raise RequestError(400, f"model {self.name!r} does not generate text; it answers "
+                               f"{', '.join(self.routes)}")
+        try:
+            pieces = self.generator.pieces(self.generator.settings(request))
+            first = next(pieces)
+        except UsageError as exc:
+            raise RequestError(400, exc.message.replace("--", "")) from None
+        return itertools.chain([first], pieces)
+
     def warm_up(self) -> None:
         """Answer one made-up request of each kind before the first client's (the image
         decoders are imported, LiteRT's tensors allocated, TensorFlow's function traced)."""
+        if self.generator is not None:
+            for _ in self.generate({"length": 2, "sampler": "greedy"}):
+                pass
         specs = self.inputs()
-        if all(d is not None for _, _, shape in specs for d in shape):
+        if specs and all(d is not None for _, _, shape in specs for d in shape):
             self.predict([np.array([""] * np.prod(shape, dtype=int), object).reshape(1, *shape)
                           if dtype in TEXT_DTYPES else np.zeros((1, *shape), dtype)
                           for _, dtype, shape in specs])
@@ -87,6 +124,8 @@ class Served:
     def inputs(self) -> list[tuple[str, str, tuple[int | None, ...]]]:
         """(name, NumPy dtype, shape without the batch) of each input, in the model's order."""
         p = self.predictor
+        if p is None:
+            return []
         names = p.input_names or [f"input_{i}" for i in range(len(p.input_shapes))]
         dtypes = p.input_dtypes or ["float32"] * len(p.input_shapes)
         return list(zip(names, dtypes, p.input_shapes, strict=True))
@@ -104,6 +143,9 @@ def open_served(name: str, source: str, backend: Backend) -> Served:
         task = load_metadata(path).get("task")
         if isinstance(task, str) and registry.load("image-classifier", task) is not None:
             return _classifier(name, source, task, backend)
+        generator = registry.load("text-generator", task) if isinstance(task, str) else None
+        if generator is not None:
+            return Served(name, source, None, generator=generator(source, backend))
     predictor = open_model(source, backend)
     task = predictor.metadata.get("task")
     if isinstance(task, str) and registry.load("image-classifier", task) is not None:

@@ -50,8 +50,8 @@ def serve(config: ServeConfig) -> Report:
                                timeout_graceful_shutdown=DRAIN_SECONDS, server_header=False)
     server = _Server(uv_config)
     for served in models.values():
-        info(f"{served.name}: {served.predictor.description} ({served.backend}"
-             f"{', :classify' if served.classifier is not None else ''})")
+        info(f"{served.name}: {served.description} ({served.backend}; "
+             f"{' '.join(served.routes)})")
     shown = f"[{host}]" if ":" in host else host
     info(f"serving on http://{shown}:{port} (ready in {time.perf_counter() - start:.2f} s; "
          "SIGTERM or Ctrl-C stops)")
@@ -69,7 +69,7 @@ def serve(config: ServeConfig) -> Report:
 
 def _described(models: dict[str, Served]) -> list[dict[str, Any]]:
     return [{"name": m.name, "source": m.source, "backend": m.backend,
-             "model": m.predictor.description} for m in models.values()]
+             "model": m.description, "routes": m.routes} for m in models.values()]
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -10,3 +10,4 @@ from dlkit.core.registry import register
 for _layer in ("TokenPositionEmbedding", "Block"):
     register("layers", f"dlkit>{_layer}", "dlkit.text.models")
 register("exporter", "train-text", "dlkit.text.export:export_decoder")
+register("text-generator", "train-text", "dlkit.text.generate:ServedGenerator")

@@ -198,6 +198,52 @@ def open_generator(config: GenerateConfig) -> Any:
     return open_pretrained(config.model)
 
 
+class ServedGenerator:
+    """generate-text for `dlkit serve`'s `:generate`: the model opened once, then one text per
+    request, streamed piece by piece. A request is a JSON object of generate-text's options
+    (`prompt`, `length`, `sampler`, `temperature`, `top_k`, `top_p`, `seed`), checked against
+    the same bounds and choices."""
+
+    FIELDS = {"prompt": str, "length": int, "sampler": str, "temperature": (int, float),
+              "top_k": int, "top_p": (int, float), "seed": int}
+
+    def __init__(self, model: str, backend: Backend) -> None:
+        self.model, self.backend = model, backend
+        self.generator = open_generator(GenerateConfig(model=model, backend=backend))
+        self.engine, self.unit = self.generator.engine, self.generator.unit
+
+    def settings(self, request: Any) -> GenerateConfig:
+        """The request as generate-text's options; UsageError naming what is wrong."""
+        from dlkit.core.config import SamplerKind
+
+        if not isinstance(request, dict):
+            raise UsageError("the body must be a JSON object of generate-text's options")
+        unknown = sorted(set(request) - set(self.FIELDS))
+        if unknown:
+            raise UsageError(f"unknown field(s) {', '.join(unknown)}; :generate takes "
+                             f"{', '.join(self.FIELDS)}")
+        for key, kind in self.FIELDS.items():
+            value = request.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                raise UsageError(f"{key} must be a {'text' if kind is str else 'number'}")
+        values = {k: v for k, v in request.items() if v is not None}
+        if "sampler" in values:
+            try:
+                values["sampler"] = SamplerKind(values["sampler"])
+            except ValueError:
+                raise UsageError(f"sampler {values['sampler']!r} is not one of "
+                                 f"{', '.join(k.value for k in SamplerKind)}") from None
+        return GenerateConfig(model=self.model, backend=self.backend, **values)
+
+    def pieces(self, config: GenerateConfig) -> Iterator[str]:
+        """The prompt, then the generated text as it comes (one model call per piece)."""
+        self.generator.prepare(config.prompt, config.length)
+        sampler = Sampler.choose(config.sampler, config.temperature, config.top_k,
+                                 config.top_p, config.seed)
+        yield config.prompt
+        yield from self.generator.sample(sampler)
+
+
 def generate_text(config: GenerateConfig) -> None:
     """Load the model, then stream `num_samples` samples to stdout (with --json: print them
     as one JSON object at the end)."""

@@ -12,11 +12,12 @@ from dlkit.core.errors import UsageError
 
 class ExportFormat(enum.StrEnum):
     tflite = "tflite"
+    onnx = "onnx"
 
 
 @dataclass(kw_only=True)
 class ExportConfig(Config):
-    """Write a LiteRT (.tflite) file for a trained model folder.
+    """Write a LiteRT (.tflite) or ONNX (.onnx) file for a trained model folder.
 
     Without --output, the folder's own model.tflite (decoder.tflite for train-text models) is
     written, float32, and the folder is rewritten atomically: for folders saved by an older
@@ -30,7 +31,8 @@ class ExportConfig(Config):
 
     model: Path = opt(help="Model folder written by a dlkit train command.", argument=True,
                       metavar="MODEL")
-    format: ExportFormat = opt(ExportFormat.tflite, "File format: tflite (LiteRT).")
+    format: ExportFormat = opt(ExportFormat.tflite, "File format: tflite (LiteRT) or onnx "
+                               "(needs --output FILE.onnx).")
     quantize: Quantize = opt(Quantize.none, "none (float32: the same results as TensorFlow), "
                              "dynamic (int8 weights: about 4x smaller) or int8 (int8 weights "
                              "and activations, calibrated on the training data).")
@@ -41,6 +43,14 @@ class ExportConfig(Config):
                               show_default=False)
 
     def check(self) -> None:
+        if self.format == ExportFormat.onnx:
+            if self.quantize != Quantize.none:
+                raise UsageError("--quantize applies to LiteRT files; --format onnx writes "
+                                 "float32")
+            if self.output is None or self.output.suffix.lower() != ".onnx":
+                raise UsageError("--format onnx needs --output FILE.onnx (the model folder "
+                                 "itself is not changed)")
+            return
         if self.output is None and self.quantize != Quantize.none:
             raise UsageError(f"--quantize {self.quantize.value} needs --output FILE.tflite: "
                              "the model folder's own file stays float32, with TensorFlow's "

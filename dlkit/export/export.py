@@ -1,4 +1,5 @@
-"""`dlkit export`: a LiteRT file for a trained model folder, float32 or quantised.
+"""`dlkit export`: a LiteRT file for a trained model folder, float32 or quantised (or an ONNX
+file: `dlkit.export.onnx`).
 
 Numeric models are converted from the folder's SavedModel (the serving graph, preprocessing
 included, after `dlkit.core.saved_model.scan` has checked its graph) and carry the folder's
@@ -31,13 +32,15 @@ from dlkit.core.console import Report, to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
 from dlkit.core.files import write_atomic
 from dlkit.core.hub import PRESET_DIR
-from dlkit.export.config import ExportConfig
+from dlkit.export.config import ExportConfig, ExportFormat
 
 
 def export(config: ExportConfig) -> Report:
     """Convert, then write the file (or rewrite the model folder with it); report it."""
     folder = config.model.expanduser()
     meta = artifacts.load_metadata(folder)
+    if config.format == ExportFormat.onnx:
+        return _export_onnx(folder, meta, config)
     if config.output is None:
         name, content, record = _export_into(folder, config)
         output = folder / name
@@ -54,6 +57,21 @@ def export(config: ExportConfig) -> Report:
             "inputs": "; ".join(f"{key}: " + ", ".join(f"{n} {tuple(s)}" for n, s in
                                                       sig["inputs"].items())
                                 for key, sig in signatures.items())}
+    return Report(f"export {folder}", rows, str(output), data)
+
+
+def _export_onnx(folder: Path, meta: dict[str, Any], config: ExportConfig) -> Report:
+    from dlkit.export import onnx
+
+    output = artifacts.check_output_file("--output", config.output, inputs=[folder])
+    content, record = onnx.convert(folder, meta)
+    write_atomic(output, content)
+    data = {"model": str(folder), "file": str(output), "bytes": len(content), "format": "onnx",
+            **record}
+    rows = {"file": str(output), "size": f"{len(content) / 1e6:.2f} MB",
+            "opset": record["opset"],
+            "inputs": ", ".join(f"{n} {tuple(s)}" for n, s in record["inputs"].items()),
+            "largest difference from Keras": f"{record['max_difference']:.2g}"}
     return Report(f"export {folder}", rows, str(output), data)
 
 

@@ -89,27 +89,7 @@ def create_app(models: dict[str, Served], log: Callable[[str], None] | None) -> 
         if request.method != method:
             return error(405, f"{request.method} is not allowed here; {method} it")
         try:
-            if tail == "":
-                return JSONResponse(status(served))
-            if tail == "/metadata":
-                return JSONResponse(metadata(served))
-            if tail == ":generate":
-                return await generate(served, parse_json(await read_body(request)),
-                                      turns[served.name], log)
-            if tail == ":predict" and served.predictor is None:
-                raise RequestError(400, f"model {served.name!r} does not take :predict; it "
-                                   f"answers {', '.join(served.routes)}")
-            if tail == ":predict":
-                arrays, columnar = as_arrays(served, parse_json(await read_body(request)))
-                output = await on_model(served, served.predict, arrays)
-                values = np.asarray(output).tolist()
-                return JSONResponse({"outputs": values} if columnar else {"predictions": values})
-            if tail == ":classify":
-                k = top_k(request.query_params.get("top_k"))
-                body = await read_body(request)
-                return JSONResponse(await on_model(served, served.classify, body, k))
-            return error(404, f"no method {tail[1:]!r}; model {served.name!r} answers "
-                         f"{', '.join(served.routes)}")
+            return await answer(served, tail, request)
         except RequestError as exc:
             return error(exc.status, str(exc))
         except Exception as exc:  # a model failure must not take the server down
@@ -118,6 +98,30 @@ def create_app(models: dict[str, Served], log: Callable[[str], None] | None) -> 
             if log is not None:
                 log(f"error: {request.method} {request.url.path}: {message}")
             return error(500, message)
+
+    async def answer(served: Served, tail: str, request: Request) -> Response:
+        """What the route `tail` ("", "/metadata", ":predict", ...) of a model answers."""
+        if tail == "":
+            return JSONResponse(status(served))
+        if tail == "/metadata":
+            return JSONResponse(metadata(served))
+        if tail == ":generate":
+            return await generate(served, parse_json(await read_body(request)),
+                                  turns[served.name], log)
+        if tail == ":predict" and served.predictor is not None:
+            arrays, columnar = as_arrays(served, parse_json(await read_body(request)))
+            output = await on_model(served, served.predict, arrays)
+            values = np.asarray(output).tolist()
+            return JSONResponse({"outputs": values} if columnar else {"predictions": values})
+        if tail == ":predict":
+            raise RequestError(400, f"model {served.name!r} does not take :predict; it "
+                               f"answers {', '.join(served.routes)}")
+        if tail == ":classify":
+            k = top_k(request.query_params.get("top_k"))
+            body = await read_body(request)
+            return JSONResponse(await on_model(served, served.classify, body, k))
+        return error(404, f"no method {tail[1:]!r}; model {served.name!r} answers "
+                     f"{', '.join(served.routes)}")
 
     routes = [Route("/v1/models", models_route, methods=["GET", "POST", "PUT", "DELETE"]),
               Route("/v1/models/{rest:path}", model_route,

@@ -990,6 +990,25 @@ def litert_rows() -> list[Row]:
         row("export", "int8 output inside the calibration data", mnist, "--quantize", "int8",
             "-o", "{A}/data/m.tflite"),
     ]
+    served = ("--model", "m={A}/models/mnist")
+    rows += [  # every one refused before the port is bound
+        row("serve", "no model", usage=True),
+        row("serve", "model not NAME=FOLDER", "--model", "{A}/models/mnist"),
+        row("serve", "model name with a slash", "--model", "a/b={A}/models/mnist"),
+        row("serve", "one name twice", *served, *served),
+        row("serve", "model missing", "--model", "m={T}/nowhere"),
+        row("serve", "model is a file", "--model", "m={A}/random.bin"),
+        row("serve", "folder without metadata.json", "--model", "m={A}/nometa"),
+        row("serve", "metadata.json not an object", "--model", "m={A}/listmeta"),
+        row("serve", "model files corrupt", "--model", "m={A}/broken/mnist"),
+        row("serve", "backend litert without a .tflite", "--model", "m={A}/lite/no_mnist",
+            "--backend", "litert"),
+        row("serve", "backend unknown", *served, "--backend", "tpu", usage=True),
+        row("serve", "port out of range", *served, "--port", "70000", usage=True),
+        row("serve", "port negative", *served, "--port", "-1", usage=True),
+        row("serve", "config file with an unknown key", *served, "--config",
+            "{A}/unknown_key.toml"),
+    ]
     return rows
 
 

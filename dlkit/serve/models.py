@@ -79,8 +79,8 @@ class Served:
     def classify(self, image: bytes, top_k: int) -> dict[str, Any]:
         """classify-image's answer for one image file's bytes: label, confidence, top k."""
         if self.classifier is None:
-            raise RequestError(400, f"model {self.name!r} is not an image classifier; use "
-                               ":predict")
+            raise RequestError(400, f"model {self.name!r} is not an image classifier; it "
+                               f"answers {', '.join(self.routes)}")
         prepared, why = decode_prepared(image, self.classifier.prep)
         if prepared is None:
             raise RequestError(400, f"the body is not an image dlkit reads: {why}")

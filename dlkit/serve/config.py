@@ -15,7 +15,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a model name that fits 
 
 @dataclass(kw_only=True)
 class ServeConfig(Config):
-    """Serve trained models over HTTP with TensorFlow Serving's REST API (and :classify).
+    """Serve trained models over HTTP: TensorFlow Serving's REST API, :classify, :generate.
 
     GET /v1/models/NAME (status), GET /v1/models/NAME/metadata, POST /v1/models/NAME:predict
     ({"instances": [...]} or {"inputs": ...}); for image classifiers POST

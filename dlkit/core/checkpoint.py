@@ -30,7 +30,6 @@ import re
 import shutil
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import keras
 
 from dlkit.core.errors import DlkitError, Interrupted, UsageError, disk_error, first_line
 from dlkit.core.files import fsync_dir, fsync_tree, refuse_link
+from dlkit.core.signals import interrupts_handled_by
 
 WEIGHTS_FILE = "checkpoint.weights.h5"
 STATE_FILE = "state.json"
@@ -260,17 +260,11 @@ def fault_point(name: str) -> None:
 def deferred_interrupts() -> Iterator[None]:
     """Hold SIGINT/SIGTERM until the block ends (a checkpoint is written whole), then act on
     them as usual."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda s, _f: caught.append(s))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with interrupts_handled_by(lambda s, _f: caught.append(s)):
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if caught:
             signal.raise_signal(caught[0])
 

@@ -17,11 +17,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from dlkit.core.console import Report, info
 from dlkit.core.errors import EXIT_INTERRUPTED, UsageError
+from dlkit.core.signals import interrupts_handled_by
 from dlkit.serve.config import ServeConfig
 from dlkit.serve.models import Served, open_served
 
@@ -123,15 +123,8 @@ class _Server:
         server = self
 
         class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                previous = {sig: signal.signal(sig, server.handle)
-                            for sig in (signal.SIGINT, signal.SIGTERM)}
-                try:
-                    yield
-                finally:
-                    for sig, handler in previous.items():
-                        signal.signal(sig, handler)
+            def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+                return interrupts_handled_by(server.handle)
 
         self.server = Server(config)
         self.stopped_by: int | None = None

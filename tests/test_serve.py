@@ -168,6 +168,7 @@ def test_concurrent_clients_get_their_own_answers(server: Server) -> None:
 
 BAD_REQUESTS = [
     ("POST", "/v1/models/digits:predict", b"{not json", 400, "not JSON"),
+    ("POST", "/v1/models/digits:predict", b"[" * 100_000, 400, "nested too deeply"),
     ("POST", "/v1/models/digits:predict", b'{"instances": [[1, 2, 3]]}', 400,
      "shape 28x28x1"),
     ("POST", "/v1/models/digits:predict", b'{"instances": []}', 400, "non-empty"),

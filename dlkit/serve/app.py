@@ -190,6 +190,8 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(400, f"the body is not JSON ({first_line(exc)})") from None
+    except RecursionError:  # "[[[[..." deeper than Python's parser goes
+        raise RequestError(400, "the body's JSON is nested too deeply") from None
 
 
 async def read_body(request: Request) -> bytes:

@@ -172,6 +172,25 @@ def test_the_default_cifar_model_is_an_ensemble_saved_as_one(cli, tiny_root, tmp
         report["test_accuracy"])  # what is saved is what was measured
 
 
+def test_airbench_convolutions_start_by_passing_their_input_on() -> None:
+    """Each block's convolutions start as identities on their first channels (a Dirac kernel),
+    the filters beyond the input's channels left random."""
+    import keras
+
+    from dlkit.image_classifier import models
+
+    keras.utils.set_random_seed(0)
+    model = models.build("airbench", (16, 16, 3), 10)
+    first = model.get_layer("block1_conv1").kernel.numpy()  # 24 whitened channels in, 32 out
+    identity = np.zeros((3, 3, 24, 24), np.float32)
+    identity[1, 1, np.arange(24), np.arange(24)] = 1
+    np.testing.assert_array_equal(first[..., :24], identity)
+    assert np.abs(first[..., 24:]).sum() > 0
+    second = model.get_layer("block2_conv2").kernel.numpy()  # 64 in, 64 out: all identity
+    x = np.random.default_rng(0).normal(size=(1, 4, 4, 64)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.conv(x, second, padding="same"), x, atol=1e-6)
+
+
 def test_airbench_takes_its_recipes_nonlinearity() -> None:
     """28x28 images train airbench with ReLU (exact GELU is slow in bfloat16 on CPUs), photos
     keep GELU; the layers say which."""

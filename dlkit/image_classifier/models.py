@@ -155,15 +155,35 @@ def _airbench_member(x: Any, num_classes: int, whitening: np.ndarray | None,
         whiten.kernel.assign(whitening)
     for i, width in enumerate(widths):
         name = f"{prefix}block{i + 1}"
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+        x = _identity_start(layers.Conv2D(width, 3, padding="same", use_bias=False,
+                                          name=f"{name}_conv1"), x)
         x = layers.MaxPooling2D(name=f"{name}_pool")(x)
         x = _bn_act(x, f"{name}_1", activation)
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+        x = _identity_start(layers.Conv2D(width, 3, padding="same", use_bias=False,
+                                          name=f"{name}_conv2"), x)
         x = _bn_act(x, f"{name}_2", activation)
     x = layers.GlobalMaxPooling2D(name=f"{prefix}pool")(x)
     x = layers.Dense(num_classes, use_bias=False, name=f"{prefix}logits")(x)
     x = layers.Rescaling(LOGIT_SCALE, name=f"{prefix}logit_scale")(x)
     return layers.Activation("softmax", dtype="float32", name=f"{prefix}probabilities")(x)
+
+
+IDENTITY_START = True
+
+
+def _identity_start(conv: layers.Conv2D, x: Any) -> Any:
+    """`conv(x)`, the convolution's first filters (as many as `x` has channels) set to pass
+    their channel through unchanged (a Dirac kernel: 1 at the centre tap of its own channel),
+    the rest left random: each block starts close to passing its input on, which airbench
+    measured to save a fifth of the epochs."""
+    y = conv(x)
+    if IDENTITY_START:
+        kernel = keras.ops.convert_to_numpy(conv.kernel)
+        size, channels = kernel.shape[0], min(kernel.shape[2], kernel.shape[3])
+        kernel[:, :, :, :channels] = 0.0
+        kernel[size // 2, size // 2, np.arange(channels), np.arange(channels)] = 1.0
+        conv.kernel.assign(kernel)
+    return y
 
 
 def ensemble_mean(model: keras.Model) -> keras.Model:

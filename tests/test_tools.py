@@ -219,6 +219,23 @@ def test_config_file_and_print_config(cli, tiny_root: Path, tmp_path: Path) -> N
     assert tomllib.loads(again.stdout) == recorded
 
 
+def test_metadata_records_paths_as_given_but_the_data_folder(cli, tiny_root: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """metadata.json keeps the output and TensorBoard folders as the user typed them (no
+    absolute path of the training machine); --data-dir, which export reads back from any
+    working directory, is made absolute."""
+    import shutil
+
+    shutil.copytree(tiny_root, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    trained = cli("train-mnist", "--data-dir", "data", "--arch", "mlp", "--epochs", "1",
+                  "--limit", "64", "-o", "m", "--tensorboard", "logs", "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    recorded = json.loads((tmp_path / "m" / "metadata.json").read_text())["config"]
+    assert recorded["output"] == "m" and recorded["tensorboard"] == "logs"
+    assert recorded["data-dir"] == str((tmp_path / "data").resolve())
+
+
 def test_config_file_failures_are_the_commands_error_line(cli, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading --config runs inside the CLI's one error mapping: an unexpected failure (here a

@@ -156,8 +156,8 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as metadata.json records them: plain JSON values by config-file key
-        (Enums by value, paths absolute), so a model's settings can be fed back as a
-        `--config` file (see `settings`)."""
+        (Enums by value, paths as given but `READ_BACK` ones made absolute), so a model's
+        settings can be fed back as a `--config` file (see `settings`)."""
         return settings(self, resolve=True)
 
 
@@ -415,14 +415,21 @@ def path_value(text: str, where: str) -> Path:
     return Path(text)
 
 
+# Path settings a later command reads back from metadata.json, from any working directory:
+# `export --quantize int8` finds its calibration images through the training's --data-dir. The
+# others (the output folder, TensorBoard's) are recorded as the user gave them, not as absolute
+# paths of the machine that trained the model.
+READ_BACK = frozenset({"data_dir"})
+
+
 def settings(config: Config, resolve: bool = False) -> dict[str, Any]:
     """The config as a config file holds it: {key: plain value} by long option name, None for
-    an unset option; with `resolve`, paths made absolute (for metadata.json, read later from
-    anywhere)."""
+    an unset option; with `resolve`, the `READ_BACK` paths made absolute (for metadata.json,
+    read later from anywhere)."""
     out = {}
     for field in file_fields(type(config)):
         value = getattr(config, field.name)
-        if resolve and isinstance(value, Path):
+        if resolve and isinstance(value, Path) and field.name in READ_BACK:
             value = value.expanduser().resolve()
         out[option_key(field)] = plain(value)
     return out

@@ -219,8 +219,8 @@ def test_config_file_and_print_config(cli, tiny_root: Path, tmp_path: Path) -> N
     assert tomllib.loads(again.stdout) == recorded
 
 
-def test_metadata_records_paths_as_given_but_the_data_folder(cli, tiny_root: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metadata_records_paths_as_given_but_the_data_folder(
+        cli, tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """metadata.json keeps the output and TensorBoard folders as the user typed them (no
     absolute path of the training machine); --data-dir, which export reads back from any
     working directory, is made absolute."""

@@ -11,10 +11,11 @@ For small colour photos (`train-cifar`):
   the first and last, global max-pool);
 - `airbench`: the default, after Keller Jordan's airbench (itself from hlb-CIFAR10 and David
   Page's "How to train your ResNet"): a first 2x2 convolution initialised to whiten the training
-  images' patches (`whitening_kernel`), then three blocks of two 3x3 convolutions (the first
-  followed by max-pooling) with BatchNormalization without a learnt scale and GELU (ReLU for
-  28x28 images: see `image_classifier.config`), a global max-pool and a linear layer whose
-  logits are scaled down (1/9) for the softmax.
+  images' patches (`whitening_kernel`), then three blocks of two 3x3 convolutions that start
+  as identities on their first channels (the first followed by max-pooling) with
+  BatchNormalization without a learnt scale and GELU (ReLU for 28x28 images: see
+  `image_classifier.config`), a global max-pool and a linear layer whose logits are scaled
+  down (1/9) for the softmax.
 
 `with_test_time_augmentation` wraps a trained classifier so that it averages its probabilities
 over the image, its mirror image and one-pixel shifts of both: built from plain Keras layers
@@ -168,21 +169,18 @@ def _airbench_member(x: Any, num_classes: int, whitening: np.ndarray | None,
     return layers.Activation("softmax", dtype="float32", name=f"{prefix}probabilities")(x)
 
 
-IDENTITY_START = True
-
-
 def _identity_start(conv: layers.Conv2D, x: Any) -> Any:
     """`conv(x)`, the convolution's first filters (as many as `x` has channels) set to pass
     their channel through unchanged (a Dirac kernel: 1 at the centre tap of its own channel),
     the rest left random: each block starts close to passing its input on, which airbench
-    measured to save a fifth of the epochs."""
+    measured to save a fifth of the epochs (train-cifar's default, one seed each: test 0.808
+    against 0.799 in 36 epochs, 0.789 against 0.775 in 18)."""
     y = conv(x)
-    if IDENTITY_START:
-        kernel = keras.ops.convert_to_numpy(conv.kernel)
-        size, channels = kernel.shape[0], min(kernel.shape[2], kernel.shape[3])
-        kernel[:, :, :, :channels] = 0.0
-        kernel[size // 2, size // 2, np.arange(channels), np.arange(channels)] = 1.0
-        conv.kernel.assign(kernel)
+    kernel = keras.ops.convert_to_numpy(conv.kernel)
+    size, channels = kernel.shape[0], min(kernel.shape[2], kernel.shape[3])
+    kernel[:, :, :, :channels] = 0.0
+    kernel[size // 2, size // 2, np.arange(channels), np.arange(channels)] = 1.0
+    conv.kernel.assign(kernel)
     return y
 
 

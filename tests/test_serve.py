@@ -368,3 +368,29 @@ def test_generate_streams_what_generate_text_writes(zoo) -> None:
         conn.close()
     finally:
         assert stop(running) == 0
+
+
+def test_a_language_model_preset_streams_what_generate_text_writes(tmp_path: Path) -> None:
+    """A keras-hub CausalLM preset (a tiny GPT-2 saved with save_to_preset) is served for
+    `:generate` on TensorFlow; the same seed gives generate-text's text."""
+    from hub_presets import save_gpt2_preset
+
+    preset = save_gpt2_preset(tmp_path / "gpt2")
+    running = start("--model", f"gpt={preset}")
+    try:
+        _, meta = running.request("GET", "/v1/models/gpt/metadata")
+        assert meta["dlkit"]["routes"] == [":generate"]
+        assert meta["dlkit"]["backend"] == "tensorflow"
+        request = {"prompt": "the", "length": 6, "seed": 1, "sampler": "top-k"}
+        conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=120)
+        conn.request("POST", "/v1/models/gpt:generate", json.dumps(request))
+        answer = conn.getresponse()
+        assert answer.status == 200
+        text = answer.read().decode("utf-8")
+        conn.close()
+    finally:
+        assert stop(running) == 0
+    printed = run_in_process("generate-text", "-m", preset, "--prompt", "the", "--length", "6",
+                             "--seed", "1", "--sampler", "top-k")
+    assert printed.returncode == 0, printed.stderr
+    assert text == printed.stdout and text.startswith("the")

@@ -42,6 +42,7 @@ from dlkit.core.files import MiB, offline, size_text
 KINDS = {"CausalLM": "language model", "ImageClassifier": "image classifier"}
 PRESET_DIR = "preset"  # the keras-hub preset inside a dlkit model folder
 CONFIG_FILE = "config.json"
+TASK_FILE = "task.json"  # a task preset's class (save_to_preset writes it beside config.json)
 KAGGLE, HF = "kaggle://", "hf://"
 PRESET_FILE_LIMIT = 64 * MiB  # a preset's configs and tokenizer assets (not its weights)
 PRESET_ENTRIES_LIMIT = 10_000  # files and folders in one preset folder
@@ -295,6 +296,27 @@ def preset_class(path: Path) -> str:
         return str(config.get("class_name") or config.get("registered_name") or "unknown")
     except (OSError, ValueError, AttributeError):
         return "unknown"
+
+
+def preset_kind(spec: str) -> str | None:
+    """The `KINDS` key of the task a preset holds ("CausalLM" or "ImageClassifier"): a
+    built-in name by keras-hub's tables, a folder or a handle (downloaded first when it is not
+    cached) by the class its task.json names; None for anything else (a backbone alone, a task
+    of another kind, an unknown name)."""
+    path = Path(spec).expanduser()
+    if not path.exists() and not spec.startswith((KAGGLE, HF)):
+        return next((kind for kind in KINDS if spec in preset_table(kind)), None)
+    preset = resolve(spec, next(iter(KINDS)))  # the kind matters only for names
+    try:
+        name = json.loads((preset.path / TASK_FILE).read_text()).get("registered_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    models = import_keras_hub().models
+    import keras
+
+    task = keras.saving.get_registered_object(name) if isinstance(name, str) else None
+    return next((kind for kind in KINDS
+                 if isinstance(task, type) and issubclass(task, getattr(models, kind))), None)
 
 
 def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:

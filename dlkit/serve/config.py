@@ -30,7 +30,8 @@ class ServeConfig(Config):
     COMMAND = "serve"
 
     model: list[str] = opt(help="NAME=FOLDER: serve the model folder (or .keras, .tflite, "
-                           "SavedModel) as /v1/models/NAME; repeat for several models.",
+                           "SavedModel, keras-hub image classifier or language model preset) "
+                           "as /v1/models/NAME; repeat for several models.",
                            metavar="NAME=FOLDER")
     host: str = opt("127.0.0.1", "Address to listen on (127.0.0.1: this machine only; "
                     "0.0.0.0 exposes the models to the network, without authentication).")

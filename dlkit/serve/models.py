@@ -4,7 +4,8 @@ A served model is `dlkit.core.serving.open_model`'s `Predictor` (what `:predict`
 model's own inputs and first output, as TensorFlow Serving would serve its SavedModel), plus,
 for image classifiers and keras-hub image presets, the classifier `classify-image` would open
 (what `:classify` runs: image bytes decoded, prepared and scored exactly as classify-image
-does it). A `train-text` folder is generate-text's generator instead (what `:generate` runs).
+does it). A `train-text` folder or a keras-hub language model preset is generate-text's
+generator instead (what `:generate` runs).
 A model runs one request at a time (a LiteRT interpreter is not thread-safe); the server runs
 the requests of different models side by side. What each family offers comes through
 `dlkit.core.registry`: serve imports no family.
@@ -136,6 +137,9 @@ def open_served(name: str, source: str, backend: Backend) -> Served:
     anything that is not a model."""
     path = Path(source).expanduser()
     if hub.is_preset(source):
+        if hub.preset_kind(source) == "CausalLM":
+            generator = registry.load("text-generator", "keras-hub")
+            return Served(name, source, None, generator=generator(source, backend))
         return _classifier(name, source, "keras-hub", backend)
     if not path.exists():
         raise UsageError(f"--model {name}={source}: no such file or folder")

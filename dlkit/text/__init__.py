@@ -10,4 +10,5 @@ from dlkit.core.registry import register
 for _layer in ("TokenPositionEmbedding", "Block"):
     register("layers", f"dlkit>{_layer}", "dlkit.text.models")
 register("exporter", "train-text", "dlkit.text.export:export_decoder")
-register("text-generator", "train-text", "dlkit.text.generate:ServedGenerator")
+for _task in ("train-text", "keras-hub"):  # a keras-hub CausalLM preset: generate-text's too
+    register("text-generator", _task, "dlkit.text.generate:ServedGenerator")

@@ -866,6 +866,15 @@ def tools_rows() -> list[Row]:
         row("classify-image", "labels empty", "{A}/images/good.png", "--model",
             "{A}/models/mnist", "--labels", "", usage=True),
         row("export", "model folder named by an empty path", "", usage=True),
+        row("export", "preset without --output", "{A}/presets/resnet"),
+        row("export", "preset with a .tflite output", "{A}/presets/resnet", "-o",
+            "{T}/m.tflite"),
+        row("export", "preset with --quantize", "{A}/presets/resnet", "--quantize", "dynamic",
+            "-o", "{OUT}"),
+        row("export", "preset of a language model", "{A}/presets/gpt2", "-o", "{OUT}"),
+        row("export", "preset name unknown", "resnet_18_imagenetx", "-o", "{OUT}"),
+        row("export", "preset to a folder dlkit did not write", "{A}/presets/resnet", "-o",
+            "{A}/nometa", existing="{A}/nometa"),
     ]
     model = ("--model", "{A}/models/mnist")
     rows += [

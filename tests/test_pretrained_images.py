@@ -122,9 +122,41 @@ def test_imagenet_names_bad_files_and_a_cached_name(cli, presets: dict, photos: 
     (line,) = result.stdout.splitlines()
     path, label, confidence = line.split("\t")
     assert path.endswith("big.jpg") and not label.isdigit() and 0 < float(confidence) <= 1
-    from keras_hub.utils import imagenet_id_to_name
+    from dlkit.core.hub import imagenet_names
 
-    assert label in {imagenet_id_to_name(i) for i in range(1000)}
+    names = imagenet_names()
+    assert label in names and len(set(names)) == 1000  # "crane (134)" and "crane (517)"
+    assert "crane (134)" in names and "tench" in names
+
+
+def test_a_preset_exported_to_a_folder_answers_on_litert_as_on_tensorflow(
+        cli, presets: dict, photos: Path, tmp_path: Path) -> None:
+    """`dlkit export PRESET -o FOLDER` (issue 28): a model folder whose model.tflite holds the
+    preset's image converter; classify-image serves it through LiteRT with what the preset
+    itself gives on TensorFlow, ImageNet's class names included for a 1,000-class preset."""
+    files = [str(f) for f in sorted((photos / "train").rglob("*.png"))[::12]]
+    for name in ("resnet3", "resnet1000"):
+        folder = tmp_path / name
+        exported = cli("export", str(presets[name]), "-o", str(folder), "--json")
+        assert exported.exit_code == 0, exported.stderr
+        assert json.loads(exported.stdout)["input_shape"] == [32, 32, 3]
+        meta = json.loads((folder / "metadata.json").read_text())
+        assert meta["task"] == "export" and (folder / "model.tflite").is_file()
+        answers = {}
+        for model, backend in ((presets[name], "tensorflow"), (folder, "litert")):
+            result = cli("classify-image", *files, "--model", str(model), "--backend",
+                         backend, "--json", "--top-k", "2")
+            assert result.exit_code == 0, result.stderr
+            answers[backend] = json.loads(result.stdout)
+        for lite, tf in zip(answers["litert"], answers["tensorflow"], strict=True):
+            assert [t["label"] for t in lite["top"]] == [t["label"] for t in tf["top"]]
+            assert all(abs(a["confidence"] - b["confidence"]) < 1e-4
+                       for a, b in zip(lite["top"], tf["top"], strict=True))
+        if name == "resnet1000":
+            assert len((folder / "labels.txt").read_text().splitlines()) == 1000
+            assert not answers["litert"][0]["label"].isdigit()
+    refused = cli("export", str(presets["resnet3"]), "-o", str(tmp_path / "x.tflite"))
+    assert refused.exit_code == 2 and "--output FOLDER" in refused.stderr
 
 
 def test_the_gate_freezes_the_backbone_then_fine_tunes_it_and_bn_stays_frozen(

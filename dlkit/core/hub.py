@@ -319,6 +319,16 @@ def preset_kind(spec: str) -> str | None:
                  if isinstance(task, type) and issubclass(task, getattr(models, kind))), None)
 
 
+def imagenet_names() -> list[str]:
+    """ImageNet's 1,000 class names as keras-hub ships them, made distinct as a model folder's
+    class names must be: the ones ImageNet names alike ("crane" the bird and the machine,
+    "maillot") get their class index in parentheses."""
+    name_of = import_keras_hub().utils.imagenet_id_to_name
+    names = [name_of(i) for i in range(1000)]
+    repeated = {n for n in names if names.count(n) > 1}
+    return [f"{n} ({i})" if n in repeated else n for i, n in enumerate(names)]
+
+
 def load_task(preset: Preset, kind: str, **kwargs: Any) -> Any:
     """The keras-hub task (`kind`: "CausalLM" or "ImageClassifier") saved in `preset.path`;
     exit 2 when the folder holds another kind of model or is damaged."""

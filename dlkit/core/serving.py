@@ -291,8 +291,7 @@ def _preset(spec: str, backend: Backend) -> Predictor:
         predictor.metadata = load_metadata(folder)
         predictor.metadata_source = str(folder / METADATA)
     elif outputs == 1000:
-        names = hub.import_keras_hub().utils.imagenet_id_to_name
-        predictor.metadata = {"class_names": [names(i) for i in range(1000)]}
+        predictor.metadata = {"class_names": hub.imagenet_names()}
         predictor.metadata_source = "keras-hub's ImageNet class names"
     shown = f", {size[0]}x{size[1]} images" if None not in size else ""
     console.info(f"loaded {spec} ({type(task).__name__}, {task.count_params():,} parameters"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dlkit.core import artifacts, litert, registry
+from dlkit.core import artifacts, hub, litert, registry
 from dlkit.core.config import Quantize, recorded_settings
 from dlkit.core.console import Report, to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_error
@@ -37,6 +37,8 @@ from dlkit.export.config import ExportConfig, ExportFormat
 
 def export(config: ExportConfig) -> Report:
     """Convert, then write the file (or rewrite the model folder with it); report it."""
+    if hub.is_preset(str(config.model)):
+        return _export_preset(str(config.model), config.output)
     folder = config.model.expanduser()
     meta = artifacts.load_metadata(folder)
     if config.format == ExportFormat.onnx:
@@ -58,6 +60,21 @@ def export(config: ExportConfig) -> Report:
                                                       sig["inputs"].items())
                                 for key, sig in signatures.items())}
     return Report(f"export {folder}", rows, str(output), data)
+
+
+def _export_preset(spec: str, output: Path) -> Report:
+    """A keras-hub image classifier preset as a LiteRT model folder (the image classifier
+    family's "preset-exporter")."""
+    paths = registry.load("preset-exporter", "ImageClassifier")(spec, output)
+    folder = Path(paths["model_dir"])
+    meta = artifacts.load_metadata(folder)
+    record = (meta.get(litert.META_KEY) or {}).get(litert.TFLITE_FILE) or {}
+    data = {"model": spec, "folder": str(folder), "file": str(folder / litert.TFLITE_FILE),
+            "bytes": record.get("bytes"), "input_shape": meta.get("input_shape"),
+            "classes": len(meta.get("class_names") or []) or None}
+    rows = {"folder": str(folder), "model.tflite": f"{(record.get('bytes') or 0) / 1e6:.2f} MB",
+            "input": "x".join(map(str, meta.get("input_shape") or [])) + " raw RGB pixels"}
+    return Report(f"export {spec}", rows, str(folder), data)
 
 
 def _export_onnx(folder: Path, meta: dict[str, Any], config: ExportConfig) -> Report:

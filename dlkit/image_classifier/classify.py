@@ -169,7 +169,8 @@ class Classifier:
 # ---------------------------------------------------------------------------------------------
 # Loading the model
 
-IMAGE_TASKS = ("train-mnist", "train-cifar")  # dlkit's image classifiers (softmax outputs)
+# dlkit's image classifier folders (softmax outputs); "export": a keras-hub preset's folder
+IMAGE_TASKS = ("train-mnist", "train-cifar", "export")
 OUTPUT_KINDS = ("probabilities", "logits")  # metadata "outputs": what the model gives
 
 

@@ -42,3 +42,45 @@ def calibration_images(meta: dict[str, Any], count: int, rng: np.random.Generato
         raise UsageError(f"the training images have {images.shape[-1]} channels but the model "
                          f"takes {channels}")
     return images.astype(np.float32)
+
+
+def preset_folder(spec: str, output: Path) -> dict[str, Any]:
+    """`dlkit export PRESET -o FOLDER`: a model folder for a keras-hub ImageClassifier preset,
+    which classify-image and serve then run on LiteRT without TensorFlow. The folder's model
+    takes raw 0-255 RGB pixels at the size the preset's image converter declares and holds the
+    converter (its scaling and normalisation) and the classifier, probabilities out: what the
+    preset's own `predict()` computes on an image of that size. Saved as a training saves
+    (`model.keras`, the SavedModel, `model.tflite` carrying the class names: ImageNet's for a
+    1,000-class preset). Returns the folder's artifact paths."""
+    import keras
+
+    from dlkit.core import artifacts, hub
+    from dlkit.image_classifier.transfer import freeze_batchnorm
+
+    folder = artifacts.claim_output(output)
+    preset = hub.resolve(spec, "ImageClassifier")
+    task = hub.load_task(preset, "ImageClassifier")
+    converter = getattr(task.preprocessor, "image_converter", None)
+    size = tuple(getattr(converter, "image_size", None) or ())
+    if converter is None or len(size) != 2 or None in size:
+        raise UsageError(f"{spec} does not declare its image size (its image converter resizes "
+                         "nothing), so it has no fixed-size LiteRT model; classify-image runs "
+                         "it on TensorFlow as it is")
+    height, width = model_image_size(*size, f"the image converter of {spec}")
+    freeze_batchnorm(task)  # Keras's export traces the nested model in training mode otherwise
+    inputs = keras.Input((height, width, 3), name="image")
+    outputs = task(converter(inputs), training=False)
+    if keras.activations.get(getattr(task, "activation", None)) != keras.activations.softmax:
+        outputs = keras.layers.Softmax(dtype="float32", name="probabilities")(outputs)
+    model = keras.Model(inputs, outputs, name=type(task).__name__)
+    classes = int(outputs.shape[-1])
+    metadata: dict[str, Any] = {
+        "task": "export", "source": {"preset": spec, "class": type(task).__name__},
+        "input_shape": [height, width, 3], "outputs": "probabilities",
+        "preprocessing": {"input": "raw pixels 0-255, RGB channel order",
+                          "scaling": "the preset's image converter (inside the model)",
+                          "resize_to": [height, width], "color": "rgb"}}
+    if classes == 1000:
+        metadata["class_names"] = hub.imagenet_names()
+    return artifacts.save_model_folder(folder, model, metadata)
+

@@ -15,7 +15,9 @@ the module that registers it, see `dlkit.core.artifacts.register_layers_of`), "e
 (task -> what `dlkit export` converts or calibrates on, see `dlkit.export.export`), "model"
 (a model other families build, such as the train-mnist CNN that `evaluate-gan --recall` trains),
 "image-classifier" (task -> how classify-image opens its folders, for `dlkit serve`'s
-`:classify`), "text-generator" (task -> generate-text for `dlkit serve`'s `:generate`).
+`:classify`), "text-generator" (task -> generate-text for `dlkit serve`'s `:generate`),
+"preset-exporter" (a keras-hub task class -> what makes a LiteRT model folder of its presets,
+for `dlkit export PRESET -o FOLDER`).
 
 Nothing is imported when a family registers; a lookup imports the target. Before its first
 lookup the registry imports every family package (every subpackage of `dlkit` but core and

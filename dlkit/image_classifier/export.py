@@ -1,6 +1,7 @@
-"""`dlkit export --quantize int8` on an image classifier's folder: the training images it
-calibrates on, found the way training found them (registered as the "calibration" of
-train-mnist and train-cifar in `dlkit.core.registry`)."""
+"""What `dlkit export` needs from the image classifiers (registered in `dlkit.core.registry`):
+for `--quantize int8` on a train-mnist or train-cifar folder, the training images it calibrates
+on, found the way training found them ("calibration"); for `export PRESET -o FOLDER`, a model
+folder made of a keras-hub image classifier preset ("preset-exporter")."""
 
 from __future__ import annotations
 

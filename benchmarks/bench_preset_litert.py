@@ -2,7 +2,11 @@
 MobileNetV3-small-sized ImageClassifier (224x224, 1,000 classes, random weights: no download
 here), run as the preset itself (TensorFlow and keras-hub) and as the folder `dlkit export
 PRESET -o FOLDER` makes of it (LiteRT), each a fresh process, wall time of the whole command
-(goal: <= 1 s on LiteRT), and whether both give the same top-1.
+(goal: <= 1 s on LiteRT), and how far apart their answers are. The photo is 224x224, the
+preset's own size, so both see the same pixels (for other sizes the preset's converter crops
+and resizes in its own way); with random weights the 1,000 probabilities are all near 0.001,
+so the top-1 of two backends can differ on a near-tie: the table gives the largest difference
+between the five best confidences instead.
 
     python benchmarks/bench_preset_litert.py [--runs 3]
 
@@ -32,7 +36,7 @@ def classify(image: Path, model: Path) -> tuple[float, dict]:
     """Wall seconds of `dlkit classify-image IMAGE --model MODEL --json`, and its answer."""
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "dlkit", "classify-image", str(image),
-                          "--model", str(model), "--json", "--quiet"],
+                          "--model", str(model), "--json", "--quiet", "--top-k", "5"],
                          capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start
     if out.returncode != 0:
@@ -51,7 +55,7 @@ def main() -> None:
     preset = save_mobilenet_preset(tmp / "mobilenet")
     image = tmp / "photo.jpg"
     rng = np.random.default_rng(0)
-    cv2.imwrite(str(image), cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3))
+    cv2.imwrite(str(image), cv2.GaussianBlur(rng.integers(0, 255, (224, 224, 3))
                                              .astype(np.uint8), (0, 0), 5))
     load0 = os.getloadavg()[0]
     start = time.perf_counter()
@@ -77,14 +81,17 @@ def main() -> None:
         print(f"{row['model']:<26} {row['median_s']:>13.2f}  {row['label']} "
               f"({row['confidence']:.4f})")
     lite = rows[1]["median_s"]
+    confidences = [[t["confidence"] for t in answers[label]["top"]] for label in times]
+    gap = float(np.max(np.abs(np.subtract(*confidences))))
     print(f"export took {export_seconds:.1f} s; LiteRT goal <= 1 s: "
-          f"{'met' if lite <= 1.0 else 'NOT met'}; same top-1: "
-          f"{rows[0]['label'] == rows[1]['label']}; load average {load0:.2f} at the start, "
-          f"{load1:.2f} at the end, {os.cpu_count()} CPU cores")
+          f"{'met' if lite <= 1.0 else 'NOT met'}; the five best confidences differ by at most "
+          f"{gap:.1e}; load average {load0:.2f} at the start, {load1:.2f} at the end, "
+          f"{os.cpu_count()} CPU cores")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "preset_litert.json"
     out.write_text(json.dumps({"rows": rows, "export_seconds": export_seconds,
-                               "load": [load0, load1]}, indent=2) + "\n")
+                               "top5_confidence_gap": gap, "load": [load0, load1]},
+                              indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -56,18 +56,14 @@ def preset_folder(spec: str, output: Path) -> dict[str, Any]:
     import keras
 
     from dlkit.core import artifacts, hub
-    from dlkit.image_classifier.transfer import freeze_batchnorm
+    from dlkit.image_classifier.transfer import converter_size, freeze_batchnorm
 
     folder = artifacts.claim_output(output)
     preset = hub.resolve(spec, "ImageClassifier")
     task = hub.load_task(preset, "ImageClassifier")
     converter = getattr(task.preprocessor, "image_converter", None)
-    size = tuple(getattr(converter, "image_size", None) or ())
-    if converter is None or len(size) != 2 or None in size:
-        raise UsageError(f"{spec} does not declare its image size (its image converter resizes "
-                         "nothing), so it has no fixed-size LiteRT model; classify-image runs "
-                         "it on TensorFlow as it is")
-    height, width = model_image_size(*size, f"the image converter of {spec}")
+    height, width = converter_size(converter, spec, "become a fixed-size LiteRT model "
+                                   "(classify-image runs the preset on TensorFlow as it is)")
     freeze_batchnorm(task)  # Keras's export traces the nested model in training mode otherwise
     inputs = keras.Input((height, width, 3), name="image")
     outputs = task(converter(inputs), training=False)

@@ -98,14 +98,19 @@ def open_backbone(spec: str) -> Pretrained:
 
 
 def image_size(pretrained: Pretrained) -> tuple[int, int]:
-    size = getattr(pretrained.converter, "image_size", None)
+    return converter_size(pretrained.converter, pretrained.name, "be fine-tuned here")
+
+
+def converter_size(converter: Any, name: str, purpose: str) -> tuple[int, int]:
+    """(height, width) that the image converter of preset `name` resizes to; exit 2 naming
+    what it cannot `purpose` ("be fine-tuned here") when it declares no such size."""
+    size = getattr(converter, "image_size", None)
     if not size or None in tuple(size):
-        raise UsageError(f"{pretrained.name}'s image converter has no image size; it cannot "
-                         "be fine-tuned here")
+        raise UsageError(f"{name}'s image converter has no image size; it cannot {purpose}")
     if len(tuple(size)) != 2:
-        raise UsageError(f"{pretrained.name}'s image converter has image size {size}, not "
-                         "(height, width); it cannot be fine-tuned here")
-    return model_image_size(*size, f"the image converter of {pretrained.name}")
+        raise UsageError(f"{name}'s image converter has image size {size}, not "
+                         f"(height, width); it cannot {purpose}")
+    return model_image_size(*size, f"the image converter of {name}")
 
 
 def freeze_batchnorm(layer: Any) -> int:

@@ -246,7 +246,7 @@ def _check_metadata(model: Predictor, meta: _Metadata, path: Path,
     task = meta.values.get("task")
     if task is not None and task not in IMAGE_TASKS:
         raise UsageError(f"{path} holds a {task} model, not an image classifier; pass a model "
-                         "written by train-mnist or train-cifar")
+                         "written by train-mnist or train-cifar (or by export PRESET -o FOLDER)")
     lite_file = path.is_file() and path.suffix == ".tflite"
     if lite_file and not meta.values and config.invert == Invert.auto:
         raise UsageError(

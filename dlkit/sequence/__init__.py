@@ -2,6 +2,5 @@
 
 from dlkit.core.registry import register
 
-register("layers", "dlkit>SeriesTransform", "dlkit.sequence.models")
 register("evaluator", "train-sequence", "dlkit.sequence.evaluate:evaluate_forecaster")
 register("calibration", "train-sequence", "dlkit.sequence.export:calibration_windows")

@@ -9,10 +9,13 @@ members, each trained on its own loss, are averaged (an ensemble: on a few hundr
 network's forecast depends much on its seed). `with_scaling` wraps it so
 the saved model takes and returns raw values: the variance-stabilising transform (square root or
 log, chosen on the validation part) and the normalisation (fitted on the training part only)
-live inside the model as fixed layers. `for_serving` unrolls the recurrence for the saved model.
+live inside the model as fixed operations and layers (stock Keras only: plain Keras loads
+the saved `model.keras`). `for_serving` unrolls the recurrence for the saved model.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 import numpy as np
@@ -26,7 +29,7 @@ UNROLL_MAX = 512  # longest window whose saved model is unrolled (see `for_servi
 
 
 def forward(kind: str, values: np.ndarray) -> np.ndarray:
-    """The transform `SeriesTransform(kind)` computes, in NumPy (negative values clip to 0)."""
+    """The transform `transform_values(x, kind)` computes, in NumPy (negative values clip to 0)."""
     if kind == "sqrt":
         return np.sqrt(np.maximum(values, 0.0))
     if kind == "log":
@@ -35,7 +38,7 @@ def forward(kind: str, values: np.ndarray) -> np.ndarray:
 
 
 def inverse(kind: str, values: np.ndarray) -> np.ndarray:
-    """What `SeriesTransform(kind, inverse=True)` computes, in NumPy."""
+    """What `transform_values(x, kind, inverse=True)` computes, in NumPy."""
     if kind == "sqrt":
         return np.square(np.maximum(values, 0.0))
     if kind == "log":
@@ -43,26 +46,18 @@ def inverse(kind: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
-@keras.saving.register_keras_serializable(package="dlkit")
-class SeriesTransform(keras.layers.Layer):
-    """A fixed, element-wise transform of the series (`sqrt`, `log` = log1p, or `none`) or, with
-    `inverse=True`, its inverse. Negative inputs clip to 0 first (the transforms are chosen only
-    for series without negative values), so a forecast is never NaN."""
-
-    def __init__(self, kind: str = "none", inverse: bool = False, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.kind, self.inverse = kind, inverse
-
-    def call(self, x):
-        if self.kind == "none":
-            return x
-        if self.inverse:
-            return ops.square(ops.relu(x)) if self.kind == "sqrt" else ops.expm1(ops.relu(x))
-        x = ops.relu(x)
-        return ops.sqrt(x) if self.kind == "sqrt" else ops.log1p(x)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "kind": self.kind, "inverse": self.inverse}
+def transform_values(x: Any, kind: str, inverse: bool = False) -> Any:
+    """`forward(kind)` (or, with `inverse`, `inverse(kind)`) as Keras operations. On the symbolic
+    input of a functional model they become nodes of that model, which plain Keras saves and
+    loads (no custom layer: a `model.keras` opens without dlkit). Negative inputs clip to 0
+    first (the transforms are chosen only for series without negative values), so a forecast is
+    never NaN."""
+    if kind == "none":
+        return x
+    x = ops.relu(x)
+    if inverse:
+        return ops.square(x) if kind == "sqrt" else ops.expm1(x)
+    return ops.sqrt(x) if kind == "sqrt" else ops.log1p(x)
 
 
 def ar_fit(x: np.ndarray, y: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,11 +137,11 @@ def with_scaling(core: keras.Model, mean: float, std: float,
     """Raw values in, raw forecasts out: transform, normalise, run `core`, undo both."""
     window = core.input_shape[1]
     inputs = keras.Input((window, 1), name="values")
-    x = SeriesTransform(transform, name="transform")(inputs)
+    x = transform_values(inputs, transform)
     scaled = keras.layers.Normalization(axis=None, mean=mean, variance=std ** 2,
                                         name="normalise")(x)
     forecast = core(scaled)
     x = keras.layers.Normalization(axis=None, mean=mean, variance=std ** 2, invert=True,
                                    name="denormalise", dtype="float32")(forecast)
-    outputs = SeriesTransform(transform, inverse=True, name="untransform", dtype="float32")(x)
+    outputs = transform_values(x, transform, inverse=True)
     return keras.Model(inputs, outputs, name="forecaster")

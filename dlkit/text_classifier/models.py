@@ -17,45 +17,19 @@ import keras
 import numpy as np
 
 
-@keras.saving.register_keras_serializable(package="dlkit")
-class PositionEmbedding(keras.layers.Layer):
-    """Adds a learned embedding of each token's position (keeps the padding mask)."""
-
-    def __init__(self, length: int, dim: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.length, self.dim = length, dim
-        self.supports_masking = True
-        self.positions = keras.layers.Embedding(length, dim)
-
-    def build(self, input_shape: Any) -> None:
-        self.positions.build((None, self.length))
-        super().build(input_shape)
-
-    def call(self, x: Any, mask: Any = None) -> Any:
-        steps = keras.ops.shape(x)[1]
-        return x + keras.ops.cast(self.positions(keras.ops.arange(steps)), x.dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "length": self.length, "dim": self.dim}
+def positions(tokens: Any) -> Any:
+    """Each token's position, 0, 1, ... (batch, time), as Keras operations (nodes of the
+    functional model: stock Keras, no custom layer)."""
+    return keras.ops.cumsum(keras.ops.ones_like(tokens), axis=1) - 1
 
 
-@keras.saving.register_keras_serializable(package="dlkit")
-class MaskedAverage(keras.layers.Layer):
-    """Average over the unmasked time steps; zeros (not NaN) for a text with no known word."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def call(self, x: Any, mask: Any = None) -> Any:
-        if mask is None:
-            return keras.ops.mean(x, axis=1)
-        weights = keras.ops.cast(keras.ops.expand_dims(mask, -1), x.dtype)
-        total = keras.ops.sum(x * weights, axis=1)
-        return total / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-        return None
+def masked_average(x: Any, tokens: Any) -> Any:
+    """The average of x (batch, time, dim) over the steps whose token is not padding (id 0);
+    zeros (not NaN) for a text with no known word. Keras operations, as `positions`."""
+    weights = keras.ops.cast(keras.ops.expand_dims(keras.ops.not_equal(tokens, 0), -1),
+                             x.dtype)
+    total = keras.ops.sum(x * weights, axis=1)
+    return total / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
 
 
 def vectorizer(texts: list[str], vocab_size: int, seq_len: int,
@@ -101,18 +75,19 @@ def build(arch: str, vectorize: keras.layers.Layer, num_classes: int,
         x = keras.layers.Embedding(vocab, 128, mask_zero=True, name="embedding")(tokens)
         x = keras.layers.Bidirectional(keras.layers.LSTM(64, return_sequences=True),
                                        name="bilstm")(x)
-        x = MaskedAverage(name="average")(x)
+        x = masked_average(x, tokens)
     else:
         dim = 128
         x = keras.layers.Embedding(vocab, dim, mask_zero=True, name="embedding")(tokens)
-        x = PositionEmbedding(seq_len, dim, name="positions")(x)
+        x = keras.layers.Add(name="with_positions")(
+            [x, keras.layers.Embedding(seq_len, dim, name="positions")(positions(tokens))])
         attended = keras.layers.MultiHeadAttention(4, dim // 4, dropout=dropout)(x, x)
         x = keras.layers.LayerNormalization()(keras.layers.Add()([x, attended]))
         ff = keras.layers.Dense(2 * dim, activation="gelu")(x)
         ff = keras.layers.Dense(dim)(ff)
         ff = keras.layers.Dropout(dropout)(ff)
         x = keras.layers.LayerNormalization()(keras.layers.Add()([x, ff]))
-        x = MaskedAverage(name="average")(x)
+        x = masked_average(x, tokens)
     x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                                  name="probabilities")(x)

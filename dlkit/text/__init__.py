@@ -7,8 +7,6 @@ keras-hub CausalLMs (GPT-2, OPT, Llama, ...) loaded from presets: streamed gener
 
 from dlkit.core.registry import register
 
-for _layer in ("TokenPositionEmbedding", "Block"):
-    register("layers", f"dlkit>{_layer}", "dlkit.text.models")
 register("exporter", "train-text", "dlkit.text.export:export_decoder")
 for _task in ("train-text", "keras-hub"):  # a keras-hub CausalLM preset: generate-text's too
     register("text-generator", _task, "dlkit.text.generate:ServedGenerator")

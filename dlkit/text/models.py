@@ -6,6 +6,9 @@ Two families, both mapping a batch of character ids (B, T) to next-character log
 - `build_transformer`: a small GPT-style decoder (nanoGPT's model.py): token + learned position
   embeddings, pre-norm blocks of causal self-attention and a GELU MLP, a final LayerNorm.
 
+Both are functional models of stock Keras layers and operations, so plain Keras loads their
+`model.keras` without dlkit.
+
 Generation never re-runs the whole window per character: `decoding_functions` gives the
 one-character step with fixed shapes (each LSTM/GRU layer's state carried through the trained
 cells; a fixed-size key/value cache per transformer block with a position index), so it traces
@@ -31,116 +34,41 @@ def _init() -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(stddev=0.02)
 
 
-@keras.saving.register_keras_serializable(package="dlkit")
-class TokenPositionEmbedding(layers.Layer):
-    """Token embedding plus a learned embedding of the position in the window."""
-
-    def __init__(self, vocab_size: int, max_len: int, dim: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.vocab_size, self.max_len, self.dim = vocab_size, max_len, dim
-
-    def build(self, input_shape: Any = None) -> None:
-        self.tokens = self.add_weight(shape=(self.vocab_size, self.dim), initializer=_init(),
-                                      name="tokens")
-        self.positions = self.add_weight(shape=(self.max_len, self.dim), initializer=_init(),
-                                         name="positions")
-
-    def call(self, ids: Any) -> Any:
-        length = tf.shape(ids)[1]
-        x = tf.gather(self.tokens, ids) + self.positions[None, :length]
-        return tf.cast(x, self.compute_dtype)
-
-    def embed_at(self, ids: Any, position: Any) -> Any:
-        """Embeddings of ids (B, 1) at one window position (scalar)."""
-        x = tf.gather(self.tokens, ids) + tf.gather(self.positions, position)[None, None]
-        return tf.cast(x, self.compute_dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "vocab_size": self.vocab_size,
-                "max_len": self.max_len, "dim": self.dim}
-
-
-@keras.saving.register_keras_serializable(package="dlkit")
-class Block(layers.Layer):
-    """A pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
-
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.dim, self.heads, self.dropout = dim, heads, dropout
-        self.head_dim = dim // heads
-        self.ln1 = layers.LayerNormalization(epsilon=1e-5, name="ln1")
-        self.qkv = layers.Dense(3 * dim, kernel_initializer=_init(), name="qkv")
-        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
-        self.ln2 = layers.LayerNormalization(epsilon=1e-5, name="ln2")
-        self.fc = layers.Dense(4 * dim, activation="gelu", kernel_initializer=_init(), name="fc")
-        self.out = layers.Dense(dim, kernel_initializer=_init(), name="out")
-        self.drop = layers.Dropout(dropout)
-
-    def build(self, input_shape: Any) -> None:
-        shape = (None, None, self.dim)
-        self.ln1.build(shape)
-        self.qkv.build(shape)
-        self.proj.build(shape)
-        self.ln2.build(shape)
-        self.fc.build(shape)
-        self.out.build((None, None, 4 * self.dim))
-
-    def call(self, x: Any, training: bool | None = None) -> Any:
-        return self.forward(x, training)[0]
-
-    def forward(self, x: Any, training: bool | None = None) -> tuple[Any, Any, Any]:
-        """The block over a whole window; also returns its keys and values (B, H, T, hd)."""
-        q, k, v = self._qkv(self.ln1(x))
-        length = tf.shape(x)[1]
-        causal = tf.linalg.band_part(tf.ones((length, length), tf.bool), -1, 0)
-        x = x + self.drop(self.proj(self._attend(q, k, v, causal, training)), training=training)
-        x = x + self.drop(self.out(self.fc(self.ln2(x))), training=training)
-        return x, k, v
-
-    def step(self, x: Any, k_cache: Any, v_cache: Any, position: Any) -> tuple[Any, Any, Any]:
-        """One new position: x (B, 1, D); caches (B, H, T_max, hd) updated at `position`."""
-        q, k, v = self._qkv(self.ln1(x))
-        size = tf.shape(k_cache)[2]
-        at = tf.cast(tf.equal(tf.range(size), position), k_cache.dtype)[None, None, :, None]
-        k_cache = k_cache * (1 - at) + k * at
-        v_cache = v_cache * (1 - at) + v * at
-        visible = (tf.range(size) <= position)[None, :]
-        x = x + self.proj(self._attend(q, k_cache, v_cache, visible, False))
-        x = x + self.out(self.fc(self.ln2(x)))
-        return x, k_cache, v_cache
-
-    def _qkv(self, h: Any) -> tuple[Any, Any, Any]:
-        batch, length = tf.shape(h)[0], tf.shape(h)[1]
-        qkv = tf.reshape(self.qkv(h), (batch, length, 3, self.heads, self.head_dim))
-        qkv = tf.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, H, T, hd)
-        return qkv[0], qkv[1], qkv[2]
-
-    def _attend(self, q: Any, k: Any, v: Any, mask: Any, training: bool | None) -> Any:
-        scores = tf.matmul(q, k, transpose_b=True) * (self.head_dim ** -0.5)
-        scores = tf.where(mask, tf.cast(scores, tf.float32), -1e9)
-        weights = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
-        weights = self.drop(weights, training=training)
-        y = tf.transpose(tf.matmul(weights, v), (0, 2, 1, 3))  # (B, T, H, hd)
-        return tf.reshape(y, (tf.shape(y)[0], tf.shape(y)[1], self.dim))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "dim": self.dim, "heads": self.heads,
-                "dropout": self.dropout}
-
-
 def build_transformer(vocab_size: int, seq_len: int, n_layers: int = 4, dim: int = 128,
                       heads: int = 4, dropout: float = 0.0) -> keras.Model:
-    """A GPT-style causal decoder: ids (B, T <= seq_len) -> logits (B, T, vocab_size)."""
+    """A GPT-style causal decoder: ids (B, T <= seq_len) -> logits (B, T, vocab_size).
+
+    Stock Keras layers and operations only (the positions are a cumulative sum of ones), so
+    plain Keras loads the saved `model.keras`. Block i's layers are named `block_{i}_ln1`,
+    `_attention`, `_ln2`, `_fc`, `_out`: the incremental decoder runs them one position at a
+    time."""
     ids = keras.Input(shape=(None,), dtype="int32", name="chars")
-    x = TokenPositionEmbedding(vocab_size, seq_len, dim, name="embed")(ids)
+    positions = keras.ops.cumsum(keras.ops.ones_like(ids), axis=1) - 1
+    x = layers.Add(name="embed")([
+        layers.Embedding(vocab_size, dim, embeddings_initializer=_init(), name="tokens")(ids),
+        layers.Embedding(seq_len, dim, embeddings_initializer=_init(),
+                         name="positions")(positions)])
     x = layers.Dropout(dropout, name="embed_dropout")(x)
     for i in range(n_layers):
-        x = Block(dim, heads, dropout, name=f"block_{i}")(x)
+        x = _block(x, f"block_{i}", dim, heads, dropout)
     x = layers.LayerNormalization(epsilon=1e-5, name="ln_f")(x)
     logits = layers.Dense(vocab_size, dtype="float32", kernel_initializer=_init(), name="head")(x)
     return keras.Model(ids, logits, name="char_transformer")
+
+
+def _block(x: Any, name: str, dim: int, heads: int, dropout: float) -> Any:
+    """A pre-norm transformer block: x + attention(ln(x)), then x + mlp(ln(x))."""
+    if dim % heads:
+        raise ValueError(f"width {dim} is not divisible by {heads} heads")
+    h = layers.LayerNormalization(epsilon=1e-5, name=f"{name}_ln1")(x)
+    h = layers.MultiHeadAttention(heads, dim // heads, dropout=dropout,
+                                  kernel_initializer=_init(), name=f"{name}_attention")(
+        h, h, use_causal_mask=True)
+    x = layers.Add(name=f"{name}_attended")([x, layers.Dropout(dropout)(h)])
+    h = layers.LayerNormalization(epsilon=1e-5, name=f"{name}_ln2")(x)
+    h = layers.Dense(4 * dim, activation="gelu", kernel_initializer=_init(), name=f"{name}_fc")(h)
+    h = layers.Dense(dim, kernel_initializer=_init(), name=f"{name}_out")(h)
+    return layers.Add(name=f"{name}_mlp")([x, layers.Dropout(dropout)(h)])
 
 
 def build_rnn(kind: str, vocab_size: int, units: int = 512, n_layers: int = 1,
@@ -174,7 +102,7 @@ def decoding_functions(arch: str, model: keras.Model) -> dict[str, Any]:
       concatenated, gives `{"logits": (1, V), "state": (1, S)}`.
     - Transformer: `prefill(ids (1, T), length ())` runs the window (padded to T, the training
       length) and `step(token (1, 1), position (), cache)` one new position; both give
-      `{"logits": (1, V), "cache": (2 x blocks, 1, heads, T, head size)}`, the keys and values
+      `{"logits": (1, V), "cache": (2 x blocks, 1, T, heads, head size)}`, the keys and values
       of every block stacked.
     """
     if arch == "transformer":
@@ -209,12 +137,55 @@ def _state_sizes(cell: Any) -> list[int]:
     return list(size) if isinstance(size, (list, tuple)) else [size]
 
 
+class _BlockRunner:
+    """Block `name` of a trained transformer run outside the functional graph, with the same
+    layers and weights: over a whole window (returning its keys and values), or one new
+    position against a fixed-size key/value cache (batch, T, heads, head size)."""
+
+    def __init__(self, model: keras.Model, name: str) -> None:
+        self.ln1, self.attention, self.ln2, self.fc, self.out = (
+            model.get_layer(f"{name}_{part}") for part in ("ln1", "attention", "ln2", "fc", "out"))
+        self.scale = float(self.attention.key_dim) ** -0.5
+
+    def forward(self, x: Any) -> tuple[Any, Any, Any]:
+        q, k, v = self._qkv(x)
+        length = tf.shape(x)[1]
+        causal = tf.linalg.band_part(tf.ones((length, length), tf.bool), -1, 0)
+        return self._attend_then_mlp(x, q, k, v, causal), k, v
+
+    def step(self, x: Any, k_cache: Any, v_cache: Any, position: Any) -> tuple[Any, Any, Any]:
+        """x (B, 1, D): the block at `position`, its keys and values written into the caches."""
+        q, k, v = self._qkv(x)
+        size = tf.shape(k_cache)[1]
+        at = tf.cast(tf.equal(tf.range(size), position), k_cache.dtype)[None, :, None, None]
+        k_cache = k_cache * (1 - at) + k * at
+        v_cache = v_cache * (1 - at) + v * at
+        visible = (tf.range(size) <= position)[None, :]
+        return self._attend_then_mlp(x, q, k_cache, v_cache, visible), k_cache, v_cache
+
+    def _qkv(self, x: Any) -> tuple[Any, Any, Any]:
+        h = self.ln1(x)
+        attention = self.attention
+        return attention.query_dense(h), attention.key_dense(h), attention.value_dense(h)
+
+    def _attend_then_mlp(self, x: Any, q: Any, k: Any, v: Any, visible: Any) -> Any:
+        scores = tf.einsum("bqhd,bkhd->bhqk", q * tf.cast(self.scale, q.dtype), k)
+        scores = tf.where(visible, tf.cast(scores, tf.float32), -1e9)
+        weights = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
+        x = x + self.attention.output_dense(tf.einsum("bhqk,bkhd->bqhd", weights, v))
+        return x + self.out(self.fc(self.ln2(x)))
+
+
 def _transformer_functions(model: keras.Model) -> dict[str, Any]:
-    embed, ln_f, head = model.get_layer("embed"), model.get_layer("ln_f"), model.get_layer("head")
-    blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
-    size = int(embed.max_len)
-    first = blocks[0]
-    cache_shape = (2 * len(blocks), 1, first.heads, size, first.head_dim)
+    tokens, positions = model.get_layer("tokens"), model.get_layer("positions")
+    ln_f, head = model.get_layer("ln_f"), model.get_layer("head")
+    names = sorted({layer.name.rsplit("_", 1)[0] for layer in model.layers
+                    if layer.name.startswith("block_") and layer.name.endswith("_attention")},
+                   key=lambda name: int(name.split("_")[1]))
+    blocks = [_BlockRunner(model, name) for name in names]
+    size = int(positions.input_dim)
+    attention = blocks[0].attention
+    cache_shape = (2 * len(blocks), 1, size, attention.num_heads, attention.key_dim)
 
     def logits(x: Any) -> Any:
         return tf.cast(head(ln_f(x)), tf.float32)[:, 0]
@@ -222,10 +193,10 @@ def _transformer_functions(model: keras.Model) -> dict[str, Any]:
     @tf.function(input_signature=[tf.TensorSpec((1, size), tf.int32, name="ids"),
                                   tf.TensorSpec((), tf.int32, name="length")])
     def prefill(ids: Any, length: Any) -> dict[str, Any]:
-        x = embed(ids)
+        x = tokens(ids) + positions(tf.range(size))[None]
         caches: list[Any] = []
         for block in blocks:
-            x, k, v = block.forward(x, training=False)
+            x, k, v = block.forward(x)
             caches += [tf.cast(k, tf.float32), tf.cast(v, tf.float32)]
         last = tf.gather(x, length - 1, axis=1)[:, None]
         return {"logits": logits(last), "cache": tf.stack(caches)}
@@ -234,7 +205,7 @@ def _transformer_functions(model: keras.Model) -> dict[str, Any]:
                                   tf.TensorSpec((), tf.int32, name="position"),
                                   tf.TensorSpec(cache_shape, tf.float32, name="cache")])
     def step(token: Any, position: Any, cache: Any) -> dict[str, Any]:
-        x = embed.embed_at(token, position)
+        x = tokens(token) + positions(position)[None, None]
         new: list[Any] = []
         for i, block in enumerate(blocks):
             x, k, v = block.step(x, tf.cast(cache[2 * i], x.dtype),

@@ -201,6 +201,41 @@ def assert_one_error_line(stderr: str) -> None:
     assert len(errors) == 1, stderr
 
 
+# Loads each .keras file given with plain Keras (safe mode) where `import dlkit` fails, and
+# writes each model's outputs on fixed inputs (see `sample_inputs`) to the .npz file named first.
+_PLAIN_KERAS = """
+import sys
+sys.modules["dlkit"] = None  # import dlkit raises ImportError from here on
+sys.path.insert(0, sys.argv[1])
+import keras
+import numpy as np
+from conftest_inputs import sample_inputs
+outputs = {}
+for i, path in enumerate(sys.argv[3:]):
+    model = keras.models.load_model(path)
+    outputs[str(i)] = np.asarray(model.predict(sample_inputs(model), verbose=0))
+np.savez(sys.argv[2], **outputs)
+"""
+
+
+def assert_plain_keras_loads(files: list[Path], tmp_path: Path) -> None:
+    """Each `.keras` file loads with Keras alone (safe mode, dlkit not importable) and
+    computes what dlkit's own loading computes."""
+    from conftest_inputs import sample_inputs
+
+    from dlkit.core.artifacts import load_keras_model
+
+    out = tmp_path / "plain_keras.npz"
+    done = subprocess.run([sys.executable, "-c", _PLAIN_KERAS, str(Path(__file__).parent), out,
+                           *map(str, files)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    plain = np.load(out)
+    for i, path in enumerate(files):
+        model = load_keras_model(path.parent, path.name)
+        ours = np.asarray(model.predict(sample_inputs(model), verbose=0))
+        np.testing.assert_allclose(plain[str(i)], ours, rtol=1e-5, atol=1e-5, err_msg=str(path))
+
+
 def interrupt_after(command: list[str], after: str, sig: int,
                     timeout: float = 120) -> subprocess.CompletedProcess:
     """Start `command`, send `sig` once a stderr line contains `after` (for a train command,

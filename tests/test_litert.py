@@ -20,6 +20,7 @@ import pytest
 from conftest import (
     REAL_DATA,
     assert_one_error_line,
+    assert_plain_keras_loads,
     needs_real_data,
     pattern_images,
     run_in_process,
@@ -89,6 +90,24 @@ def test_every_saved_model_and_tflite_dlkit_writes_passes_its_own_checks(
             assert carried == litert.serving_metadata(meta) and carried["task"], name
     assert litert.read_metadata((models["mnist"] / "model.tflite").read_bytes())[
         "outputs"] == "probabilities"
+
+
+def test_every_model_keras_loads_with_plain_keras(models: dict[str, Path], zoo,
+                                                  tmp_path: Path) -> None:
+    """dlkit's models are stock Keras: each family's model.keras loads where dlkit cannot be
+    imported (the forecaster's square-root and log transforms included) and computes what
+    dlkit computes."""
+    from dlkit.sequence import models as sequence
+
+    core = sequence.build("gru", 6, 2, 4)
+    for transform in ("sqrt", "log"):
+        folder = tmp_path / f"forecaster_{transform}"
+        folder.mkdir()
+        sequence.with_scaling(core, 3.0, 2.0, transform).save(folder / "model.keras")
+    folders = [models[name] for name in ("mnist", "gan", "vae", "flow", "seq",
+                                         "text_transformer", "text_gru")]
+    folders += [zoo("tcls"), tmp_path / "forecaster_sqrt", tmp_path / "forecaster_log"]
+    assert_plain_keras_loads([folder / "model.keras" for folder in folders], tmp_path)
 
 
 def _both(*args: object) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import (
     assert_one_error_line,
+    assert_plain_keras_loads,
     checkpoint_state,
     dlkit_in_process,
     interrupt_after,
@@ -124,7 +125,9 @@ def test_classify_text_json_top_k(cli, trained: tuple[Path, dict]) -> None:
     assert item["label"] == item["top"][0]["label"]
 
 
-def test_train_text_classifier_csv_bilstm(cli, tmp_path: Path) -> None:
+def test_train_text_classifier_csv_bilstm(cli, tmp_path: Path,
+                                          trained: tuple[Path, dict]) -> None:
+    """A bilstm from a CSV; it and the transformer load with plain Keras (no dlkit)."""
     data = write_csv(tmp_path / "topics.csv")
     result = cli("train-text-classifier", "--csv", data, "--text-column", "body",
                  "--label-column", "topic", "--arch", "bilstm", "--epochs", "2", "--seq-len",
@@ -134,6 +137,8 @@ def test_train_text_classifier_csv_bilstm(cli, tmp_path: Path) -> None:
     assert report["arch"] == "bilstm" and report["train_examples"] + report["val_examples"] == 90
     assert report["epochs"] == 2
     assert (tmp_path / "m" / "saved_model" / "saved_model.pb").is_file()
+    assert_plain_keras_loads([tmp_path / "m" / "model.keras", trained[0] / "model.keras"],
+                             tmp_path)
 
 
 def test_the_default_bag_of_words_learns_and_serves_strings(cli, tmp_path: Path) -> None:

@@ -192,6 +192,26 @@ def test_keras_safe_mode_refusal_says_it_is_safe_mode(cli, hostile: Path,
 
 
 
+def test_a_model_keras_with_a_retired_dlkit_layer_says_which(cli, hostile: Path,
+                                                            tmp_path: Path) -> None:
+    """A `.keras` written by an older dlkit (its custom layers are gone: models are stock
+    Keras) is one line naming the layer, exit 2; the folder is left as it was."""
+    import zipfile
+
+    folder = tmp_path / "folder"
+    shutil.copytree(hostile / "mnist", folder)
+    with zipfile.ZipFile(folder / "model.keras", "w") as archive:
+        archive.writestr("config.json", '{"class_name": "Functional", "config": {"layers": '
+                         '[{"class_name": "Block", "registered_name": "dlkit>Block"}]}}')
+    before = (folder / "model.keras").read_bytes()
+    result = cli("export", folder, "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 2, result.stderr
+    assert_one_error_line(result.stderr)
+    assert "written by an older dlkit (its layer dlkit>Block is gone" in result.stderr
+    assert (folder / "model.keras").read_bytes() == before
+    assert not (tmp_path / "m.tflite").exists()
+
+
 def test_a_preset_asking_to_run_code_is_refused_by_keras_safe_mode(cli, hostile: Path,
                                                                    tmp_path: Path) -> None:
     """A keras-hub preset whose task config holds a serialised Python lambda."""

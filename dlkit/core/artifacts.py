@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit import __version__
-from dlkit.core import litert, registry
+from dlkit.core import litert
 from dlkit.core.console import to_json
 from dlkit.core.errors import DlkitError, UsageError, disk_cause, disk_error, keras_load_error
 from dlkit.core.files import (
@@ -605,13 +605,21 @@ def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
     return None
 
 
+# Custom layers of dlkit 0.1 models written before every model became stock Keras (a `.keras`
+# naming one is from such a model; dlkit no longer has the class).
+_RETIRED_LAYERS = (b'"dlkit>TokenPositionEmbedding"', b'"dlkit>Block"',
+                   b'"dlkit>SeriesTransform"', b'"dlkit>PositionEmbedding"',
+                   b'"dlkit>MaskedAverage"')
+
+
 def register_layers_of(path: Path) -> None:
     """Import keras-hub when the `.keras` archive holds its layers (a fine-tuned pretrained
-    backbone), and the families' modules whose registered layers it holds (each family
-    registers them as "layers" in `dlkit.core.registry`), so Keras can find their classes;
-    nothing is imported otherwise (keras-hub costs seconds). Every `.keras` load passes
-    here first: an archive whose JSON files (which Keras reads whole) are larger than
-    KERAS_JSON_LIMIT is refused (exit 2) before Keras opens it."""
+    backbone), so Keras can find their classes; nothing is imported otherwise (keras-hub costs
+    seconds). dlkit's own models are stock Keras: an archive naming one of the custom layers
+    older dlkit versions wrote is refused in one line (its folder's SavedModel and `.tflite`
+    files still run). Every `.keras` load passes here first: an archive whose JSON files (which
+    Keras reads whole) are larger than KERAS_JSON_LIMIT is refused (exit 2) before Keras opens
+    it."""
     try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.infolist():
@@ -623,13 +631,15 @@ def register_layers_of(path: Path) -> None:
             config = archive.read("config.json")
     except (OSError, KeyError, zipfile.BadZipFile):
         return
+    retired = next((name for name in _RETIRED_LAYERS if name in config), None)
+    if retired is not None:
+        raise UsageError(f"{path} was written by an older dlkit (its layer "
+                         f"{retired.decode().strip(chr(34))} is gone: models are plain Keras "
+                         "now); retrain it, or use its saved_model/ or .tflite files")
     if b'"keras_hub>' in config:
         from dlkit.core.hub import import_keras_hub
 
         import_keras_hub()
-    for name in registry.names("layers"):
-        if f'"{name}"'.encode() in config:
-            registry.load("layers", name)
 
 
 def versions() -> dict[str, str]:

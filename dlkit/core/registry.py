@@ -1,23 +1,20 @@
 """What the model families offer the shared code, by name, imported on first use.
 
 `dlkit.core` and `dlkit.data` import no family, and no family imports another. Where shared code
-needs something only a family has (the opener of its model folders, the module that defines its
-custom Keras layers, how `dlkit evaluate` measures its models), the family registers it here
-from its package's `__init__.py`, as a "module:attribute" string (or a bare module, imported for
-what importing it does):
+needs something only a family has (the opener of its model folders, how `dlkit evaluate`
+measures its models), the family registers it here from its package's `__init__.py`, as a
+"module:attribute" string:
 
     register("evaluator", "train-sequence", "dlkit.sequence.evaluate:evaluate_forecaster")
 
 The kinds in use: "generator" (task -> opener of its image-generator folders, see
-`dlkit.core.generators`), "layers" (a Keras registered name such as "dlkit>SeriesTransform" ->
-the module that registers it, see `dlkit.core.artifacts.register_layers_of`), "evaluator"
-(task -> `dlkit evaluate`'s measure, see `dlkit.core.evaluation`), "exporter" and "calibration"
-(task -> what `dlkit export` converts or calibrates on, see `dlkit.export.export`), "model"
-(a model other families build, such as the train-mnist CNN that `evaluate-gan --recall` trains),
-"image-classifier" (task -> how classify-image opens its folders, for `dlkit serve`'s
-`:classify`), "text-generator" (task -> generate-text for `dlkit serve`'s `:generate`),
-"preset-exporter" (a keras-hub task class -> what makes a LiteRT model folder of its presets,
-for `dlkit export PRESET -o FOLDER`).
+`dlkit.core.generators`), "evaluator" (task -> `dlkit evaluate`'s measure, see
+`dlkit.core.evaluation`), "exporter" and "calibration" (task -> what `dlkit export` converts or
+calibrates on, see `dlkit.export.export`), "model" (a model other families build, such as the
+train-mnist CNN that `evaluate-gan --recall` trains), "image-classifier" (task -> how
+classify-image opens its folders, for `dlkit serve`'s `:classify`), "text-generator" (task ->
+generate-text for `dlkit serve`'s `:generate`), "preset-exporter" (a keras-hub task class -> what
+makes a LiteRT model folder of its presets, for `dlkit export PRESET -o FOLDER`).
 
 Nothing is imported when a family registers; a lookup imports the target. Before its first
 lookup the registry imports every family package (every subpackage of `dlkit` but core and
@@ -43,12 +40,6 @@ def register(kind: str, name: str, target: str) -> None:
     _TABLES.setdefault(kind, {})[name] = target
 
 
-def names(kind: str) -> list[str]:
-    """Every name registered as `kind`, sorted."""
-    _discover()
-    return sorted(_TABLES.get(kind, {}))
-
-
 def load(kind: str, name: str) -> Any | None:
     """What is registered as the `kind` named `name` (its module imported now), or None when
     nothing is."""
@@ -57,8 +48,7 @@ def load(kind: str, name: str) -> Any | None:
     if target is None:
         return None
     module, _, attribute = target.partition(":")
-    imported = importlib.import_module(module)
-    return getattr(imported, attribute) if attribute else imported
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _discover() -> None:

@@ -32,8 +32,8 @@ class TextArch(enum.StrEnum):
 # (layers, width) per architecture, chosen by measurement on Tiny Shakespeare. RNNs of 384 units:
 # on a 2-core AVX2 CPU (float32, batch 64 x 128) a 512-unit GRU trains 7,800-10,300 chars/s and
 # 384 units 16,700-20,000 (the recurrent matrix of 512 falls off a cache cliff: 448 units still
-# run 18,000), so in a budget 384 sees twice the text; validation loss in 3 minutes 1.683
-# against 1.863, in 10 minutes 1.497 (see docs/benchmarks.md for the side-by-side run).
+# run 18,000), so in a budget 384 sees twice the text: validation loss 1.676 against 1.839 in 3
+# minutes, 1.503 against 1.530 in 10 (bench_text, side by side; docs/benchmarks.md).
 DEFAULT_SIZES = {TextArch.gru: (1, 384), TextArch.lstm: (1, 384), TextArch.transformer: (4, 192)}
 # Peak learning rates and batch sizes: a model trained from scratch, and a pretrained one being
 # fine-tuned. From scratch, batches of 64 at 4e-3 beat 32 at 3e-3 on Tiny Shakespeare (the

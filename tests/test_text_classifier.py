@@ -141,6 +141,26 @@ def test_train_text_classifier_csv_bilstm(cli, tmp_path: Path,
                              tmp_path)
 
 
+@pytest.mark.parametrize("arch", ["transformer", "bilstm"])
+def test_padding_changes_nothing(arch: str) -> None:
+    """Padding (id 0) is masked out of the attention and the average: whatever its embedding
+    holds, the probabilities stay the same."""
+    import keras
+
+    from dlkit.text_classifier import models
+
+    texts = ["orbit rocket planet", "oven flour butter garlic onion bake", "moon", ""]
+    keras.utils.set_random_seed(0)
+    model = models.build(arch, models.vectorizer(texts, 50, 8), 2)
+    x = np.array(texts, dtype=object)
+    before = model.predict(x, verbose=0)
+    embedding = model.get_layer("embedding")
+    table = embedding.get_weights()[0]
+    table[0] = np.random.default_rng(1).normal(0, 5, table.shape[1])
+    embedding.set_weights([table])
+    np.testing.assert_allclose(model.predict(x, verbose=0), before, atol=1e-6)
+
+
 def test_the_default_bag_of_words_learns_and_serves_strings(cli, tmp_path: Path) -> None:
     """The default (bow: tf-idf, unit length, linear): 20 epochs at 0.02, every word counted;
     the SavedModel takes raw strings and agrees with classify-text."""

@@ -23,6 +23,14 @@ def positions(tokens: Any) -> Any:
     return keras.ops.cumsum(keras.ops.ones_like(tokens), axis=1) - 1
 
 
+def padding_mask(tokens: Any) -> Any:
+    """(batch, time, time): query and key both real tokens (not padding, id 0), for attention.
+    Keras operations, as `positions` (the embedding's own mask does not survive adding the
+    positions, which have none)."""
+    real = keras.ops.not_equal(tokens, 0)
+    return keras.ops.logical_and(keras.ops.expand_dims(real, 2), keras.ops.expand_dims(real, 1))
+
+
 def masked_average(x: Any, tokens: Any) -> Any:
     """The average of x (batch, time, dim) over the steps whose token is not padding (id 0);
     zeros (not NaN) for a text with no known word. Keras operations, as `positions`."""
@@ -81,7 +89,8 @@ def build(arch: str, vectorize: keras.layers.Layer, num_classes: int,
         x = keras.layers.Embedding(vocab, dim, mask_zero=True, name="embedding")(tokens)
         x = keras.layers.Add(name="with_positions")(
             [x, keras.layers.Embedding(seq_len, dim, name="positions")(positions(tokens))])
-        attended = keras.layers.MultiHeadAttention(4, dim // 4, dropout=dropout)(x, x)
+        attended = keras.layers.MultiHeadAttention(4, dim // 4, dropout=dropout)(
+            x, x, attention_mask=padding_mask(tokens))
         x = keras.layers.LayerNormalization()(keras.layers.Add()([x, attended]))
         ff = keras.layers.Dense(2 * dim, activation="gelu")(x)
         ff = keras.layers.Dense(dim)(ff)

@@ -40,6 +40,12 @@ def register(kind: str, name: str, target: str) -> None:
     _TABLES.setdefault(kind, {})[name] = target
 
 
+def names(kind: str) -> list[str]:
+    """Every name registered as `kind`, sorted."""
+    _discover()
+    return sorted(_TABLES.get(kind, {}))
+
+
 def load(kind: str, name: str) -> Any | None:
     """What is registered as the `kind` named `name` (its module imported now), or None when
     nothing is."""

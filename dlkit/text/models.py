@@ -179,10 +179,9 @@ class _BlockRunner:
 def _transformer_functions(model: keras.Model) -> dict[str, Any]:
     tokens, positions = model.get_layer("tokens"), model.get_layer("positions")
     ln_f, head = model.get_layer("ln_f"), model.get_layer("head")
-    names = sorted({layer.name.rsplit("_", 1)[0] for layer in model.layers
-                    if layer.name.startswith("block_") and layer.name.endswith("_attention")},
-                   key=lambda name: int(name.split("_")[1]))
-    blocks = [_BlockRunner(model, name) for name in names]
+    blocks = [_BlockRunner(model, layer.name.removesuffix("_attention"))  # in model order
+              for layer in model.layers
+              if layer.name.startswith("block_") and layer.name.endswith("_attention")]
     size = int(positions.input_dim)
     attention = blocks[0].attention
     cache_shape = (2 * len(blocks), 1, size, attention.num_heads, attention.key_dim)

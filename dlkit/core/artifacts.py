@@ -31,6 +31,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import zipfile
@@ -605,11 +606,9 @@ def keras_layer_config(path: Path, layer: str) -> dict[str, Any] | None:
     return None
 
 
-# Custom layers of dlkit 0.1 models written before every model became stock Keras (a `.keras`
-# naming one is from such a model; dlkit no longer has the class).
-_RETIRED_LAYERS = (b'"dlkit>TokenPositionEmbedding"', b'"dlkit>Block"',
-                   b'"dlkit>SeriesTransform"', b'"dlkit>PositionEmbedding"',
-                   b'"dlkit>MaskedAverage"')
+# A class dlkit registered with Keras (`"dlkit>Name"`): only older dlkit versions wrote them,
+# before every model became stock Keras, and dlkit no longer has any.
+_DLKIT_LAYER = re.compile(rb'"(dlkit>[A-Za-z_][A-Za-z0-9_]*)"')
 
 
 def register_layers_of(path: Path) -> None:
@@ -631,11 +630,11 @@ def register_layers_of(path: Path) -> None:
             config = archive.read("config.json")
     except (OSError, KeyError, zipfile.BadZipFile):
         return
-    retired = next((name for name in _RETIRED_LAYERS if name in config), None)
+    retired = _DLKIT_LAYER.search(config)
     if retired is not None:
         raise UsageError(f"{path} was written by an older dlkit (its layer "
-                         f"{retired.decode().strip(chr(34))} is gone: models are plain Keras "
-                         "now); retrain it, or use its saved_model/ or .tflite files")
+                         f"{retired.group(1).decode()} is gone: models are plain Keras now); "
+                         "retrain it, or use its saved_model/ or .tflite files")
     if b'"keras_hub>' in config:
         from dlkit.core.hub import import_keras_hub
 

@@ -29,17 +29,21 @@ class TextArch(enum.StrEnum):
     transformer = "transformer"
 
 
-# (layers, width) per architecture, chosen by measurement on Tiny Shakespeare. RNNs of 384 units:
-# on a 2-core AVX2 CPU (float32, batch 64 x 128) a 512-unit GRU trains 7,800-10,300 chars/s and
-# 384 units 16,700-20,000 (the recurrent matrix of 512 falls off a cache cliff: 448 units still
-# run 18,000), so in a budget 384 sees twice the text: validation loss 1.676 against 1.839 in 3
-# minutes, 1.503 against 1.530 in 10 (bench_text, side by side; docs/benchmarks.md).
-DEFAULT_SIZES = {TextArch.gru: (1, 384), TextArch.lstm: (1, 384), TextArch.transformer: (4, 192)}
-# Peak learning rates and batch sizes: a model trained from scratch, and a pretrained one being
-# fine-tuned. From scratch, batches of 64 at 4e-3 beat 32 at 3e-3 on Tiny Shakespeare (the
-# 512-unit GRU in bfloat16, one thread, validation loss at 4/8/12 CPU-minutes: 1.601/1.525/1.499
-# against 1.612/1.536/1.510): the larger matrix products give 1.3x the characters per second.
-SCRATCH_RATE, FINETUNE_RATE = 4e-3, 5e-5
+# (layers, width) per architecture, chosen by measurement on Tiny Shakespeare. RNNs of 320 units:
+# on a 2-core AVX2 CPU (float32, batch 64 x 128) a 512-unit GRU trains 7,800-10,300 chars/s (its
+# recurrent matrix falls off a cache cliff), 384 units 16,700-20,000 and 320 units 19,500-22,000;
+# in a short budget the narrower model sees more text (docs/benchmarks.md has the runs).
+DEFAULT_SIZES = {TextArch.gru: (1, 320), TextArch.lstm: (1, 320), TextArch.transformer: (4, 192)}
+# Peak learning rate and AdamW weight decay from scratch, per architecture. The GRU of 320 units
+# in 3 minutes (validation loss): 4e-3 1.647, 6e-3 1.629, 8e-3 1.586, 1.2e-2 at weight decay
+# 0.01 1.595; weight decay 0.1 -> 0.01 at 8e-3: 1.586 -> 1.569 (AdamW shrinks every weight by
+# rate x decay per step, so a higher rate wants a smaller decay).
+SCRATCH = {TextArch.gru: (8e-3, 0.01), TextArch.lstm: (8e-3, 0.01),
+           TextArch.transformer: (4e-3, 0.1)}
+# Fine-tuning a pretrained model (--from-preset): a small rate, the usual decay.
+FINETUNE_RATE, FINETUNE_DECAY = 5e-5, 0.1
+# From scratch, batches of 64 beat 32 (the larger matrix products give 1.3x the characters per
+# second) and 128 (half the optimizer steps in a budget: 1.703 against 1.629 in 3 minutes).
 SCRATCH_BATCH, FINETUNE_BATCH = 64, 32
 
 
@@ -73,11 +77,17 @@ class TextConfig(TrainConfig):
                        min=1, max=8192)
     layers: int | None = opt(None, "Stacked RNN layers or transformer blocks [default: 1 RNN, "
                              "4 blocks].", min=1, max=64, show_default=False)
-    dim: int | None = opt(None, "RNN units or transformer width [default: 384 RNN, 192 "
-                          "transformer].", min=1, max=8192, show_default=False)
+    dim: int | None = opt(None, "RNN units or transformer width [default: "
+                          f"{DEFAULT_SIZES[TextArch.gru][1]} RNN, "
+                          f"{DEFAULT_SIZES[TextArch.transformer][1]} transformer].", min=1,
+                          max=8192, show_default=False)
     heads: int = opt(4, "Attention heads (transformer).", min=1, max=64)
     dropout: float = opt(0.0, "Dropout rate.", min=0, max=1, max_open=True)
-    weight_decay: float = opt(0.1, "AdamW weight decay.", min=0, max=1)
+    weight_decay: float | None = opt(None, "AdamW weight decay [default: "
+                                     f"{SCRATCH[TextArch.gru][1]:g} RNN, "
+                                     f"{SCRATCH[TextArch.transformer][1]:g} transformer, "
+                                     f"{FINETUNE_DECAY:g} with --from-preset].", min=0, max=1,
+                                     show_default=False)
     data_dir: Path | None = common("data_dir", None, help="Read the default corpus (Tiny "
                                    "Shakespeare) from this folder only.")
     limit: int | None = common("limit", None, help="Use only the first N characters of the "
@@ -88,13 +98,15 @@ class TextConfig(TrainConfig):
     batch_size: int | None = common("batch_size", None, help=f"Windows per step [default: "
                                     f"{SCRATCH_BATCH}, {FINETUNE_BATCH} with --from-preset].")
     learning_rate: float | None = common("learning_rate", None, help=f"Peak learning rate "
-                                         f"[default: {SCRATCH_RATE:g}, {FINETUNE_RATE:g} with "
-                                         "--from-preset].")
+                                         f"[default: {SCRATCH[TextArch.gru][0]:g} RNN, "
+                                         f"{SCRATCH[TextArch.transformer][0]:g} transformer, "
+                                         f"{FINETUNE_RATE:g} with --from-preset].")
     output: Path = common("output", Path("models/text"))
 
     def check(self) -> None:
-        if self.learning_rate is None:
-            self.learning_rate = FINETUNE_RATE if self.from_preset else SCRATCH_RATE
+        rate, decay = (FINETUNE_RATE, FINETUNE_DECAY) if self.from_preset else SCRATCH[self.arch]
+        self.learning_rate = rate if self.learning_rate is None else self.learning_rate
+        self.weight_decay = decay if self.weight_decay is None else self.weight_decay
         if self.batch_size is None:
             self.batch_size = FINETUNE_BATCH if self.from_preset else SCRATCH_BATCH
         if self.lora is not None and not self.from_preset:

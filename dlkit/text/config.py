@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from dlkit.core.config import (
     Backend,
@@ -29,22 +30,42 @@ class TextArch(enum.StrEnum):
     transformer = "transformer"
 
 
-# (layers, width) per architecture, chosen by measurement on Tiny Shakespeare. RNNs of 320 units:
-# on a 2-core AVX2 CPU (float32, batch 64 x 128) a 512-unit GRU trains 7,800-10,300 chars/s (its
-# recurrent matrix falls off a cache cliff), 384 units 16,700-20,000 and 320 units 19,500-22,000;
-# in a short budget the narrower model sees more text (docs/benchmarks.md has the runs).
-DEFAULT_SIZES = {TextArch.gru: (1, 320), TextArch.lstm: (1, 320), TextArch.transformer: (4, 192)}
-# Peak learning rate and AdamW weight decay from scratch, per architecture. The GRU of 320 units
-# in 3 minutes (validation loss): 4e-3 1.647, 6e-3 1.629, 8e-3 1.586, 1.2e-2 at weight decay
-# 0.01 1.595; weight decay 0.1 -> 0.01 at 8e-3: 1.586 -> 1.569 (AdamW shrinks every weight by
-# rate x decay per step, so a higher rate wants a smaller decay).
-SCRATCH = {TextArch.gru: (8e-3, 0.01), TextArch.lstm: (8e-3, 0.01),
-           TextArch.transformer: (4e-3, 0.1)}
+class Recipe(NamedTuple):
+    """A from-scratch model's default size and optimizer settings."""
+
+    layers: int
+    dim: int  # RNN units or transformer width
+    rate: float  # peak learning rate
+    decay: float  # AdamW weight decay
+
+
+# The defaults from scratch, chosen by measurement on Tiny Shakespeare (validation loss, nats/char,
+# a 2-core AVX2 CPU in float32, batches of 64 x 128; docs/text-generation.md has the runs). A GRU
+# of 512 units trains 7,800-10,300 chars/s there (its recurrent matrix falls off a cache cliff),
+# 384 units 16,700-20,000 and 320 units 19,500-22,000, so in a budget the narrower RNN sees more
+# text. In 10 minutes 384 units at 4e-3 and weight decay 0.1 reach 1.497-1.503, 320 units at
+# 8e-3 and 0.01 only 1.542 (it fits the training text less well: 1.30 against 1.21). In 3
+# minutes it is the other way round: 384 units at 4e-3/0.1 1.676, 320 units at 4e-3 1.647, 6e-3
+# 1.629, 8e-3 1.586, and at 8e-3 with weight decay 0.01 1.569 (AdamW shrinks each weight by rate
+# x decay per step). So a time budget under SHORT_BUDGET minutes gets the short RNN recipe.
+RECIPES = {TextArch.gru: Recipe(1, 384, 4e-3, 0.1), TextArch.lstm: Recipe(1, 384, 4e-3, 0.1),
+           TextArch.transformer: Recipe(4, 192, 4e-3, 0.1)}
+SHORT_RNN = Recipe(1, 320, 8e-3, 0.01)
+SHORT_BUDGET = 5.0  # minutes
 # Fine-tuning a pretrained model (--from-preset): a small rate, the usual decay.
 FINETUNE_RATE, FINETUNE_DECAY = 5e-5, 0.1
 # From scratch, batches of 64 beat 32 (the larger matrix products give 1.3x the characters per
 # second) and 128 (half the optimizer steps in a budget: 1.703 against 1.629 in 3 minutes).
 SCRATCH_BATCH, FINETUNE_BATCH = 64, 32
+
+
+def _defaults(field: str, finetune: float | None = None) -> str:
+    """The help text's default for a Recipe field: per architecture, with a short budget, and
+    with --from-preset."""
+    rnn, short = getattr(RECIPES[TextArch.gru], field), getattr(SHORT_RNN, field)
+    text = (f"{rnn:g} RNN ({short:g} with --max-minutes under {SHORT_BUDGET:g}), "
+            f"{getattr(RECIPES[TextArch.transformer], field):g} transformer")
+    return text + (f", {finetune:g} with --from-preset" if finetune is not None else "")
 
 
 @dataclass(kw_only=True)
@@ -75,18 +96,16 @@ class TextConfig(TrainConfig):
                          "(GPT-style, causal attention).")
     seq_len: int = opt(128, "Characters per training window (the transformer's context).",
                        min=1, max=8192)
-    layers: int | None = opt(None, "Stacked RNN layers or transformer blocks [default: 1 RNN, "
-                             "4 blocks].", min=1, max=64, show_default=False)
+    layers: int | None = opt(None, "Stacked RNN layers or transformer blocks [default: "
+                             f"{RECIPES[TextArch.gru].layers} RNN, "
+                             f"{RECIPES[TextArch.transformer].layers} blocks].", min=1, max=64,
+                             show_default=False)
     dim: int | None = opt(None, "RNN units or transformer width [default: "
-                          f"{DEFAULT_SIZES[TextArch.gru][1]} RNN, "
-                          f"{DEFAULT_SIZES[TextArch.transformer][1]} transformer].", min=1,
-                          max=8192, show_default=False)
+                          f"{_defaults('dim')}].", min=1, max=8192, show_default=False)
     heads: int = opt(4, "Attention heads (transformer).", min=1, max=64)
     dropout: float = opt(0.0, "Dropout rate.", min=0, max=1, max_open=True)
     weight_decay: float | None = opt(None, "AdamW weight decay [default: "
-                                     f"{SCRATCH[TextArch.gru][1]:g} RNN, "
-                                     f"{SCRATCH[TextArch.transformer][1]:g} transformer, "
-                                     f"{FINETUNE_DECAY:g} with --from-preset].", min=0, max=1,
+                                     f"{_defaults('decay', FINETUNE_DECAY)}].", min=0, max=1,
                                      show_default=False)
     data_dir: Path | None = common("data_dir", None, help="Read the default corpus (Tiny "
                                    "Shakespeare) from this folder only.")
@@ -97,23 +116,25 @@ class TextConfig(TrainConfig):
     epochs: int = common("epochs", 10)
     batch_size: int | None = common("batch_size", None, help=f"Windows per step [default: "
                                     f"{SCRATCH_BATCH}, {FINETUNE_BATCH} with --from-preset].")
-    learning_rate: float | None = common("learning_rate", None, help=f"Peak learning rate "
-                                         f"[default: {SCRATCH[TextArch.gru][0]:g} RNN, "
-                                         f"{SCRATCH[TextArch.transformer][0]:g} transformer, "
-                                         f"{FINETUNE_RATE:g} with --from-preset].")
+    learning_rate: float | None = common("learning_rate", None, help="Peak learning rate [default: "
+                                         f"{_defaults('rate', FINETUNE_RATE)}].")
     output: Path = common("output", Path("models/text"))
 
     def check(self) -> None:
-        rate, decay = (FINETUNE_RATE, FINETUNE_DECAY) if self.from_preset else SCRATCH[self.arch]
-        self.learning_rate = rate if self.learning_rate is None else self.learning_rate
-        self.weight_decay = decay if self.weight_decay is None else self.weight_decay
+        recipe = RECIPES[self.arch]
+        short = self.max_minutes is not None and self.max_minutes < SHORT_BUDGET
+        if short and self.arch != TextArch.transformer:
+            recipe = SHORT_RNN
+        if self.from_preset:
+            recipe = recipe._replace(rate=FINETUNE_RATE, decay=FINETUNE_DECAY)
+        self.learning_rate = recipe.rate if self.learning_rate is None else self.learning_rate
+        self.weight_decay = recipe.decay if self.weight_decay is None else self.weight_decay
         if self.batch_size is None:
             self.batch_size = FINETUNE_BATCH if self.from_preset else SCRATCH_BATCH
         if self.lora is not None and not self.from_preset:
             raise UsageError("--lora adapts a pretrained model; give --from-preset NAME too")
-        default_layers, default_dim = DEFAULT_SIZES[self.arch]
-        self.layers = default_layers if self.layers is None else self.layers
-        self.dim = default_dim if self.dim is None else self.dim
+        self.layers = recipe.layers if self.layers is None else self.layers
+        self.dim = recipe.dim if self.dim is None else self.dim
         if self.arch == TextArch.transformer and self.dim % self.heads:
             raise UsageError(f"--dim {self.dim} must be divisible by --heads {self.heads}")
 

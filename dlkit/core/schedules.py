@@ -18,13 +18,16 @@ class Schedule:
     `floor * peak` at the end of the run.
 
     The warm-up lasts `warmup_fraction` of the planned steps, capped at `warmup_steps` steps,
-    or `warmup_fraction` of the run's progress (a short time budget), whichever ends first."""
+    or `warmup_fraction` of the run's progress (a short time budget), whichever ends first; but
+    at least `min_warmup_steps` steps, however short the budget (a high peak rate needs them:
+    a run of many planned epochs in a few minutes would otherwise start at its peak)."""
 
     peak: float
     warmup_fraction: float = 0.1
     warmup_steps: int | None = None  # a cap on the warm-up's length in steps
     start: float = 0.0  # the warm-up's first rate, as a fraction of the peak
     floor: float = 0.0  # the final rate, as a fraction of the peak
+    min_warmup_steps: int = 0
 
     def __call__(self, progress: float, step: int, total_steps: int) -> float:
         warmup = max(1, int(total_steps * self.warmup_fraction))
@@ -32,6 +35,8 @@ class Schedule:
             warmup = max(1, min(warmup, self.warmup_steps))
         ends = min(self.warmup_fraction, warmup / max(1, total_steps))  # as progress
         warm = max(step / warmup, progress / ends if ends > 0 else 1.0)
+        if self.min_warmup_steps:
+            warm = min(warm, step / self.min_warmup_steps)
         if warm < 1:
             return self.peak * (self.start + (1 - self.start) * warm)
         decayed = min(1.0, max(0.0, (progress - ends) / max(1e-9, 1 - ends)))

@@ -116,7 +116,8 @@ def train_text(config: TextConfig) -> Report:
                               enabled=not is_quiet())
         history = run.fit(model, train_ds, steps=steps, validation=val_ds,
                           schedule=Schedule(config.learning_rate, warmup_fraction=0.03,
-                                            warmup_steps=100, floor=0.1),
+                                            warmup_steps=100, floor=0.1,
+                                            min_warmup_steps=config.recipe().warmup),
                           callbacks=[PerCharacter()], after=[sampler], save_on_interrupt=True)
 
         model = as_float32(model)  # what is sampled, converted and saved

@@ -198,10 +198,10 @@ def test_time_budget_stops_training(cli, corpora: dict[str, Path], tmp_path: Pat
     assert not (tmp_path / ".m.resume").exists()  # a run stopped by time is finished
 
 
-def test_a_short_budget_gets_the_short_rnn_recipe() -> None:
-    """--max-minutes under 5 trains a narrower RNN at a higher rate with less weight decay
-    (what learns most in a few CPU-minutes); a longer budget or none, the transformer, options
-    given and fine-tuning keep their own."""
+def test_a_short_budget_gets_the_short_gru_recipe() -> None:
+    """--max-minutes under 5 trains a narrower GRU at a higher rate with less weight decay
+    (what learns most in a few CPU-minutes); a longer budget or none, the LSTM and the
+    transformer, options given and fine-tuning keep their own."""
     from dlkit.text.config import TextArch, TextConfig
 
     def resolved(**options: object) -> tuple:
@@ -211,7 +211,7 @@ def test_a_short_budget_gets_the_short_rnn_recipe() -> None:
 
     assert resolved() == resolved(max_minutes=5) == resolved(max_minutes=10) == (384, 4e-3, 0.1)
     assert resolved(max_minutes=3) == resolved(max_minutes=0.5) == (320, 8e-3, 0.01)
-    assert resolved(max_minutes=3, arch=TextArch.lstm) == (320, 8e-3, 0.01)
+    assert resolved(max_minutes=3, arch=TextArch.lstm) == (384, 4e-3, 0.1)
     assert resolved(max_minutes=3, arch=TextArch.transformer) == (192, 4e-3, 0.1)
     assert resolved(max_minutes=3, dim=512, learning_rate=1e-3, weight_decay=0.2) == \
         (512, 1e-3, 0.2)

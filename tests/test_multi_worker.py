@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_error_line, run_in_process
 
-TRAIN = ["train-mnist", "--dataset", "digits", "--epochs", "8", "--limit", "1000", "--seed", "3",
+TRAIN = ["train-mnist", "--dataset", "digits", "--epochs", "4", "--limit", "1000", "--seed", "3",
          "--batch-size", "64", "--json"]
 
 
@@ -68,7 +68,7 @@ def test_two_workers_train_one_model_close_to_one_worker(tmp_path: Path) -> None
     assert other["artifacts"]["model_dir"] == str(out)
     # the workers trained one model together: synchronised metrics and identical weights
     assert chief["history"] == other["history"] and chief["test_loss"] == other["test_loss"]
-    assert len(chief["history"]["loss"]) == 8
+    assert len(chief["history"]["loss"]) == 4
 
     single = run_in_process(*TRAIN, "-o", tmp_path / "one")  # one worker: no cluster
     assert single.returncode == 0, single.stderr
@@ -137,9 +137,9 @@ def test_a_lost_worker_is_one_error_line_then_the_cluster_resumes(tmp_path: Path
         assert code == 0, stderr
         assert "resuming after 2" in stderr
     chief, other = (json.loads(stdout) for _, stdout, _ in resumed)
-    assert chief["history"] == other["history"] and len(chief["history"]["loss"]) == 8
+    assert chief["history"] == other["history"] and len(chief["history"]["loss"]) == 4
     assert chief["history"]["loss"][:2] == state["history"]["loss"]
-    assert json.loads((out / "metadata.json").read_text())["training"]["epochs_completed"] == 8
+    assert json.loads((out / "metadata.json").read_text())["training"]["epochs_completed"] == 4
     assert not (tmp_path / ".m.resume").exists()
 
 

@@ -7,8 +7,12 @@ it trains the default model on ../shared/datasets/tinyshakespeare/input.txt (the
 out for validation) and reads the validation loss (nats/char), the epochs, the training
 characters per second and the precision it ran in. `--baseline DIR` runs the same budgets from a
 checkout of the previous default (for example `git worktree add ../dlkit-e081903 e081903`)
-right after each of this checkout's, so both see the same machine load. The 10-minute model of
-this checkout then generates 5,000 characters (one stream), for the generation speed.
+right after each of this checkout's, so both see the same machine load. "val loss" is what
+train-text reports (since this change, a GRU/LSTM on windows of 1,024 characters, as
+generate-text reads text as one stream; before, windows of --seq-len); "in 128s" and "in 1024s"
+score every saved model again on the same windows, the same measure for both checkouts. The
+10-minute model of this checkout then generates 5,000 characters (one stream), for the
+generation speed.
 
 Goals (issue 26): <= 1.45 nats/char in 10 minutes, <= 1.60 in 3; generation speed kept
 (2,641 chars/s before).
@@ -36,6 +40,7 @@ DATA = Path(os.environ.get("DLKIT_DATA") or ROOT.parent / "shared" / "datasets")
 CORPUS = DATA / "tinyshakespeare" / "input.txt"
 GEN_CHARS = 5000
 GOALS = {10.0: 1.45, 3.0: 1.60}
+WINDOWS = (128, 1024)
 
 
 def dlkit(*args: str, checkout: Path = ROOT) -> subprocess.CompletedProcess:
@@ -61,6 +66,33 @@ def train(minutes: float, output: Path, checkout: Path) -> dict:
     return report
 
 
+def rescored(model: Path) -> dict[int, float | None]:
+    """The saved model's validation loss (nats/char) on the last 10% of the corpus, read in
+    consecutive windows of each of WINDOWS characters (each window starts with no context):
+    one measure for every checkout, whatever windows its train-text reported on. None for a
+    window longer than the model reads (a transformer's --seq-len)."""
+    import keras
+    import numpy as np
+
+    meta = json.loads((model / "metadata.json").read_text())
+    index = {char: i for i, char in enumerate(meta["text"]["vocab"])}
+    ids = np.array([index[char] for char in CORPUS.read_text(encoding="utf-8")], np.int32)
+    val = ids[len(ids) - int(len(ids) * 0.1):]
+    network = keras.models.load_model(model / "model.keras", compile=False)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    scores: dict[int, float | None] = {}
+    for window in WINDOWS:
+        if meta["arch"] == "transformer" and window > meta["text"]["seq_len"]:
+            scores[window] = None
+            continue
+        count = (len(val) - 1) // window
+        x = val[:count * window].reshape(count, window)
+        y = val[1:count * window + 1].reshape(count, window)
+        logits = network.predict(x, batch_size=max(1, 8192 // window), verbose=0)
+        scores[window] = float(loss(y, logits))
+    return scores
+
+
 def generation_speed(model: Path) -> float:
     """Characters per second that generate-text reports on stderr (start-up excluded)."""
     done = dlkit("generate-text", "--model", str(model), "--prompt", "ROMEO:\n", "--length",
@@ -71,10 +103,12 @@ def generation_speed(model: Path) -> float:
     return float("nan")
 
 
-def row(label: str, minutes: float, report: dict) -> dict:
+def row(label: str, minutes: float, report: dict, model: Path) -> dict:
     goal = GOALS.get(minutes)
+    again = rescored(model)
     return {"model": label, "budget (min)": f"{minutes:g}",
             "val loss": round(report["val_loss"], 4),
+            **{f"in {w}s": "-" if v is None else round(v, 4) for w, v in again.items()},
             "goal": f"<= {goal}" if goal else "-",
             "met": ("yes" if report["val_loss"] <= goal else "no") if goal else "-",
             "epochs": report["epochs_run"], "train s": round(report["train_seconds"]),
@@ -105,13 +139,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in budgets:
             model = Path(tmp) / f"now-{minutes:g}"
-            rows.append(row("this checkout", minutes, train(minutes, model, ROOT)))
+            rows.append(row("this checkout", minutes, train(minutes, model, ROOT), model))
             if minutes == max(budgets):
                 speed = generation_speed(model)
             if args.baseline:
+                base = Path(tmp) / f"base-{minutes:g}"
                 rows.append(row(f"baseline {args.baseline.name}", minutes,
-                                train(minutes, Path(tmp) / f"base-{minutes:g}",
-                                      args.baseline.resolve())))
+                                train(minutes, base, args.baseline.resolve()), base))
     load_after = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} "
           f"{load_before[2]:.2f}; after: {load_after[0]:.2f} {load_after[1]:.2f} "

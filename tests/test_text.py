@@ -74,6 +74,7 @@ def test_training_writes_model_folder(english_model: Path) -> None:
     assert meta["task"] == "train-text"
     assert "".join(meta["text"]["vocab"]) == "".join(sorted(set(ENGLISH)))
     assert meta["text"]["seq_len"] == 32
+    assert meta["training"]["val_window"] == 32  # a transformer reads --seq-len at most
     assert (english_model / "model.keras").is_file()
     assert (english_model / "saved_model" / "saved_model.pb").is_file()
     assert (english_model / "plots" / "loss_curve.png").stat().st_size > 1000
@@ -169,6 +170,9 @@ def test_chinese_corpus_from_stdin_with_rnn(cli, corpora: dict[str, Path], tmp_p
     assert trained.stdout.startswith("val_loss=")
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["dataset"] == "<stdin>" and "月" in meta["text"]["vocab"]
+    # a recurrent model is scored on windows of 1,024 characters (or the whole validation
+    # text when it is shorter), not on windows of --seq-len
+    assert meta["training"]["val_window"] == min(1024, meta["training"]["val_chars"] - 1) > 32
     gen = [cli("generate-text", "--model", out, "--prompt", "明月", "--length", "30",
                "--seed", "7") for _ in range(2)]
     assert gen[0].exit_code == 0, gen[0].stderr
@@ -216,6 +220,20 @@ def test_a_short_budget_gets_the_short_gru_recipe() -> None:
     assert resolved(max_minutes=3, dim=512, learning_rate=1e-3, weight_decay=0.2) == \
         (512, 1e-3, 0.2)
     assert resolved(max_minutes=3, from_preset="gpt2_base_en")[1:] == (5e-5, 0.1)
+
+
+def test_a_recurrent_model_is_scored_on_long_validation_windows() -> None:
+    """generate-text carries a GRU's state through all it writes, so validation reads 1,024
+    characters at a time (or all there are); a transformer reads --seq-len at most."""
+    from dlkit.text.config import TextArch
+    from dlkit.text.train import _val_window
+
+    assert _val_window(TextArch.gru, 128, 111_539) == _val_window(TextArch.lstm, 128, 5000) \
+        == 1024
+    assert _val_window(TextArch.gru, 2048, 111_539) == 2048
+    assert _val_window(TextArch.gru, 128, 300) == 299
+    assert _val_window(TextArch.transformer, 128, 111_539) == 128
+    assert _val_window(TextArch.transformer, 128, 50) == 49
 
 
 def _resumable(corpus: Path, out: Path, *extra: str) -> list[str]:

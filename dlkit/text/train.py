@@ -31,12 +31,15 @@ from dlkit.core.sampling import Sampler
 from dlkit.core.schedules import Schedule
 from dlkit.data.text import eval_windows, read_corpus, split_ids, train_windows
 from dlkit.text import models
-from dlkit.text.config import TextConfig
+from dlkit.text.config import TextArch, TextConfig
 from dlkit.text.decoding import DECODER_FILE
 from dlkit.text.generate import fallback_char, generate, start_ids
 
 SAMPLE_CHARS = 200
 
+
+# the shortest validation window of a recurrent model (see _val_window)
+RECURRENT_VAL_WINDOW = 1024
 
 @dataclass(kw_only=True)
 class TextResult:
@@ -101,15 +104,16 @@ def train_text(config: TextConfig) -> Report:
 
         train_ds = train_windows(train_ids, seq_len, batch, config.seed, steps, config.epochs,
                                  done)
-        val_ds = None
+        val_ds, val_window = None, _val_window(config.arch, seq_len, len(val_ids))
         if len(val_ids) >= 2:
-            val_ds = eval_windows(val_ids, min(seq_len, len(val_ids) - 1), batch)
+            val_ds = eval_windows(val_ids, val_window, max(1, batch * seq_len // val_window))
         else:
             warn("the validation split is too short to measure; training without validation")
         info(f"training {model.name} ({model.count_params():,} parameters) on "
              f"{corpus.source}: {len(train_ids):,} train / {len(val_ids):,} validation "
              f"characters, vocabulary {len(corpus.vocab)}, windows of {seq_len}, batch {batch}, "
-             f"{steps} steps per epoch, {config.epochs} epochs"
+             f"{steps} steps per epoch, {config.epochs} epochs, validation in windows of "
+             f"{val_window}"
              + (f" or {config.max_minutes:g} minutes" if config.max_minutes else "")
              + (f" (resuming after {done})" if done else "") + f", {runtime.device}")
         sampler = EpochSample(config.arch.value, corpus.vocab, config.seed,
@@ -138,7 +142,8 @@ def train_text(config: TextConfig) -> Report:
             "metrics": {"val_loss": val_loss, "val_bpc": val_bpc, "train_loss": train_loss},
             "training": {"steps_per_epoch": steps, "batch_size": batch,
                          "learning_rate": config.learning_rate, "seed": config.seed,
-                         "train_chars": len(train_ids), "val_chars": len(val_ids)},
+                         "train_chars": len(train_ids), "val_chars": len(val_ids),
+                         "val_window": val_window},
             "sample": sample,
         }
 
@@ -172,6 +177,20 @@ def _fit_seq_len(seq_len: int, train_chars: int) -> int:
     warn(f"the training text has only {train_chars} characters: using windows of "
          f"{train_chars - 1} instead of --seq-len {seq_len}")
     return train_chars - 1
+
+
+def _val_window(arch: TextArch, seq_len: int, val_chars: int) -> int:
+    """How many consecutive characters each validation window holds.
+
+    A transformer sees at most `seq_len` characters, so it is scored on windows of that length.
+    A recurrent model reads text as one stream (`generate-text` carries its state through
+    everything it writes), so it is scored on windows of at least RECURRENT_VAL_WINDOW: with
+    windows of `--seq-len` one character in 128 would be scored with no context and the next
+    few with little, which made the measured loss about 0.025 nats worse than the model is
+    (10-minute GRU on Tiny Shakespeare: 1.500 on windows of 128, 1.477 on 1,024, 1.471 on the
+    characters after the first 128 of each window)."""
+    window = seq_len if arch == TextArch.transformer else max(seq_len, RECURRENT_VAL_WINDOW)
+    return max(1, min(window, val_chars - 1))
 
 
 def final_sample(arch: str, model: Any, vocab: list[str], seed: int,

@@ -71,6 +71,7 @@ def rescored(model: Path) -> dict[int, float | None]:
     consecutive windows of each of WINDOWS characters (each window starts with no context):
     one measure for every checkout, whatever windows its train-text reported on. None for a
     window longer than the model reads (a transformer's --seq-len)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up lines
     import keras
     import numpy as np
 

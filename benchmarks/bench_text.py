@@ -67,7 +67,7 @@ def train(minutes: float, output: Path, checkout: Path) -> dict:
 
 
 def rescored(model: Path) -> dict[int, float | None]:
-    """The saved model's validation loss (nats/char) on the last 10% of the corpus, read in
+    """The saved model's validation loss (nats/char) on the text it held out, read in
     consecutive windows of each of WINDOWS characters (each window starts with no context):
     one measure for every checkout, whatever windows its train-text reported on. None for a
     window longer than the model reads (a transformer's --seq-len)."""
@@ -78,7 +78,7 @@ def rescored(model: Path) -> dict[int, float | None]:
     meta = json.loads((model / "metadata.json").read_text())
     index = {char: i for i, char in enumerate(meta["text"]["vocab"])}
     ids = np.array([index[char] for char in CORPUS.read_text(encoding="utf-8")], np.int32)
-    val = ids[len(ids) - int(len(ids) * 0.1):]
+    val = ids[len(ids) - meta["training"]["val_chars"]:]  # as train-text split it
     network = keras.models.load_model(model / "model.keras", compile=False)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     scores: dict[int, float | None] = {}

@@ -15,14 +15,15 @@ GUIDANCE_MAX = 100.0
 
 
 class Solver(enum.StrEnum):
-    """How the sampling ODE is integrated: Euler (one network call per step) or Heun (two:
-    second order, better images for the same number of steps)."""
+    """How the sampling ODE is integrated: Euler (one network call per step) or Heun (two, but
+    one on the last step: second order, better images for the same number of steps)."""
 
     euler = "euler"
     heun = "heun"
 
 
-_STEPS_HELP = "ODE steps from noise to image (Heun calls the network twice per step)."
+_STEPS_HELP = ("ODE steps from noise to image (Heun calls the network twice per step but the "
+               "last).")
 _SOLVER_HELP = "ODE solver: euler or heun (second order)."
 _GUIDANCE_HELP = ("Classifier-free guidance weight of conditional models: 0 ignores the "
                   "class, 1 is the plain conditional model, more follows the class harder "
@@ -44,7 +45,7 @@ class FlowConfig(TrainConfig):
                                 "offline) or cifar10.")
     conditional: bool = opt(False, "Class-conditional generation with classifier-free "
                             "guidance (the class is dropped for 10% of training images).")
-    width: int = opt(48, "Channels of the U-Net's upper level (twice as many below).", min=8,
+    width: int = opt(32, "Channels of the U-Net's upper level (twice as many below).", min=8,
                      max=512)
     steps: int = opt(10, _STEPS_HELP + " For the per-epoch grids and the GIF, and the "
                      "default of sample-flow and evaluate-gan.", min=1, max=STEPS_MAX)
@@ -54,7 +55,7 @@ class FlowConfig(TrainConfig):
     data_dir: Path | None = common("data_dir", None)
     limit: int | None = common("limit", None)
     epochs: int = common("epochs", 10)
-    batch_size: int = common("batch_size", 128)
+    batch_size: int = common("batch_size", 64)
     learning_rate: float = common("learning_rate", 2e-3, help="AdamW's peak learning rate "
                                   "(linear warm-up, then a cosine decay over the epochs or "
                                   "--max-minutes).")

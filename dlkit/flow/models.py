@@ -79,7 +79,7 @@ def check_shape(image_shape: tuple[int, int, int]) -> None:
                          f"not {height}x{width}")
 
 
-def velocity_net(image_shape: tuple[int, int, int], num_classes: int = 0, width: int = 48,
+def velocity_net(image_shape: tuple[int, int, int], num_classes: int = 0, width: int = 32,
                  blocks: int = 1) -> keras.Model:
     """Inputs x (N, H, W, C) in [-1, 1] space, t (N,) [and label (N,) int32: 0..K-1, or K for
     "no class"] -> the velocity (N, H, W, C), float32."""

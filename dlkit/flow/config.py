@@ -47,7 +47,7 @@ class FlowConfig(TrainConfig):
                             "guidance (the class is dropped for 10% of training images).")
     width: int = opt(32, "Channels of the U-Net's upper level (twice as many below).", min=8,
                      max=512)
-    steps: int = opt(10, _STEPS_HELP + " For the per-epoch grids and the GIF, and the "
+    steps: int = opt(6, _STEPS_HELP + " For the per-epoch grids and the GIF, and the "
                      "default of sample-flow and evaluate-gan.", min=1, max=STEPS_MAX)
     solver: Solver = opt(Solver.heun, _SOLVER_HELP + " Recorded as the model's default.")
     guidance: float = opt(1.5, _GUIDANCE_HELP + " Recorded as the model's default.", min=0,

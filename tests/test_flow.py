@@ -178,8 +178,8 @@ def test_sampling_options_and_one_png_per_image(cond_flow: tuple[Path, dict],
 def test_integrate_and_guidance_on_known_fields() -> None:
     """For v(x, t) = 2 t c the path is x0 + t^2 c: Heun (the trapezoid rule, exact here, on
     every step but the last, which is Euler's) lands short of x0 + c by c / steps^2, Euler by
-    c / steps. Classifier-free guidance mixes the
-    velocities as v_null + w (v_class - v_null), in one batched call."""
+    c / steps. Classifier-free guidance mixes the velocities as v_null + w (v_class - v_null),
+    in one batched call."""
     from dlkit.flow.config import Solver
     from dlkit.flow.sample import guided, integrate
 

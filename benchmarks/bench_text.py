@@ -75,22 +75,21 @@ def rescored(model: Path) -> dict[int, float | None]:
     import keras
     import numpy as np
 
+    from dlkit.data.text import eval_windows
+
     meta = json.loads((model / "metadata.json").read_text())
     index = {char: i for i, char in enumerate(meta["text"]["vocab"])}
     ids = np.array([index[char] for char in CORPUS.read_text(encoding="utf-8")], np.int32)
     val = ids[len(ids) - meta["training"]["val_chars"]:]  # as train-text split it
     network = keras.models.load_model(model / "model.keras", compile=False)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    network.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     scores: dict[int, float | None] = {}
     for window in WINDOWS:
         if meta["arch"] == "transformer" and window > meta["text"]["seq_len"]:
             scores[window] = None
             continue
-        count = (len(val) - 1) // window
-        x = val[:count * window].reshape(count, window)
-        y = val[1:count * window + 1].reshape(count, window)
-        logits = network.predict(x, batch_size=max(1, 8192 // window), verbose=0)
-        scores[window] = float(loss(y, logits))
+        windows = eval_windows(val, window, max(1, 8192 // window))  # as train-text reads them
+        scores[window] = float(network.evaluate(windows, verbose=0))
     return scores
 
 

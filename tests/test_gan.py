@@ -87,6 +87,25 @@ def test_train_gan_writes_generator_plots_and_metadata(cond_gan: tuple[Path, dic
     assert not list(folder.parent.glob(".cond.*")), "staging/progress folders left behind"
 
 
+def test_hinge_losses_and_the_one_call_split() -> None:
+    """The discriminator sees [real; fake] in one call: `_split` gives each half back per head,
+    and the hinge losses are 0 for the discriminator once real scores >= 1 and fake <= -1."""
+    from dlkit.gan import models
+
+    gan = models.GAN.__new__(models.GAN)  # only the loss: no networks needed
+    gan.num_classes = 0
+    outputs = np.array([[2.0], [1.5], [-3.0], [0.5]], np.float32)
+    real, fake = models._split(outputs, 2)
+    np.testing.assert_array_equal(real, [[2.0], [1.5]])
+    np.testing.assert_array_equal(fake, [[-3.0], [0.5]])
+    d_loss, g_loss, _ = gan._gan_losses(real, fake, None)
+    assert float(d_loss) == pytest.approx(0.75)  # only the fake scored 0.5 is inside the margin
+    assert float(g_loss) == pytest.approx(1.25)  # -mean(fake)
+    heads = [outputs, np.arange(8, dtype=np.float32).reshape(4, 2)]
+    real, fake = models._split(heads, 2)
+    assert [r.shape for r in real] == [(2, 1), (2, 2)] and fake[1][0, 0] == 4.0
+
+
 def test_saved_model_serves_pixels(cond_gan: tuple[Path, dict]) -> None:
     import tensorflow as tf
 

@@ -25,7 +25,9 @@ class GanConfig(TrainConfig):
     conditional: bool = opt(False, "Class-conditional generation (AC-GAN): ask the generator "
                             "for a class.")
     latent_dim: int = opt(64, "Size of the generator's noise vector.", min=1, max=1024)
-    width: int = opt(32, "Base number of convolution filters.", min=4, max=512)
+    width: int = opt(16, "Filters of the generator's last upsampling layer (each one before "
+                     "it has twice as many; the discriminator starts at twice this).", min=4,
+                     max=512)
     data_dir: Path | None = common("data_dir", None)
     limit: int | None = common("limit", None)
     epochs: int = common("epochs", 10)
@@ -33,8 +35,8 @@ class GanConfig(TrainConfig):
                              "128): on a CPU a step's cost grows with its images, so smaller "
                              "batches give more steps in the same minutes, and this GAN "
                              "learns per step.")
-    learning_rate: float = common("learning_rate", 2e-4, help="Adam's learning rate (constant, "
-                                  "as in DCGAN).")
+    learning_rate: float = common("learning_rate", 4e-4, help="Adam's learning rate for both "
+                                  "networks (constant; beta1 0 and beta2 0.9, as in SNGAN).")
     output: Path = common("output", Path("models/gan"))
 
 

@@ -2,7 +2,7 @@
 
 Top to bottom: uint8 images go through a tf.data pipeline that scales them to [-1, 1] inside the
 graph; the GAN (`dlkit.gan.models.GAN`) alternates discriminator and generator updates in its own
-`train_step` at a constant Adam rate (DCGAN's recipe); after every epoch a grid is drawn from a
+`train_step` at a constant Adam rate (SNGAN's recipe); after every epoch a grid is drawn from a
 fixed noise batch into the checkpoint folder; at the end the model folder gets the moving-average
 generator (0-255 pixel output; SavedModel + .keras), metadata, the per-epoch grids, an animated
 GIF of them and the loss curves.
@@ -86,8 +86,7 @@ def train_gan(config: GanConfig) -> Report:
             gen = models.generator(image_shape, config.latent_dim, num_classes, config.width)
             disc = models.discriminator(image_shape, num_classes, config.width * 2)
             gan = models.GAN(gen, disc, config.latent_dim, num_classes, config.seed)
-            gan.compile(keras.optimizers.Adam(config.learning_rate, beta_1=0.5),
-                        keras.optimizers.Adam(config.learning_rate, beta_1=0.5),
+            gan.compile(_adam(config.learning_rate), _adam(config.learning_rate),
                         jit_compile=runtime.jit_compile)
             gan.build()
             done = run.restore(gan, gan.build_optimizers)
@@ -144,6 +143,11 @@ def train_gan(config: GanConfig) -> Report:
             train_examples=len(x), final_d_loss=_last(history, "d_loss"),
             final_g_loss=_last(history, "g_loss"), images_per_second=run.per_second(batch),
             final_grid=final).report()
+
+
+def _adam(learning_rate: float) -> keras.Optimizer:
+    """Adam as SNGAN trains with hinge losses: no first-moment momentum (beta1 0), beta2 0.9."""
+    return keras.optimizers.Adam(learning_rate, beta_1=0.0, beta_2=0.9)
 
 
 def _last(history: dict[str, list[float]], key: str) -> float | None:

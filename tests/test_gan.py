@@ -84,6 +84,7 @@ def test_train_gan_writes_generator_plots_and_metadata(cond_gan: tuple[Path, dic
     assert meta["task"] == "train-gan" and meta["dataset"] == "fashion-mnist"
     assert meta["latent_dim"] == 8 and meta["conditional"] is True
     assert meta["image_shape"] == [28, 28, 1] and len(meta["class_names"]) == 10
+    assert meta["training"]["loss"] == "hinge" and meta["training"]["adam_betas"] == [0.0, 0.9]
     assert not list(folder.parent.glob(".cond.*")), "staging/progress folders left behind"
 
 

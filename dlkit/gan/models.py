@@ -93,6 +93,7 @@ def pixel_generator(gen: keras.Model) -> keras.Model:
 
 
 EMA_DECAY = 0.999
+LOSS = "hinge"  # what `GAN._gan_losses` computes (recorded in metadata.json)
 
 
 class GAN(keras.Model):

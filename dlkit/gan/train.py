@@ -37,6 +37,7 @@ from dlkit.gan.sample import to_uint8
 
 GRID_SAMPLES = 100
 GRIDS = "grids"  # the per-epoch grids' folder inside the checkpoint folder
+ADAM_BETAS = (0.0, 0.9)  # SNGAN's Adam for hinge losses: no first-moment momentum
 
 
 @dataclass(kw_only=True)
@@ -120,6 +121,7 @@ def train_gan(config: GanConfig) -> Report:
                                  else {})},
             "training": {"batch_size": batch, "learning_rate": config.learning_rate,
                          "seed": config.seed, "width": config.width,
+                         "loss": models.LOSS, "adam_betas": list(ADAM_BETAS),
                          "max_minutes": config.max_minutes, "train_examples": len(x)},
         }
 
@@ -146,8 +148,8 @@ def train_gan(config: GanConfig) -> Report:
 
 
 def _adam(learning_rate: float) -> keras.Optimizer:
-    """Adam as SNGAN trains with hinge losses: no first-moment momentum (beta1 0), beta2 0.9."""
-    return keras.optimizers.Adam(learning_rate, beta_1=0.0, beta_2=0.9)
+    """Adam with `ADAM_BETAS`, as SNGAN trains with hinge losses."""
+    return keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1])
 
 
 def _last(history: dict[str, list[float]], key: str) -> float | None:

@@ -228,6 +228,8 @@ def test_evaluate_gan_scores_flow_folders(cond_flow: tuple[Path, dict],
     assert result.exit_code == 0, result.stderr
     recall = json.loads(result.stdout)["recall"]
     assert 0.0 <= recall["gan_train_accuracy"] <= 1.0 and recall["gan_train_images"] == 100
+    assert 0.0 <= recall["gan_train_reference"] <= 1.0
+    assert 0.0 <= recall["recognisable_reference"] <= 1.0
     assert recall["frechet_distance"] > 0 and recall["frechet_ratio"] > 0
     truncated = _invoke("evaluate-gan", "--model", cond_flow[0], "--classifier", classifier,
                         "--truncation", 1)

@@ -27,6 +27,21 @@ def _invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def _recognisable_share(classifier: Path, root: Path, dataset: str) -> float:
+    """The share of the real test images that `classifier` labels with confidence >= 0.9,
+    its probabilities mapped back through its label smoothing."""
+    import keras
+
+    from dlkit.data.readers import load_mnist_family
+    from dlkit.gan.evaluate import unsmooth
+
+    smoothing = json.loads((classifier / "metadata.json").read_text())["training"][
+        "label_smoothing"]
+    images = load_mnist_family(dataset, root).x_test.astype(np.float32)
+    probs = keras.saving.load_model(classifier / "model.keras").predict(images, verbose=0)
+    return float((unsmooth(probs, smoothing).max(axis=1) >= 0.9).mean())
+
+
 def _png(path: Path) -> np.ndarray:
     import cv2
 
@@ -195,9 +210,15 @@ def test_evaluate_gan_recall_adds_gan_train_and_frechet(cond_gan: tuple[Path, di
                          "--count", 40, "--recall", "--train-count", 120, "--data-dir",
                          tiny_root, "--json")
         assert result.exit_code == 0, result.stderr
-        recall = json.loads(result.stdout)["recall"]
+        scores = json.loads(result.stdout)
+        recall = scores["recall"]
         assert 0.0 <= recall["gan_train_accuracy"] <= 1.0
         assert recall["gan_train_images"] == 120
+        # beside each figure its real-data ceiling: the same classifier trained on 120 real
+        # training images, and the recognisable share of the real test images
+        assert 0.0 <= recall["gan_train_reference"] <= 1.0
+        assert recall["recognisable_reference"] == pytest.approx(
+            _recognisable_share(classifier, tiny_root, scores["dataset"]))
         assert recall["frechet_distance"] > 0 and recall["frechet_reference"] >= 0
         assert recall["frechet_ratio"] == pytest.approx(
             recall["frechet_distance"] / recall["frechet_reference"])

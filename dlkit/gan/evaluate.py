@@ -71,7 +71,9 @@ class EvalResult:
             line += f" conditional_accuracy={fmt(self.conditional_accuracy)}"
         if self.recall is not None:
             r = self.recall
-            rows["GAN-train accuracy (real test set)"] = r["gan_train_accuracy"]
+            rows["recognisable, real test images"] = r["recognisable_reference"]
+            rows["GAN-train accuracy (real images)"] = (
+                f"{fmt(r['gan_train_accuracy'])} ({fmt(r['gan_train_reference'])})")
             rows["Frechet distance (real train vs test)"] = (
                 f"{r['frechet_distance']:.4g} ({r['frechet_reference']:.4g}; "
                 f"{r['frechet_ratio']:.2f}x)")
@@ -97,7 +99,7 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
     classifier = load_keras_model(config.classifier)
     labels = sample_labels(gen, config.count, None)
     images = generate(gen, config.count, config.seed, labels)
-    probs = unsmooth(_predict(classifier, images), _label_smoothing(cls_meta))
+    probs = _probabilities(classifier, cls_meta, images)
     result = _score(config, gen, cls_meta, probs, labels)
     if real is not None:
         result.recall = asdict(_recall(config, gen, classifier, cls_meta, real))
@@ -106,6 +108,11 @@ def evaluate_gan(config: EvaluateGanConfig) -> Report:
 
 def _predict(classifier: Any, images: np.ndarray) -> np.ndarray:
     return np.asarray(classifier.predict(images.astype(np.float32), batch_size=250, verbose=0))
+
+
+def _probabilities(classifier: Any, cls_meta: dict[str, Any], images: np.ndarray) -> np.ndarray:
+    """The classifier's class probabilities for `images`, on the scale of an unsmoothed one."""
+    return unsmooth(_predict(classifier, images), _label_smoothing(cls_meta))
 
 
 def _label_smoothing(cls_meta: dict[str, Any]) -> float:
@@ -140,8 +147,15 @@ def _recall(config: EvaluateGanConfig, gen: Generator, classifier: Any,
     images = generate(gen, config.train_count, config.seed + 1, labels)
     if labels is None:
         labels = _predict(classifier, images).argmax(axis=1)
+
+    def recognisable(some: np.ndarray) -> float:
+        confidence = _probabilities(classifier, cls_meta, some).max(axis=1)
+        return float((confidence >= config.threshold).mean())
+
     return recall.measure(real, images, labels, classifier, len(cls_meta["class_names"]),
-                          config.seed)
+                          config.seed, recognisable)
+
+
 def _check_compatible(gen: Generator, cls_meta: dict[str, Any], folder: Path) -> None:
     shape = list(cls_meta.get("input_shape") or [])
     if ("class_names" not in cls_meta or not shape

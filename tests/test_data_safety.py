@@ -19,7 +19,7 @@ import resource
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -172,16 +172,34 @@ def small_training(command: str, root: Path, corpus: Path, out: Path) -> list[st
                           "--epochs", "2", "--quiet", "-o", str(out)]}[command]
 
 
+@pytest.fixture(scope="module")
+def earlier_models(tiny_root: Path, small_inputs: dict[str, Path],
+                   tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`earlier_models(command)`: the folder `small_training(command)` writes, trained once for
+    the module (the tests below copy it where their failing run will write)."""
+    root = tmp_path_factory.mktemp("earlier")
+    trained: dict[str, Path] = {}
+
+    def folder(command: str) -> Path:
+        if command not in trained:
+            out = root / command
+            train_in_process(*small_training(command, tiny_root, small_inputs["corpus"], out))
+            trained[command] = out
+        return trained[command]
+
+    return folder
+
+
 @pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
-def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_root: Path,
-                                                          tmp_path: Path,
-                                                          small_inputs: dict[str, Path]) -> None:
+def test_full_disk_while_training_keeps_the_earlier_model(
+        command: str, tiny_root: Path, tmp_path: Path, small_inputs: dict[str, Path],
+        earlier_models: Callable[[str], Path]) -> None:
     """A disk with 200 KB free (the checkpoint's write fails half-way), then none: one line,
     exit 1, no crash (this used to end in SIGSEGV with h5py tracebacks), the earlier model
     untouched, the lock released, nothing else left."""
     with small_disk(tmp_path / "disk", "64m") as disk:
         args = small_training(command, tiny_root, small_inputs["corpus"], disk / "model")
-        train_in_process(*args)  # the earlier model
+        shutil.copytree(earlier_models(command), disk / "model")  # the earlier model
         before = fingerprint(disk / "model")
         for leave in (200 * 1024, 0):
             fill(disk, leave)
@@ -193,15 +211,15 @@ def test_full_disk_while_training_keeps_the_earlier_model(command: str, tiny_roo
 
 
 @pytest.mark.parametrize("command", ["train-mnist", "train-text", "train-vae"])
-def test_checkpoint_that_cannot_be_written_is_one_line(command: str, tiny_root: Path,
-                                                       tmp_path: Path,
-                                                       small_inputs: dict[str, Path]) -> None:
+def test_checkpoint_that_cannot_be_written_is_one_line(
+        command: str, tiny_root: Path, tmp_path: Path, small_inputs: dict[str, Path],
+        earlier_models: Callable[[str], Path]) -> None:
     """The checkpoint's write fails 4 KB in (the first write of a run that grows a file past
     that): exit 1 and one line, where HDF5 used to fail mid-file and crash the process at exit
     (SIGSEGV); the earlier model untouched, no checkpoint or temporary file left."""
     out = tmp_path / "model"
     args = small_training(command, tiny_root, small_inputs["corpus"], out)
-    train_in_process(*args)  # the earlier model
+    shutil.copytree(earlier_models(command), out)  # the earlier model
     before = fingerprint(out)
     limited = run_dlkit(*args, env={"DLKIT_DATA": ""}, file_size_limit=4096)
     assert limited.returncode == 1, (limited.returncode, limited.stderr[-3000:])

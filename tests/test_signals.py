@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import checkpoint_state, dlkit_in_process, interrupt_after
+from conftest import checkpoint_state, dlkit_in_process, interrupt_after, run_in_process
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -43,9 +43,7 @@ def test_second_run_on_the_same_output_fails_clearly(tmp_path: Path) -> None:
         while "epoch 1/" not in line:
             line = first.stderr.readline()
             assert line or first.poll() is None
-        second = subprocess.run(
-            [sys.executable, "-m", "dlkit", "train-mnist", "--dataset", "digits", "-o", str(out)],
-            capture_output=True, text=True, timeout=120)
+        second = run_in_process("train-mnist", "--dataset", "digits", "-o", out)
         assert second.returncode == 1
         assert f"pid {first.pid}" in second.stderr and "is writing" in second.stderr
     finally:

@@ -50,7 +50,7 @@ class FlowConfig(TrainConfig):
     steps: int = opt(6, _STEPS_HELP + " For the per-epoch grids and the GIF, and the "
                      "default of sample-flow and evaluate-gan.", min=1, max=STEPS_MAX)
     solver: Solver = opt(Solver.heun, _SOLVER_HELP + " Recorded as the model's default.")
-    guidance: float = opt(1.5, _GUIDANCE_HELP + " Recorded as the model's default.", min=0,
+    guidance: float = opt(2.0, _GUIDANCE_HELP + " Recorded as the model's default.", min=0,
                           max=GUIDANCE_MAX)
     data_dir: Path | None = common("data_dir", None)
     limit: int | None = common("limit", None)

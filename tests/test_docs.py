@@ -98,9 +98,9 @@ def test_a_page_shows_what_the_config_defines() -> None:
     assert "| `--max-minutes` | number | *not set* | > 0 and <= 10000000 |" in cifar
     assert "`--augment`, `--no-augment` | switch |" in cifar
     text = (REFERENCE / "train-text.md").read_text(encoding="utf-8")
-    assert ("| `--weight-decay` | number | 0.1 RNN (0.01 for the GRU with --max-minutes under 5), "
-            "0.1 transformer, 0.1 with --from-preset | >= 0 and <= 1 | AdamW weight decay. |"
-            ) in text
+    assert ("| `--weight-decay` | number | 0.1 GRU and LSTM (0.01 for the GRU with --max-minutes "
+            "under 5), 0.1 transformer, 0.1 with --from-preset | >= 0 and <= 1 | AdamW weight "
+            "decay. |") in text
     models = (REFERENCE / "models.md").read_text(encoding="utf-8")
     assert "| `--cached` | switch | off |" in models
     classify = (REFERENCE / "classify-image.md").read_text(encoding="utf-8")

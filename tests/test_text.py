@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,8 @@ def test_chinese_corpus_from_stdin_with_rnn(cli, corpora: dict[str, Path], tmp_p
     assert gen[0].stdout == gen[1].stdout
     assert gen[0].stdout.startswith("明月") and len(gen[0].stdout) == 2 + 30 + 1
     assert set(gen[0].stdout[2:-1]) <= set(CHINESE)
+    with zipfile.ZipFile(out / "model.keras") as saved:  # stock layers: plain Keras loads it
+        assert "TrainingGRU" not in saved.read("config.json").decode()
 
     from dlkit.text.generate import load_text_model
     from dlkit.text.models import decoder
@@ -193,6 +196,39 @@ def test_chinese_corpus_from_stdin_with_rnn(cli, corpora: dict[str, Path], tmp_p
     np.testing.assert_allclose(logits, full[-1], atol=1e-4)
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_training_gru_computes_the_stock_gru(policy: str) -> None:
+    """TrainingGRU: the stock GRU's outputs and gradients from the same weights, and
+    with_stock_layers the stock layer back with them."""
+    import keras
+    import tensorflow as tf
+
+    from dlkit.text.gru import TrainingGRU, with_stock_layers
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        ids = keras.Input((None,), dtype="int32")
+        hidden = TrainingGRU(12, return_sequences=True, name="rnn")(
+            keras.layers.Embedding(7, 5)(ids))
+        model = keras.Model(ids, keras.layers.Dense(7, dtype="float32")(hidden))
+        stock = with_stock_layers(model)
+        assert type(stock.get_layer("rnn")) is keras.layers.GRU
+        x = tf.constant(np.random.default_rng(0).integers(0, 7, (3, 9)), tf.int32)
+        grads = []
+        for net in (model, stock):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.sin(net(x, training=True)))
+            grads.append([tf.convert_to_tensor(g)  # the embedding's are IndexedSlices
+                          for g in tape.gradient(loss, net.trainable_weights)])
+        tolerance = 1e-5 if policy == "float32" else 0.05
+        np.testing.assert_allclose(model(x), stock(x), atol=tolerance)
+        for ours, theirs in zip(*grads, strict=True):
+            scale = float(tf.reduce_max(tf.abs(theirs)))
+            np.testing.assert_allclose(ours, theirs, atol=tolerance * max(1.0, scale))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_time_budget_stops_training(cli, corpora: dict[str, Path], tmp_path: Path) -> None:
     result = cli("train-text", "--corpus", corpora["english"], *TINY, "--epochs", "500",
                  "--max-minutes", "0.05", "--output", tmp_path / "m", "--json", "--quiet")
@@ -203,23 +239,24 @@ def test_time_budget_stops_training(cli, corpora: dict[str, Path], tmp_path: Pat
 
 
 def test_a_short_budget_gets_the_short_gru_recipe() -> None:
-    """--max-minutes under 5 trains a narrower GRU at a higher rate with less weight decay
-    (what learns most in a few CPU-minutes); a longer budget or none, the LSTM and the
+    """--max-minutes under 5 trains a narrower GRU at a higher rate with less weight decay and
+    no dropout (what learns most in a few CPU-minutes); a longer budget or none, the LSTM and the
     transformer, options given and fine-tuning keep their own."""
     from dlkit.text.config import TextArch, TextConfig
 
     def resolved(**options: object) -> tuple:
         config = TextConfig(**options)
         config.check()
-        return config.dim, config.learning_rate, config.weight_decay
+        return config.dim, config.learning_rate, config.weight_decay, config.dropout
 
-    assert resolved() == resolved(max_minutes=5) == resolved(max_minutes=10) == (384, 4e-3, 0.1)
-    assert resolved(max_minutes=3) == resolved(max_minutes=0.5) == (320, 8e-3, 0.01)
-    assert resolved(max_minutes=3, arch=TextArch.lstm) == (384, 4e-3, 0.1)
-    assert resolved(max_minutes=3, arch=TextArch.transformer) == (192, 4e-3, 0.1)
-    assert resolved(max_minutes=3, dim=512, learning_rate=1e-3, weight_decay=0.2) == \
-        (512, 1e-3, 0.2)
-    assert resolved(max_minutes=3, from_preset="gpt2_base_en")[1:] == (5e-5, 0.1)
+    assert resolved() == resolved(max_minutes=5) == resolved(max_minutes=10) == \
+        (512, 4e-3, 0.1, 0.3)
+    assert resolved(max_minutes=3) == resolved(max_minutes=0.5) == (320, 8e-3, 0.01, 0)
+    assert resolved(max_minutes=3, arch=TextArch.lstm) == (384, 4e-3, 0.1, 0)
+    assert resolved(max_minutes=3, arch=TextArch.transformer) == (192, 4e-3, 0.1, 0)
+    assert resolved(max_minutes=3, dim=512, learning_rate=1e-3, weight_decay=0.2,
+                    dropout=0.1) == (512, 1e-3, 0.2, 0.1)
+    assert resolved(max_minutes=3, from_preset="gpt2_base_en")[1:3] == (5e-5, 0.1)
 
 
 def test_a_recurrent_model_is_scored_on_long_validation_windows() -> None:

@@ -26,6 +26,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from dlkit.text.gru import TrainingGRU
+
 
 def _init() -> keras.initializers.Initializer:
     """GPT-2's N(0, 0.02) initializer: a new one for each weight (an initializer without a
@@ -73,8 +75,11 @@ def _block(x: Any, name: str, dim: int, heads: int, dropout: float) -> Any:
 
 def build_rnn(kind: str, vocab_size: int, units: int = 512, n_layers: int = 1,
               embed_dim: int = 64, dropout: float = 0.0) -> keras.Model:
-    """char-rnn: ids (B, T) -> embedding -> LSTM/GRU layers -> logits (B, T, vocab_size)."""
-    cell = {"lstm": layers.LSTM, "gru": layers.GRU}[kind]
+    """char-rnn: ids (B, T) -> embedding -> LSTM/GRU layers -> logits (B, T, vocab_size).
+
+    The GRU layers are `TrainingGRU`s, which train faster; `gru.with_stock_layers` makes the
+    model that is saved."""
+    cell = {"lstm": layers.LSTM, "gru": TrainingGRU}[kind]
     ids = keras.Input(shape=(None,), dtype="int32", name="chars")
     x = layers.Embedding(vocab_size, embed_dim, name="embed")(ids)
     for i in range(n_layers):

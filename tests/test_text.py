@@ -211,6 +211,7 @@ def test_training_gru_computes_the_stock_gru(policy: str) -> None:
         hidden = TrainingGRU(12, return_sequences=True, name="rnn")(
             keras.layers.Embedding(7, 5)(ids))
         model = keras.Model(ids, keras.layers.Dense(7, dtype="float32")(hidden))
+        assert model.get_layer("rnn")._fast_path_applies(None, None)  # not the stock code
         stock = with_stock_layers(model)
         assert type(stock.get_layer("rnn")) is keras.layers.GRU
         x = tf.constant(np.random.default_rng(0).integers(0, 7, (3, 9)), tf.int32)

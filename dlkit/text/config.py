@@ -56,8 +56,9 @@ class Recipe(NamedTuple):
 # average, rather than a better best case).
 # On a 2-core AVX512-BF16 CPU (mixed bfloat16) with the GRU that trains faster (dlkit.text.gru),
 # 10 minutes: 384 units 1.478 (16 epochs; with dropout 0.2 1.477), and the validation loss no
-# longer falls after 12 epochs while the training loss does (1.16): the model overfits. 512
-# units with dropout 0.2 1.469, 0.3 1.465 (15 epochs, 24,400 chars/s); 640 with 0.3 1.468.
+# longer falls after 12 epochs while the training loss does (1.16): the model overfits; with
+# dropout 0.3 1.477. 512 units with dropout 0.2 1.469, 0.3 1.465 (15 epochs, 24,400 chars/s),
+# 0.4 1.475, and at 8e-3 with weight decay 0.01 1.484; 640 units with 0.3 1.468.
 RECIPES = {TextArch.gru: Recipe(1, 512, 4e-3, 0.1, dropout=0.3),
            TextArch.lstm: Recipe(1, 384, 4e-3, 0.1),
            TextArch.transformer: Recipe(4, 192, 4e-3, 0.1)}

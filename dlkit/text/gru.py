@@ -84,11 +84,12 @@ def gru_sequence(inputs: Any, state: Any, recurrent: Any, recurrent_bias: Any) -
     @tf.custom_gradient
     def run(inputs: Any, state: Any, recurrent: Any, recurrent_bias: Any) -> Any:
         def forward(carry: tuple[Any, ...], x: Any) -> tuple[Any, ...]:
-            return (*_step(carry[0], x, recurrent, recurrent_bias), carry[0])
+            return _step(carry[0], x, recurrent, recurrent_bias)
 
         zeros = tf.zeros_like(state)
-        states, update, reset, candidate, h_h, previous = tf.scan(
-            forward, tf.transpose(inputs, [1, 0, 2]), initializer=(state,) + (zeros,) * 5)
+        states, update, reset, candidate, h_h = tf.scan(
+            forward, tf.transpose(inputs, [1, 0, 2]), initializer=(state,) + (zeros,) * 4)
+        previous = tf.concat([state[None], states[:-1]], axis=0)  # the state each step began at
 
         def grad(upstream: Any) -> tuple[Any, Any, Any, Any]:
             def backward(carry: tuple[Any, ...], step: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -21,6 +21,11 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["DLKIT_OFFLINE"] = "1"  # tests never touch the network
+# One TensorFlow thread per pool in every test process (the suite's workers and the commands
+# they start): the suite already runs one worker per core, and the tiny models of the tests
+# gain nothing from a second thread but its spinning and switching.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 REAL_DATA = Path(os.environ.get("DLKIT_DATA") or SHARED)

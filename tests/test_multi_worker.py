@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,45 +15,24 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_one_error_line, run_in_process
+from local_cluster import finish, start_workers
 
 TRAIN = ["train-mnist", "--dataset", "digits", "--epochs", "4", "--limit", "1000", "--seed", "3",
          "--batch-size", "64", "--json"]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+def _dlkit(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "dlkit", *args]
 
 
-def _tf_config(workers: list[str], index: int) -> str:
-    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-
-
-def _dlkit(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dlkit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-
-
-def two_workers(args: list[str], out: Path, env: dict[str, str] | None = None) -> list[dict]:
+def two_workers(args: list[str], out: Path) -> list[dict]:
     """Run `dlkit ARGS --strategy multi-worker -o OUT` as workers 0 and 1 of a cluster on
     127.0.0.1; both must succeed. Their `--json` results, the chief's first."""
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    procs = [_dlkit([*args, "--strategy", "multi-worker", "-o", str(out)],
-                    {"TF_CONFIG": _tf_config(workers, i), **(env or {})}) for i in range(2)]
+    command = _dlkit([*args, "--strategy", "multi-worker", "-o", str(out)])
     results = []
-    try:
-        for proc in procs:
-            stdout, stderr = proc.communicate(timeout=300)
-            assert proc.returncode == 0, stderr
-            results.append(json.loads(stdout))
-    finally:
-        for proc in procs:
-            proc.kill()
+    for code, stdout, stderr in finish(start_workers([command] * 2), timeout=300):
+        assert code == 0, stderr
+        results.append(json.loads(stdout))
     return results
 
 
@@ -98,21 +76,7 @@ def test_bad_tf_config_is_a_usage_error(cli, tmp_path: Path) -> None:
 
 def _cluster(args: list[str], out: Path, envs: list[dict[str, str]]) -> list[subprocess.Popen]:
     """Start workers 0 and 1 of a cluster on 127.0.0.1, worker i with `envs[i]` added."""
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    return [_dlkit([*args, "--strategy", "multi-worker", "-o", str(out)],
-                   {"TF_CONFIG": _tf_config(workers, i), **env}) for i, env in enumerate(envs)]
-
-
-def _finish(procs: list[subprocess.Popen], timeout: float = 120) -> list[tuple[int, str, str]]:
-    results = []
-    try:
-        for proc in procs:
-            stdout, stderr = proc.communicate(timeout=timeout)
-            results.append((proc.returncode, stdout, stderr))
-    finally:
-        for proc in procs:
-            proc.kill()
-    return results
+    return start_workers([_dlkit([*args, "--strategy", "multi-worker", "-o", str(out)])] * 2, envs)
 
 
 def test_a_lost_worker_is_one_error_line_then_the_cluster_resumes(tmp_path: Path) -> None:
@@ -123,7 +87,7 @@ def test_a_lost_worker_is_one_error_line_then_the_cluster_resumes(tmp_path: Path
     die = {"DLKIT_FAULT": "checkpoint-after-publish@2:kill", "DLKIT_DATA": ""}
     procs = _cluster(args, out, [die, {"DLKIT_DATA": ""}])
     start = time.monotonic()
-    (chief_code, _, _), (code, stdout, stderr) = _finish(procs)
+    (chief_code, _, _), (code, stdout, stderr) = finish(procs)
     assert chief_code == -9 and code == 1 and stdout == ""
     assert time.monotonic() - start < 90
     assert_one_error_line(stderr)
@@ -132,7 +96,7 @@ def test_a_lost_worker_is_one_error_line_then_the_cluster_resumes(tmp_path: Path
     state = json.loads((tmp_path / ".m.resume" / "epoch-00002" / "state.json").read_text())
     assert state["epochs_done"] == 2
 
-    resumed = _finish(_cluster([*args, "--resume", "--json"], out, [{"DLKIT_DATA": ""}] * 2))
+    resumed = finish(_cluster([*args, "--resume", "--json"], out, [{"DLKIT_DATA": ""}] * 2))
     for code, _, stderr in resumed:
         assert code == 0, stderr
         assert "resuming after 2" in stderr
@@ -162,11 +126,7 @@ print("fit ran")
                    "under MultiWorkerMirroredStrategy. When this passes, delete "
                    "dlkit/core/distributed.py and let the runner call model.fit everywhere.")
 def test_canary_plain_keras_fit_under_multi_worker_mirrored_strategy() -> None:
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", CANARY], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "TF_CONFIG": _tf_config(workers, i)})
-             for i in range(2)]
-    results = _finish(procs, timeout=120)
+    procs = start_workers([[sys.executable, "-c", CANARY]] * 2)
+    results = finish(procs, timeout=120)
     assert all(code == 0 and "fit ran" in stdout for code, stdout, _ in results), \
         [stderr[-500:] for _, _, stderr in results]

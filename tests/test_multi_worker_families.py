@@ -16,9 +16,7 @@ test_multi_worker.py runs one command per process, as a user's shell does.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import run_in_process
 from hub_presets import resnet_task, save_gpt2_preset
-from test_multi_worker import _finish, _free_ports, _tf_config
+from local_cluster import finish, start_workers
 
 TEXT = "To be, or not to be, that is the question. All that glitters is not gold.\n" * 40
 
@@ -116,12 +114,8 @@ def cluster(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
                 for case, folder in folders.items()]
     for folder in folders.values():
         folder.mkdir()
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps(commands)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "DLKIT_DATA": "",
-                                   "TF_CONFIG": _tf_config(workers, i)}) for i in range(2)]
-    finished = _finish(procs, timeout=600)
+    finished = finish(start_workers([[sys.executable, "-c", _WORKER, json.dumps(commands)]] * 2,
+                                    [{"DLKIT_DATA": ""}] * 2), timeout=600)
     for code, _, stderr in finished:
         assert code == 0, stderr[-3000:]
     runs = [json.loads(stdout) for _, stdout, _ in finished]

@@ -240,24 +240,25 @@ def test_time_budget_stops_training(cli, corpora: dict[str, Path], tmp_path: Pat
 
 
 def test_a_short_budget_gets_the_short_gru_recipe() -> None:
-    """--max-minutes under 5 trains a narrower GRU at a higher rate with less weight decay and
-    no dropout (what learns most in a few CPU-minutes); a longer budget or none, the LSTM and the
-    transformer, options given and fine-tuning keep their own."""
+    """--max-minutes under 5 trains one narrower GRU layer at a higher rate with less weight
+    decay and no dropout (what learns most in a few CPU-minutes); a longer budget or none, the
+    LSTM and the transformer, options given and fine-tuning keep their own."""
     from dlkit.text.config import TextArch, TextConfig
 
     def resolved(**options: object) -> tuple:
         config = TextConfig(**options)
         config.check()
-        return config.dim, config.learning_rate, config.weight_decay, config.dropout
+        return (config.layers, config.dim, config.learning_rate, config.weight_decay,
+                config.dropout)
 
     assert resolved() == resolved(max_minutes=5) == resolved(max_minutes=10) == \
-        (512, 4e-3, 0.1, 0.3)
-    assert resolved(max_minutes=3) == resolved(max_minutes=0.5) == (320, 8e-3, 0.01, 0)
-    assert resolved(max_minutes=3, arch=TextArch.lstm) == (384, 4e-3, 0.1, 0)
-    assert resolved(max_minutes=3, arch=TextArch.transformer) == (192, 4e-3, 0.1, 0)
-    assert resolved(max_minutes=3, dim=512, learning_rate=1e-3, weight_decay=0.2,
-                    dropout=0.1) == (512, 1e-3, 0.2, 0.1)
-    assert resolved(max_minutes=3, from_preset="gpt2_base_en")[1:3] == (5e-5, 0.1)
+        (2, 384, 4e-3, 0.1, 0.2)
+    assert resolved(max_minutes=3) == resolved(max_minutes=0.5) == (1, 320, 8e-3, 0.01, 0)
+    assert resolved(max_minutes=3, arch=TextArch.lstm) == (1, 384, 4e-3, 0.1, 0)
+    assert resolved(max_minutes=3, arch=TextArch.transformer) == (4, 192, 4e-3, 0.1, 0)
+    assert resolved(max_minutes=3, layers=3, dim=512, learning_rate=1e-3, weight_decay=0.2,
+                    dropout=0.1) == (3, 512, 1e-3, 0.2, 0.1)
+    assert resolved(max_minutes=3, from_preset="gpt2_base_en")[2:4] == (5e-5, 0.1)
 
 
 def test_a_recurrent_model_is_scored_on_long_validation_windows() -> None:

@@ -62,6 +62,7 @@ BASE = {
 }
 # Values that need more than the generic rule below.
 OTHER = {("train-sequence", "column"): "t", ("train-text", "heads"): "2",
+         ("train-text", "layers"): "3",  # unset takes the GRU recipe's 2
          ("train-text", "learning_rate"): "1e-3",
          ("train-text-classifier", "learning_rate"): "1e-3",
          ("train-cifar", "learning_rate"): "1e-3", ("train-cifar", "label_smoothing"): "0.3",

@@ -56,7 +56,7 @@ class FlowConfig(TrainConfig):
     limit: int | None = common("limit", None)
     epochs: int = common("epochs", 10)
     batch_size: int = common("batch_size", 64)
-    learning_rate: float = common("learning_rate", 2e-3, help="AdamW's peak learning rate "
+    learning_rate: float = common("learning_rate", 3e-3, help="AdamW's peak learning rate "
                                   "(linear warm-up, then a cosine decay over the epochs or "
                                   "--max-minutes).")
     output: Path = common("output", Path("models/flow"))

@@ -44,3 +44,28 @@ def test_a_checkpoint_that_fails_without_a_message_is_one_line(tmp_path: Path) -
 
     with pytest.raises(DlkitError, match=r"cannot load the checkpoint in .* \(ValueError\)"):
         checkpoint.restore(Model(), build_optimizers=lambda: None)
+
+
+def test_a_checkpoint_of_another_network_is_refused(tmp_path: Path) -> None:
+    """A checkpoint written for a network with other layers (one of an older dlkit, say): Keras
+    loads the layers whose names match and only warns that it skipped the optimizer's
+    variables; resume refuses it instead of continuing with a fresh optimizer."""
+    import keras
+
+    from dlkit.core.checkpoint import Checkpoint
+
+    def model(*widths: int) -> keras.Model:
+        inputs = keras.Input((3,))
+        x = inputs
+        for i, width in enumerate(widths):
+            x = keras.layers.Dense(width, name=f"dense{i}")(x)
+        net = keras.Model(inputs, x)
+        net.compile(optimizer="adam", loss="mse")
+        net.optimizer.build(net.trainable_variables)
+        return net
+
+    checkpoint = Checkpoint(tmp_path / "model", {})
+    checkpoint.save(model(4, 2), 1, {}, [1.0])
+    with pytest.raises(DlkitError, match=r"cannot load the checkpoint in .*another network"):
+        checkpoint.restore(model(4), build_optimizers=lambda: None)
+    assert checkpoint.restore(model(4, 2), build_optimizers=lambda: None)["epochs_done"] == 1

@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ class Checkpoint:
             build_optimizers()
         latest = self.latest()
         try:
-            model.load_weights(latest / WEIGHTS_FILE)
+            _load_matching_weights(model, latest / WEIGHTS_FILE)
         except Exception as exc:  # a damaged or mismatched file raises many types
             why = first_line(exc, default=type(exc).__name__)
             raise DlkitError(f"cannot load the checkpoint in {latest} ({why}); run without "
@@ -290,3 +291,24 @@ def quiet_h5py() -> Iterator[None]:
         raise
     finally:
         sys.unraisablehook = previous
+
+
+# What Keras only warns about when a weights file does not fit the model it is loaded into: the
+# optimizer's variables (another network: a checkpoint of an older dlkit, say) or whole objects.
+_MISMATCH_WARNINGS = ("Skipping variable loading", "could not be loaded")
+
+
+def _load_matching_weights(model: Any, path: Path) -> None:
+    """`model.load_weights(path)`, raising ValueError where Keras would only warn that part of
+    the file does not fit the model (it would then resume with a fresh optimizer, or with some
+    weights left as initialised). Other warnings are passed on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path)
+    for warning in caught:
+        message = str(warning.message)
+        if any(marker in message for marker in _MISMATCH_WARNINGS):
+            raise ValueError(f"it was written for another network: {message}")
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,37 +21,23 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, dlkit  # noqa: E402 (benchmarks/ is on sys.path)
 
+sys.path.insert(0, str(ROOT / "tests"))
+from local_cluster import finish, start_workers  # noqa: E402 (the tests' cluster helper)
+
 
 def option(name: str, default: str) -> str:
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def two_workers(args: list[str]) -> tuple[list[dict], float]:
     """Run `dlkit ARGS --strategy multi-worker` as worker 0 and 1; their JSON and wall time."""
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    argv = [sys.executable, "-m", "dlkit", *args, "--strategy", "multi-worker", "--json",
+            "--quiet"]
     start = time.time()
-    procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "dlkit", *args, "--strategy", "multi-worker", "--json",
-             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}))
     results = []
-    for proc in procs:
-        stdout, stderr = proc.communicate(timeout=1800)
-        if proc.returncode != 0:
-            raise SystemExit(f"worker failed ({proc.returncode}):\n{stderr}")
+    for code, stdout, stderr in finish(start_workers([argv, argv], cwd=ROOT), timeout=1800):
+        if code != 0:
+            raise SystemExit(f"worker failed ({code}):\n{stderr}")
         results.append(json.loads(stdout))
     return results, time.time() - start
 

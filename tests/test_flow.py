@@ -210,6 +210,46 @@ def test_integrate_and_guidance_on_known_fields() -> None:
     assert calls == [4, 2, 2]  # guidance: one call of both halves; 1 and 0: one half only
 
 
+def test_noise_is_paired_by_optimal_transport_within_each_class() -> None:
+    """Each batch's noise is a reordering of standard normal noise drawn for that batch (keyed
+    by the batch's index, so a resumed run draws the same), paired with the images so that the
+    summed squared distance is the least of every pairing that keeps each noise in its
+    image's class (checked against all of them on a small batch)."""
+    import itertools
+
+    import tensorflow as tf
+
+    from dlkit.flow.models import paired_with_noise
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 4, 4, 1)).astype(np.float32)
+    labels = np.array([0, 1, 0, 1, 0, 2], np.int32)
+    batches = tf.data.Dataset.from_tensors((images, labels)).repeat(2)
+
+    def pairs(conditional: bool, first: int = 5) -> list:
+        return [tuple(np.asarray(v) for v in b)
+                for b in paired_with_noise(batches, 7, first, conditional)]
+
+    (x1, y, x0), (_, _, other) = pairs(True)
+    np.testing.assert_allclose(x1, images / 127.5 - 1.0)
+    assert np.array_equal(y, labels) and not np.allclose(x0, other)  # new noise per batch
+    drawn = np.asarray(tf.random.stateless_normal(x1.shape, tf.constant([7, 5], tf.int64)))
+    assert sorted(map(tuple, x0.reshape(6, -1))) == sorted(map(tuple, drawn.reshape(6, -1)))
+    np.testing.assert_array_equal(pairs(True, 6)[0][2], other)  # resumed at batch 6
+
+    def cost(noise: np.ndarray) -> float:
+        return float(((noise - x1) ** 2).sum())
+
+    for conditional in (True, False):
+        noise = pairs(conditional)[0][2]
+        allowed = [p for p in itertools.permutations(range(6))
+                   if not conditional or all(labels[p[i]] == labels[i] for i in range(6))]
+        assert all(cost(noise) <= cost(drawn[list(p)]) + 1e-4 for p in allowed)
+        for i in range(6):  # the noise paired with image i was drawn for an image of its class
+            source = next(j for j in range(6) if np.array_equal(drawn[j], noise[i]))
+            assert not conditional or labels[source] == labels[i]
+
+
 def test_evaluate_gan_scores_flow_folders(cond_flow: tuple[Path, dict],
                                           plain_flow: tuple[Path, dict], classifier: Path,
                                           tiny_root: Path) -> None:
@@ -327,10 +367,14 @@ def test_mixed_precision_trains_and_saves_float32(policy: str) -> None:
         net = models.velocity_net((8, 8, 1), 3, 8)
         flow = models.FlowMatcher(net, 3, seed=0)
         flow.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        import tensorflow as tf
+
         rng = np.random.default_rng(0)
-        x = rng.uniform(-1, 1, (32, 8, 8, 1)).astype(np.float32)
-        history = flow.fit(x, rng.integers(0, 3, 32).astype(np.int32), batch_size=16,
-                           epochs=2, verbose=0).history
+        images = rng.uniform(0, 255, (32, 8, 8, 1)).astype(np.float32)
+        batches = tf.data.Dataset.from_tensor_slices(
+            (images, rng.integers(0, 3, 32).astype(np.int32))).batch(16)
+        history = flow.fit(models.paired_with_noise(batches, 0, 0, True), epochs=2,
+                           verbose=0).history
         assert all(np.isfinite(history["loss"]))
         assert (type(flow.optimizer).__name__ == "LossScaleOptimizer") == (
             policy == "mixed_float16")

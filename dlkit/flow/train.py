@@ -2,7 +2,8 @@
 classifier-free guidance) on small images.
 
 Top to bottom: uint8 images go through a tf.data pipeline that scales them to [-1, 1] inside the
-graph; the U-Net (`dlkit.flow.models.velocity_net`) learns the velocity from noise to images in
+graph and pairs each batch with noise by optimal transport (`models.paired_with_noise`); the
+U-Net (`dlkit.flow.models.velocity_net`) learns the velocity from noise to images in
 `FlowMatcher.train_step`, with AdamW at a rate that warms up, then decays (cosine) over the
 epochs or `--max-minutes`, whichever ends first; after every epoch a grid is drawn from fixed
 noise by the moving-average network, with `dlkit.flow.sample.integrate` (the loop sample-flow
@@ -110,9 +111,9 @@ def train_flow(config: FlowConfig) -> Report:
              + (f" or {config.max_minutes:g} minutes" if config.max_minutes else "")
              + (f" (resuming after {done})" if done else "") + f", batch {batch}, "
              f"{runtime.device}; sample grids each epoch in {grids.folder}")
-        train_ds = training_dataset(x, y.astype(np.int32), batch, steps, config.seed,
-                                    config.epochs, done)
-        train_ds = train_ds.map(lambda img, label: (img / 127.5 - 1.0, label))
+        train_ds = models.paired_with_noise(
+            training_dataset(x, y.astype(np.int32), batch, steps, config.seed, config.epochs,
+                             done), config.seed + 2, done * steps, bool(num_classes))
         history = run.fit(flow, train_ds, steps=steps, callbacks=[grids],
                           schedule=Schedule(config.learning_rate, warmup_fraction=0.05,
                                             warmup_steps=200),
@@ -130,6 +131,8 @@ def train_flow(config: FlowConfig) -> Report:
             "output": "the velocity dx/dt (N, H, W, C) float32",
             "flow": {**sampling.as_dict(), "null_label": num_classes if num_classes else None,
                      "objective": "rectified flow: x_t = (1 - t) x0 + t x1, v = x1 - x0",
+                     "pairing": "minibatch optimal transport" + (" within each class"
+                                                                 if num_classes else ""),
                      "noise": "standard normal float32 (N, H, W, C), NumPy "
                               "default_rng(seed), batch after batch",
                      "pixels": "x at t = 1, clipped to [-1, 1], (x + 1) * 127.5"},

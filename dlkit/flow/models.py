@@ -12,7 +12,8 @@
   that stands for "no class" in classifier-free guidance. Plain Keras layers and `keras.ops`
   only, so `model.keras` loads in safe mode and the SavedModel converts to LiteRT.
 - `paired_with_noise`: the training batches (x1 an image scaled to [-1, 1], its label, x0
-  standard normal noise), the noise matched to the images by minibatch optimal transport.
+  standard normal noise), the noise matched to the images of its class by minibatch optimal
+  transport when the model is conditional.
 - `FlowMatcher`: the rectified-flow objective in a Keras `train_step`: t ~ logit-normal,
   x_t = (1 - t) x0 + t x1, and the mean squared error between v(x_t, t) and x1 - x0; the class
   is replaced by the null class for `LABEL_DROPOUT` of the images. It keeps an exponential
@@ -126,25 +127,29 @@ def velocity_net(image_shape: tuple[int, int, int], num_classes: int = 0, width:
 
 def paired_with_noise(batches: Any, seed: int, first_batch: int, conditional: bool) -> Any:
     """(x1, labels, x0) batches from (0-255 images, labels) ones: x1 scaled to [-1, 1], x0
-    standard normal noise drawn for the batch and reordered so that the pairs (x0, x1) are a
-    minibatch optimal transport plan: the order of the noise that minimises the summed squared
-    distance to the images (Tong et al. 2023, Pooladian et al. 2023), within each class when
-    `conditional` (so the noise each class gets stays standard normal). The straight lines
-    between such pairs cross less, which makes the velocity easier to learn and the few-step
-    sampling more accurate (see docs/image-generators.md). The noise of batch b is keyed by
-    (seed, b): a run resumed at batch `first_batch` draws what an uninterrupted one did."""
+    standard normal noise drawn for the batch. For a `conditional` model the noise is reordered
+    within each class (so the noise each class gets stays standard normal) so that the pairs
+    (x0, x1) are a minibatch optimal transport plan: the order that minimises the summed
+    squared distance to the images (Tong et al. 2023, Pooladian et al. 2023). The straight
+    lines between such pairs cross less, which makes the velocity easier to learn and the
+    few-step sampling more accurate. An unconditional model keeps the noise as drawn: pairing
+    across the whole batch made its images worse (both measured in docs/image-generators.md).
+    The noise of batch b is keyed by (seed, b): a run resumed at batch `first_batch` draws what
+    an uninterrupted one did."""
     import tensorflow as tf
 
     def pair(b: Any, batch: Any) -> Any:
         images, labels = batch
         x1 = images / 127.5 - 1.0
         x0 = tf.random.stateless_normal(tf.shape(x1), tf.stack([tf.constant(seed, tf.int64), b]))
+        if not conditional:
+            return x1, labels, x0
         n = tf.shape(x1)[0]
         # -x0 . x1 for every pair: in TensorFlow, since NumPy's BLAS threads would spin against
         # TensorFlow's on a small CPU (a third of the training speed, measured)
         cost = -tf.matmul(tf.reshape(x0, [n, -1]), tf.reshape(x1, [n, -1]), transpose_b=True)
-        classes = tf.cast(labels, tf.int32) if conditional else tf.zeros_like(labels, tf.int32)
-        order = tf.numpy_function(_transport_order, [cost, classes], tf.int32, stateful=False)
+        order = tf.numpy_function(_transport_order, [cost, tf.cast(labels, tf.int32)], tf.int32,
+                                  stateful=False)
         return x1, labels, tf.gather(x0, tf.reshape(order, [-1]))
 
     return batches.enumerate(start=first_batch).map(pair, num_parallel_calls=tf.data.AUTOTUNE)

@@ -2,15 +2,16 @@
 classifier-free guidance) on small images.
 
 Top to bottom: uint8 images go through a tf.data pipeline that scales them to [-1, 1] inside the
-graph and pairs each batch with noise by optimal transport (`models.paired_with_noise`); the
-U-Net (`dlkit.flow.models.velocity_net`) learns the velocity from noise to images in
-`FlowMatcher.train_step`, with AdamW at a rate that warms up, then decays (cosine) over the
-epochs or `--max-minutes`, whichever ends first; after every epoch a grid is drawn from fixed
-noise by the moving-average network, with `dlkit.flow.sample.integrate` (the loop sample-flow
-runs) into the checkpoint folder. At the end the model folder gets the moving-average velocity
-network (SavedModel, `model.keras`, `model.tflite`), metadata with the sampling defaults
-(--steps, --solver, --guidance), the per-epoch grids and their GIF, a GIF of one sampling
-trajectory (the fixed noise turning into the final grid, step by step) and the loss curve.
+graph and pairs each batch with noise (by optimal transport within each class when
+conditional: `models.paired_with_noise`); the U-Net (`dlkit.flow.models.velocity_net`) learns
+the velocity from noise to images in `FlowMatcher.train_step`, with AdamW at a rate that warms
+up, then decays (cosine) over the epochs or `--max-minutes`, whichever ends first; after every
+epoch a grid is drawn from fixed noise by the moving-average network, with
+`dlkit.flow.sample.integrate` (the loop sample-flow runs) into the checkpoint folder. At the
+end the model folder gets the moving-average velocity network (SavedModel, `model.keras`,
+`model.tflite`), metadata with the sampling defaults (--steps, --solver, --guidance), the
+per-epoch grids and their GIF, a GIF of one sampling trajectory (the fixed noise turning into
+the final grid, step by step) and the loss curve.
 
 Resumable like train-gan: the checkpoint holds the network, its EMA, the optimizer and the
 history, and the grids live beside it. Ctrl-C or SIGTERM saves the network as trained so far,
@@ -131,8 +132,8 @@ def train_flow(config: FlowConfig) -> Report:
             "output": "the velocity dx/dt (N, H, W, C) float32",
             "flow": {**sampling.as_dict(), "null_label": num_classes if num_classes else None,
                      "objective": "rectified flow: x_t = (1 - t) x0 + t x1, v = x1 - x0",
-                     "pairing": "minibatch optimal transport" + (" within each class"
-                                                                 if num_classes else ""),
+                     "pairing": ("minibatch optimal transport within each class"
+                                 if num_classes else "none: independent noise"),
                      "noise": "standard normal float32 (N, H, W, C), NumPy "
                               "default_rng(seed), batch after batch",
                      "pixels": "x at t = 1, clipped to [-1, 1], (x + 1) * 127.5"},

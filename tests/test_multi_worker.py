@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import assert_one_error_line, run_in_process
 from local_cluster import finish, start_workers
@@ -130,3 +131,24 @@ def test_canary_plain_keras_fit_under_multi_worker_mirrored_strategy() -> None:
     results = finish(procs, timeout=120)
     assert all(code == 0 and "fit ran" in stdout for code, stdout, _ in results), \
         [stderr[-500:] for _, _, stderr in results]
+
+
+def test_the_distributed_fit_puts_the_weight_average_in_place_as_keras_fit_does() -> None:
+    """An optimizer with `use_ema` (train-mnist's airbench recipe): when `distributed.fit` ends,
+    the model holds the optimizer's moving average of its weights, as after `model.fit`."""
+    import keras
+    import tensorflow as tf
+
+    from dlkit.core import distributed
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 3)).astype("float32"), rng.normal(size=(24, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5),
+                  loss="mse")
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    distributed.fit(model, batches, epochs=2, steps_per_epoch=3)
+    average = [v.numpy() for v in model.optimizer._model_variables_moving_average]
+    for weight, mean in zip(model.trainable_weights, average, strict=True):
+        np.testing.assert_array_equal(weight.numpy(), mean)
+    assert int(model.optimizer.iterations) == 6

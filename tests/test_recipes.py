@@ -135,7 +135,7 @@ def test_an_ensemble_member_steps_exactly_as_it_would_alone() -> None:
     np.testing.assert_allclose(mean, pair(images).numpy().mean(axis=1), atol=1e-6)
 
     def step(model: keras.Model, members: int, target: np.ndarray) -> None:
-        recipe = Scratch(config, 4, 5e-4, images.astype(np.uint8), mirrored=True)
+        recipe = Scratch(config, 4, 5e-4, images.astype(np.uint8), mirrored=True, total_steps=1)
         recipe.members = members
         optimizer = recipe.optimizer()
         optimizer.learning_rate = recipe.schedule().peak
@@ -205,6 +205,30 @@ def test_airbench_takes_its_recipes_nonlinearity() -> None:
         used = {layer.get_config()["activation"] for layer in model.layers
                 if layer.__class__.__name__ == "Activation"} - {"softmax"}
         assert used == {activation}
+
+
+def test_grey_airbench_keeps_its_whitening_and_saves_a_weight_average() -> None:
+    """train-mnist's airbench leaves its whitening convolution untrained and has the optimizer
+    keep a moving average of the weights over the last thirtieth of the steps (what `fit` puts
+    in place at its end); train-cifar's trains both and keeps the last weights."""
+    from dlkit.image_classifier.config import CifarConfig, MnistConfig
+    from dlkit.image_classifier.train import Scratch
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 28, 28, 1)).astype(np.uint8)
+    for config, fixed, average in ((MnistConfig(), True, 1 - 1 / 100), (CifarConfig(), False,
+                                                                       None)):
+        config.check()
+        recipe = Scratch(config, 10, 5e-4, images, mirrored=True, total_steps=3000)
+        assert recipe.ema == average and recipe.metadata()["weight_average"] == average
+        optimizer = recipe.optimizer()
+        assert optimizer.use_ema == (average is not None)
+        if average is not None:
+            assert optimizer.ema_momentum == pytest.approx(average)
+        whitening = [layer for layer in recipe.build((28, 28, 1)).layers
+                     if layer.name.endswith("whiten")]  # one per member of an ensemble
+        assert whitening and all(layer.trainable == (not fixed) for layer in whitening)
+        assert recipe.metadata()["fixed_whitening"] == fixed
+    assert Scratch(MnistConfig(), 10, 5e-4, images, True, total_steps=20).ema == 0.0  # tiny runs
 
 
 @pytest.mark.parametrize("args,phrase", [

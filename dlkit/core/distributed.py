@@ -6,8 +6,9 @@ metric on every step, with cross-worker collectives that reject them. This modul
 epochs with public tf.distribute APIs instead: each step is the model's own `train_step` under
 `strategy.run` (so the compiled loss, its scaling by the number of replicas and the optimizer's
 cross-worker gradient all-reduce are Keras's), metrics are read back synchronised across
-workers, and the callbacks get the same calls `fit()` makes (epoch and batch begin/end, logs
-with `val_` metrics).
+workers, the callbacks get the same calls `fit()` makes (epoch and batch begin/end, logs
+with `val_` metrics), and the optimizer's moving average of the weights (`use_ema`), if any,
+replaces the weights at the end, as `fit()` does.
 
 The global batch: the input pipeline yields batches of `--batch-size`; the strategy splits each
 one across all replicas of all workers, so the gradient of each step averages over the whole
@@ -81,6 +82,9 @@ def _run_epochs(model: keras.Model, hooks: Any, train_steps: Any, test_step: Any
         hooks.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
+    optimizer = getattr(model, "optimizer", None)
+    if isinstance(optimizer, keras.optimizers.Optimizer):  # as fit() does: an EMA put in place
+        optimizer.finalize_variable_values(model.trainable_weights)
     hooks.on_train_end(logs)
 
 

@@ -3,7 +3,8 @@
 For 28x28 greyscale digits and clothes (`train-mnist`):
 - `mlp`: the seed document's model: Flatten, Dense 128 relu, Dropout 0.2, Dense 10 softmax;
 - `cnn`: three conv-BN-ReLU-max-pool blocks (32, 64, 128 filters) and a small dense head;
-- `airbench` (the default), as for photos below, its whitening patch 3x3 on one channel.
+- `airbench` (the default), as for photos below, its whitening patch 3x3 on one channel and
+  left untrained (see `image_classifier.config`).
 
 For small colour photos (`train-cifar`):
 - `seed`: the seed document's CNN: Conv32-Pool-Conv64-Pool-Conv64-Flatten-Dense64-Dense10;
@@ -126,16 +127,18 @@ def whitening_patch(channels: int) -> int:
 def airbench(input_shape: tuple[int, int, int], num_classes: int,
              whitening: np.ndarray | None = None,
              widths: tuple[int, ...] = AIRBENCH_WIDTHS, members: int = 1,
-             activation: str = "gelu") -> keras.Model:
+             activation: str = "gelu", fixed_whitening: bool = False) -> keras.Model:
     """The airbench-style ConvNet (see the module doc), its nonlinearity `activation`. `whitening`
     is the first convolution's kernel from `whitening_kernel` (left random when None, as when a
-    checkpoint's weights are about to be loaded). With `members` > 1, that many such networks
+    checkpoint's weights are about to be loaded); with `fixed_whitening` that convolution is not
+    trained (kernel and bias stay as built), which spares the backward pass the gradient of the
+    second convolution's input. With `members` > 1, that many such networks
     side by side on the same input (each its own weights, from its own random start), their
     probabilities stacked as (batch, members, classes): each is trained on its own loss, and
     `ensemble_mean` makes the model that averages them."""
     inputs, x = image_input(input_shape)
     outputs = [_airbench_member(x, num_classes, whitening, widths,
-                                f"m{m + 1}_" if members > 1 else "", activation)
+                                f"m{m + 1}_" if members > 1 else "", activation, fixed_whitening)
                for m in range(members)]
     if members == 1:
         return keras.Model(inputs, outputs[0], name="airbench")
@@ -146,11 +149,13 @@ def airbench(input_shape: tuple[int, int, int], num_classes: int,
 
 
 def _airbench_member(x: Any, num_classes: int, whitening: np.ndarray | None,
-                     widths: tuple[int, ...], prefix: str, activation: str) -> Any:
+                     widths: tuple[int, ...], prefix: str, activation: str,
+                     fixed_whitening: bool) -> Any:
     """One airbench network on the rescaled images `x`: its probabilities."""
     channels = x.shape[-1]
     patch = whitening_patch(channels)
-    whiten = layers.Conv2D(2 * patch ** 2 * channels, patch, name=f"{prefix}whiten")
+    whiten = layers.Conv2D(2 * patch ** 2 * channels, patch, name=f"{prefix}whiten",
+                           trainable=not fixed_whitening)
     x = layers.Activation(activation, name=f"{prefix}whiten_{activation}")(whiten(x))
     if whitening is not None:
         whiten.kernel.assign(whitening)
@@ -235,15 +240,15 @@ BUILDERS = {MnistArch.mlp: mlp, MnistArch.cnn: cnn, CifarArch.seed: seed,
 
 def build(arch: MnistArch | CifarArch, input_shape: tuple[int, int, int],
           num_classes: int, images: np.ndarray | None = None, members: int = 1,
-          activation: str = "gelu") -> keras.Model:
+          activation: str = "gelu", fixed_whitening: bool = False) -> keras.Model:
     """The uncompiled classifier `arch` for images of `input_shape` (`images`: the training
-    images, which initialise the whitening of the airbench model; `members` and `activation`:
-    airbench's ensemble size and nonlinearity)."""
+    images, which initialise the whitening of the airbench model; `members`, `activation` and
+    `fixed_whitening`: airbench's ensemble size, nonlinearity and untrained whitening)."""
     if arch == "airbench":
         patch = whitening_patch(input_shape[-1])
         kernel = whitening_kernel(images, patch) if images is not None and len(images) else None
         return airbench(input_shape, num_classes, kernel, members=members,
-                        activation=activation)
+                        activation=activation, fixed_whitening=fixed_whitening)
     return BUILDERS[arch](input_shape, num_classes)
 
 

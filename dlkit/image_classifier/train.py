@@ -129,7 +129,8 @@ def train(run: Run, config: ClassifierConfig, data: ArraySplits, augment: Any, m
                         inputs=data.files, cpu_bfloat16=pretrained is None)
 
     if pretrained is None:
-        recipe: Any = Scratch(config, num_classes, weight_decay, x_train, mirrored)
+        recipe: Any = Scratch(config, num_classes, weight_decay, x_train, mirrored,
+                              steps * config.epochs)
     else:
         from dlkit.image_classifier import transfer
 
@@ -204,23 +205,30 @@ class Scratch:
     twentieth of it, and test-time augmentation in the saved model when training flipped and
     translated the images; for the others, AdamW with one warm-up and cosine decay. The
     BatchNormalization statistics are recomputed with the current weights before every
-    validation and after training. With `--members` > 1 (airbench), an ensemble: the networks
+    validation and after training. Where the recipe says so (28x28 images), the whitening stays
+    as computed from the data, and the weights saved are an exponential moving average of the
+    weights over the last thirtieth of the steps (Keras's `use_ema`; `fit` puts the average in
+    place when it ends). With `--members` > 1 (airbench), an ensemble: the networks
     see the same batches, each learns from its own loss, and the saved model averages their
     probabilities. Transfer learning (`transfer.Recipe`) has the same interface."""
 
     recalibrate = True
 
     def __init__(self, config: ClassifierConfig, num_classes: int, weight_decay: float,
-                 images: np.ndarray, mirrored: bool) -> None:
+                 images: np.ndarray, mirrored: bool, total_steps: int) -> None:
         self.config, self.num_classes, self.weight_decay = config, num_classes, weight_decay
+        fraction = config.recipe().weight_average
+        # the EMA's momentum: 1 - 1/(its time constant in steps); None without an average
+        self.ema = None if fraction is None else 1 - 1 / max(1.0, fraction * total_steps)
         self.images, self.mirrored = images, mirrored
         self.arch = config.arch.value
         self.sgd = self.arch == "airbench"
         self.members = config.members
 
     def build(self, input_shape: tuple[int, int, int]) -> keras.Model:
+        recipe = self.config.recipe()
         return models.build(self.config.arch, input_shape, self.num_classes, self.images,
-                            self.members, self.config.recipe().activation)
+                            self.members, recipe.activation, recipe.fixed_whitening)
 
     def optimizer(self) -> Any:
         if self.sgd:
@@ -229,7 +237,9 @@ class Scratch:
             # (which Keras multiplies by the rate) members times smaller, which makes every
             # member's SGD step exactly the one it would take trained alone.
             return keras.optimizers.SGD(self.config.learning_rate, momentum=0.9, nesterov=True,
-                                        weight_decay=self.weight_decay / self.members)
+                                        weight_decay=self.weight_decay / self.members,
+                                        use_ema=self.ema is not None,
+                                        ema_momentum=0.99 if self.ema is None else self.ema)
         return keras.optimizers.AdamW(self.config.learning_rate,
                                       weight_decay=self.weight_decay)
 
@@ -243,8 +253,10 @@ class Scratch:
         return []
 
     def metadata(self) -> dict[str, Any]:
+        recipe = self.config.recipe()
         return {"test_time_augmentation": self._tta, "ensemble_members": self.members,
-                **({"activation": self.config.recipe().activation} if self.sgd else {})}
+                **({"activation": recipe.activation, "fixed_whitening": recipe.fixed_whitening,
+                    "weight_average": self.ema} if self.sgd else {})}
 
     @property
     def _tta(self) -> str | None:

@@ -219,7 +219,7 @@ def test_grey_airbench_keeps_its_whitening_and_saves_a_weight_average() -> None:
                                                                        None)):
         config.check()
         recipe = Scratch(config, 10, 5e-4, images, mirrored=True, total_steps=3000)
-        assert recipe.ema == average and recipe.metadata()["weight_average"] == average
+        assert recipe.ema == average and recipe.metadata()["ema_momentum"] == average
         optimizer = recipe.optimizer()
         assert optimizer.use_ema == (average is not None)
         if average is not None:

@@ -256,7 +256,7 @@ class Scratch:
         recipe = self.config.recipe()
         return {"test_time_augmentation": self._tta, "ensemble_members": self.members,
                 **({"activation": recipe.activation, "fixed_whitening": recipe.fixed_whitening,
-                    "weight_average": self.ema} if self.sgd else {})}
+                    "ema_momentum": self.ema} if self.sgd else {})}
 
     @property
     def _tta(self) -> str | None:

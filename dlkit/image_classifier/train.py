@@ -236,10 +236,9 @@ class Scratch:
             # would be alone: the rate is members times larger (see `schedule`) and the decay
             # (which Keras multiplies by the rate) members times smaller, which makes every
             # member's SGD step exactly the one it would take trained alone.
+            average = {} if self.ema is None else {"use_ema": True, "ema_momentum": self.ema}
             return keras.optimizers.SGD(self.config.learning_rate, momentum=0.9, nesterov=True,
-                                        weight_decay=self.weight_decay / self.members,
-                                        use_ema=self.ema is not None,
-                                        ema_momentum=0.99 if self.ema is None else self.ema)
+                                        weight_decay=self.weight_decay / self.members, **average)
         return keras.optimizers.AdamW(self.config.learning_rate,
                                       weight_decay=self.weight_decay)
 

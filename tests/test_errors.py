@@ -43,7 +43,7 @@ def test_a_checkpoint_that_fails_without_a_message_is_one_line(tmp_path: Path) -
             raise ValueError()
 
     with pytest.raises(DlkitError, match=r"cannot load the checkpoint in .* \(ValueError\)"):
-        checkpoint.restore(Model(), build_optimizers=lambda: None)
+        checkpoint.restore(Model())
 
 
 def test_a_checkpoint_of_another_network_is_refused(tmp_path: Path) -> None:
@@ -67,5 +67,5 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path: Path) -> None:
     checkpoint = Checkpoint(tmp_path / "model", {})
     checkpoint.save(model(4, 2), 1, {}, [1.0])
     with pytest.raises(DlkitError, match=r"cannot load the checkpoint in .*another network"):
-        checkpoint.restore(model(4), build_optimizers=lambda: None)
-    assert checkpoint.restore(model(4, 2), build_optimizers=lambda: None)["epochs_done"] == 1
+        checkpoint.restore(model(4))
+    assert checkpoint.restore(model(4, 2))["epochs_done"] == 1

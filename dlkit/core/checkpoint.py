@@ -98,18 +98,11 @@ class Checkpoint:
                              "and data, or run without --resume")
         return state
 
-    def restore(self, model: keras.Model,
-                build_optimizers: Callable[[], None] | None = None) -> dict[str, Any]:
+    def restore(self, model: keras.Model) -> dict[str, Any]:
         """Load the newest checkpoint's weights and optimizer state into `model` (built and
-        compiled by the caller exactly as for a new run) and return its state.
-
-        The optimizer's variables must exist before loading: `build_optimizers` creates them
-        (default: `model.optimizer.build(model.trainable_variables)`)."""
+        compiled by the caller exactly as for a new run, its optimizers' variables created:
+        `Run.restore` does) and return its state."""
         state = self.load_state()
-        if build_optimizers is None:
-            model.optimizer.build(model.trainable_variables)
-        else:
-            build_optimizers()
         latest = self.latest()
         try:
             _load_matching_weights(model, latest / WEIGHTS_FILE)

@@ -300,7 +300,7 @@ ZOO_RECIPES: dict[str, tuple[str, ...]] = {
     "vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{Z}/data", "--arch", "dense",
             "--latent-dim", "3", "--epochs", "1", "--limit", "32"),
     "seq": ("train-sequence", "--csv", "{Z}/series.csv", "--column", "value", "--window", "4",
-            "--units", "4", "--epochs", "1"),
+            "--units", "4", "--epochs", "1", "--members", "2"),
     "tcls": ("train-text-classifier", "--data-dir", "{Z}/texts", "--epochs", "1", "--seq-len",
              "8", "--vocab-size", "50", "--batch-size", "8"),
 }

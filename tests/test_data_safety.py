@@ -55,7 +55,7 @@ DIVERGING = {
     "train-vae": ("train-vae", "--dataset", "mnist", "--data-dir", "{root}", "--arch",
                   "dense", "--latent-dim", "2", "--limit", "64", "--batch-size", "64"),
     "train-sequence": ("train-sequence", "--csv", "{csv}", "--column", "value", "--window",
-                       "4", "--units", "4", "--batch-size", "256"),
+                       "4", "--units", "4", "--members", "1", "--batch-size", "256"),
 }
 
 

@@ -47,7 +47,8 @@ def models(zoo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # its own forecaster: the int8 test feeds values of this series' range (5-15), wider than
     # the zoo's series
     train("train-sequence", "--csv", root / "series.csv", "--column", "value", "--window",
-          "6", "--horizon", "2", "--units", "4", "--epochs", "2", "-o", root / "seq", "--quiet")
+          "6", "--horizon", "2", "--units", "4", "--epochs", "2", "--members", "2", "-o",
+          root / "seq", "--quiet")
     (root / "corpus.txt").write_text(ENGLISH)
     train("train-text", "--corpus", root / "corpus.txt", "--arch", "transformer", "--epochs",
           "1", "--seq-len", "16", "--dim", "16", "--layers", "2", "--batch-size", "8",
@@ -341,7 +342,7 @@ def test_int8_export_finds_a_relative_data_dir_from_anywhere(cli, tiny_root: Pat
     (work / "series.csv").write_text("t,value\n" + "".join(
         f"{i},{10 + np.sin(i / 3):.3f}\n" for i in range(80)))
     trained = cli("train-sequence", "--csv", "series.csv", "--column", "value", "--window",
-                  "4", "--units", "4", "--epochs", "1", "-o", "seq", "--quiet")
+                  "4", "--units", "4", "--epochs", "1", "--members", "1", "-o", "seq", "--quiet")
     assert trained.exit_code == 0, trained.stderr
     monkeypatch.chdir(elsewhere)
     result = cli("export", work / "seq", "--quantize", "int8", "-o", elsewhere / "seq.tflite",

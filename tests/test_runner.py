@@ -56,7 +56,8 @@ BASE = {
                    "--batch-size", "16", "--width", "8", "--steps", "2"),
     "train-vae": ("--dataset", "mnist", "--data-dir", "{root}", "--arch", "dense",
                   "--latent-dim", "2", "--limit", "32", "--batch-size", "16"),
-    "train-sequence": ("--csv", "{csv}", "--column", "value", "--window", "4", "--units", "4"),
+    "train-sequence": ("--csv", "{csv}", "--column", "value", "--window", "4", "--units", "4",
+                       "--members", "1"),
     "train-text-classifier": ("--data-dir", "{texts}", "--seq-len", "8", "--vocab-size", "50",
                               "--batch-size", "8"),
 }

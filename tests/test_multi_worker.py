@@ -84,7 +84,7 @@ def test_a_lost_worker_is_one_error_line_then_the_cluster_resumes(tmp_path: Path
     """The chief dies (SIGKILL) right after publishing epoch 2's checkpoint: the other worker
     stops within seconds with one error line saying how to go on; both started again with
     --resume continue from the chief's checkpoint and finish one model together."""
-    out, args = tmp_path / "m", [*TRAIN[:-1]]
+    out, args = tmp_path / "m", [*TRAIN[:-1], "--arch", "mlp"]  # any model: a lighter one
     die = {"DLKIT_FAULT": "checkpoint-after-publish@2:kill", "DLKIT_DATA": ""}
     procs = _cluster(args, out, [die, {"DLKIT_DATA": ""}])
     start = time.monotonic()

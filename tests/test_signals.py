@@ -86,7 +86,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> N
 
 
 def test_resume_without_checkpoint_is_usage_error(tmp_path: Path) -> None:
-    result = subprocess.run(_train(tmp_path / "m", "--resume"), capture_output=True, text=True)
+    result = dlkit_in_process(_train(tmp_path / "m", "--resume"))
     assert result.returncode == 2
     assert "nothing to resume" in result.stderr
 

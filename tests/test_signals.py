@@ -18,7 +18,8 @@ def test_interrupt_exits_130_and_leaves_no_partial_model(tmp_path: Path, sig: in
     out = tmp_path / "m"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dlkit", "train-mnist", "--dataset", "digits", "--arch", "mlp",
-         "--epochs", "200", "-o", str(out)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "--epochs", "200", "-o", str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     line = ""
     while time.time() < deadline and "epoch 1/" not in line:
@@ -37,7 +38,8 @@ def test_second_run_on_the_same_output_fails_clearly(tmp_path: Path) -> None:
     out = tmp_path / "m"
     first = subprocess.Popen(
         [sys.executable, "-m", "dlkit", "train-mnist", "--dataset", "digits", "--arch", "mlp",
-         "--epochs", "200", "-o", str(out)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "--epochs", "200", "-o", str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = ""
         while "epoch 1/" not in line:

@@ -181,7 +181,8 @@ def test_evaluate_text_classifier_and_forecaster(cli, tmp_path: Path) -> None:
     series.write_text("t,value\n" + "".join(f"{i},{10 + np.sin(i / 2):.3f}\n" for i in range(80)))
     seq = tmp_path / "seq"
     assert cli("train-sequence", "--csv", series, "--column", "value", "--window", "4",
-               "--units", "4", "--epochs", "2", "--members", "1", "-o", seq, "--quiet").exit_code == 0
+               "--units", "4", "--epochs", "2", "--members", "1", "-o", seq,
+               "--quiet").exit_code == 0
     result = cli("evaluate", series, "--model", seq, "--plots", tmp_path / "plots", "--json")
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.stdout)

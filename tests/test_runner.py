@@ -198,3 +198,24 @@ def test_two_epochs_of_the_default_digit_classifier_are_far_above_chance(cli,
     report = json.loads(result.stdout)
     assert report["arch"] == "airbench" and report["test_accuracy"] >= 0.85, \
         report["test_accuracy"]
+
+
+def test_a_new_run_traces_its_train_step_once(cli, tiny_root: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimizer's variables exist before `fit` (`Run.restore` creates them, for a new
+    run too), so Keras traces the train step once: a `tf.function` that creates variables
+    in its first trace is traced a second time (which every run used to pay)."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traces = []
+    step = TensorFlowTrainer.train_step
+
+    def counted(self, data):  # Python runs this body once per trace, not once per step
+        traces.append(1)
+        return step(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
+    result = cli("train-mnist", "--dataset", "mnist", "--data-dir", tiny_root, "--arch", "mlp",
+                 "--limit", "48", "--epochs", "2", "-o", tmp_path / "m", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert len(traces) == 1

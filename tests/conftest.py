@@ -28,7 +28,6 @@ os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 
-
 def _build_each_app_once() -> None:
     """Typer's CliRunner turns the app into its click command on every `invoke` (19 ms of
     signature and type-hint reading for dlkit's 21 commands), and the suite invokes the app in

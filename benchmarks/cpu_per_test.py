@@ -3,7 +3,8 @@
 The suite is CPU-bound (two workers on two cores), so its wall time follows its CPU time. The
 plugin records, around each test's setup, call and teardown, the CPU time of the test process
 and of the processes it started and waited for (the `python -m dlkit` runs, the worker
-clusters), one line per phase, in the file $CPU_LOG:
+clusters), one line per phase, in the file $CPU_LOG (cpu.tsv when unset, the file the
+summary reads by default):
 
     CPU_LOG=cpu.tsv PYTHONPATH=benchmarks python -m pytest -p cpu_per_test
     python benchmarks/cpu_per_test.py cpu.tsv      # by file, then the 30 dearest phases
@@ -32,7 +33,7 @@ def _recorded(item: Any, phase: str) -> Iterator[None]:
     before = _cpu()
     yield
     after = _cpu()
-    with open(os.environ["CPU_LOG"], "a", encoding="utf-8") as log:
+    with open(os.environ.get("CPU_LOG", "cpu.tsv"), "a", encoding="utf-8") as log:
         log.write(f"{item.nodeid}\t{phase}\t{after[0] - before[0]:.2f}\t"
                   f"{after[1] - before[1]:.2f}\n")
 

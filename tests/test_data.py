@@ -66,6 +66,19 @@ def test_mnist_npz_and_digits(tiny_root: Path) -> None:
     assert digits.x_train.max() > 200  # scaled to 0-255
 
 
+def test_digits_read_from_the_bundled_file_equal_scikit_learns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digits are read from scikit-learn's CSV without importing `sklearn.datasets`, and
+    are `load_digits`'s own (which `read_digits` falls back to where the file is not found)."""
+    import importlib.util
+
+    direct = readers.read_digits()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None)
+    fallback = readers.read_digits()
+    np.testing.assert_array_equal(direct.x_train, fallback.x_train)
+    np.testing.assert_array_equal(direct.y_test, fallback.y_test)
+
+
 def test_lookup_order(isolated: Path, tiny_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = DATASETS["fashion-mnist"]
     monkeypatch.setenv("DLKIT_DATA", str(tiny_root))

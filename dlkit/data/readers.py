@@ -166,18 +166,37 @@ def read_digits(seed: int = 0) -> ArraySplits:
     MNIST centres its digits; a fixed shuffle keeps the last 20% as the test set.
     """
     import cv2
-    from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    small = (bunch.images * (255.0 / 16.0)).astype(np.float32)
+    pixels, targets = _bundled_digits()
+    small = (pixels * (255.0 / 16.0)).astype(np.float32)
     big = np.stack([cv2.resize(img, (20, 20), interpolation=cv2.INTER_CUBIC) for img in small])
     images = np.zeros((len(big), 28, 28), np.uint8)
     images[:, 4:24, 4:24] = np.clip(big, 0, 255).astype(np.uint8)
     order = np.random.default_rng(seed).permutation(len(images))
-    images, labels = images[order][..., None], bunch.target[order].astype(np.int32)
+    images, labels = images[order][..., None], targets[order].astype(np.int32)
     cut = int(len(images) * 0.8)
     return ArraySplits("digits", images[:cut], labels[:cut], images[cut:], labels[cut:],
                        MNIST_CLASSES)
+
+
+def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The digits' 8x8 images (0-16) and labels, as `sklearn.datasets.load_digits` returns
+    them, read straight from the CSV scikit-learn ships: importing `sklearn.datasets` costs
+    about a CPU-second (it imports SciPy and pandas), more than the training of a small model
+    on these images. `load_digits` itself where the file is not where scikit-learn keeps it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    csv = next((Path(root) / "datasets" / "data" / "digits.csv.gz" for root in roots), None)
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return bunch.images, bunch.target
+    with gzip.open(csv, "rt") as stream:
+        table = np.loadtxt(stream, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
 
 
 def load_mnist_family(name: str, data_dir: Path | None) -> ArraySplits:

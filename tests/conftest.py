@@ -42,6 +42,18 @@ def _build_each_app_once() -> None:
 
 _build_each_app_once()
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each process that runs tests imports TensorFlow as a dlkit command does, before the
+    test modules import it: quietly, its start-up objects then kept out of the garbage
+    collector's full collections (`dlkit.core.runtime`). The pytest-xdist controller, which
+    runs no test, does not import it."""
+    if config.pluginmanager.has_plugin("dsession"):
+        return
+    from dlkit.core.runtime import import_tensorflow
+
+    import_tensorflow()
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 REAL_DATA = Path(os.environ.get("DLKIT_DATA") or SHARED)
 needs_real_data = pytest.mark.skipif(

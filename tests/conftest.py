@@ -54,6 +54,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
     import_tensorflow()
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _earlier_modules_frozen() -> None:
+    """What the earlier test modules left alive (session fixtures, pytest's records) lives to
+    the end of the session: out of the full collections that the tests of this module and the
+    LiteRT converter run (2% of two test files' CPU)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 REAL_DATA = Path(os.environ.get("DLKIT_DATA") or SHARED)
 needs_real_data = pytest.mark.skipif(

@@ -140,3 +140,7 @@ def test_two_workers_train_one_model(case: str, cluster: dict, data: Path,
     assert single.returncode == 0, single.stderr
     alone = json.loads(single.stdout)[figure]
     assert abs(chief[figure] - alone) <= tolerance * max(1.0, abs(alone)), (chief[figure], alone)
+    # the chief alone draws the pictures, all of those one process draws (a chief that drew
+    # through the strategy waited for the other workers until they left, and lost them)
+    assert (sorted(p.name for p in (folder / "m" / "plots").iterdir())
+            == sorted(p.name for p in (tmp_path / "one" / "plots").iterdir()))

@@ -102,8 +102,7 @@ def train_vae(config: VaeConfig) -> Report:
         history = run.fit(vae, train_ds, steps=steps, validation=test_ds,
                           schedule=Schedule(config.learning_rate, warmup_fraction=0.1,
                                             warmup_steps=100),
-                          images=lambda: plots.tile(plots.pixels_to_uint8(sampler.predict(fixed,
-                                                                             verbose=0))))
+                          images=lambda: plots.tile(plots.pixels_to_uint8(_here(sampler, fixed))))
 
         test = run.evaluate(vae, test_ds)
         metadata = {
@@ -147,18 +146,28 @@ def _images(x: np.ndarray, batch: int) -> Any:
                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def _here(model: keras.Model, x: np.ndarray, batch: int = 500) -> Any:
+    """`model` on `x` in this process alone, batch by batch, as NumPy. The pictures are drawn
+    by the chief alone, and `predict` runs under the run's distribution strategy: with
+    `--strategy multi-worker` it waited for the other workers, which draw nothing, until
+    they left (then the plots were lost)."""
+    parts = [model(x[i:i + batch], training=False) for i in range(0, len(x), batch)]
+    return keras.tree.map_structure(lambda *p: np.concatenate([np.asarray(t) for t in p]),
+                                    *parts)
+
+
 def _write_plots(plot_dir: Path, history: dict[str, list[float]], data: Any, enc: Any,
                  sampler: Any, config: VaeConfig) -> None:
     plots.training_curves(history, plot_dir / "training_curves.png",
                           f"train-vae {data.name} (nats per image)")
     x = data.x_test[:16].astype(np.float32) / 255.0
-    z_mean, _ = enc.predict(x, verbose=0)
-    recon = sampler.predict(z_mean, verbose=0)
+    z_mean, _ = _here(enc, x)
+    recon = _here(sampler, z_mean)
     pairs = np.concatenate([data.x_test[:16], plots.pixels_to_uint8(recon)])
     plots.save_grid(pairs, plot_dir / "reconstructions.png", columns=len(x), scale=1,
                     title="Test images (top) and their reconstructions (bottom)")
     z = np.random.default_rng(config.seed).standard_normal((64, config.latent_dim))
-    plots.save_grid(plots.pixels_to_uint8(sampler.predict(z.astype(np.float32), verbose=0)),
+    plots.save_grid(plots.pixels_to_uint8(_here(sampler, z.astype(np.float32))),
                     plot_dir / "prior_samples.png", scale=1,
                     title="Samples from the prior N(0, I)")
     if config.latent_dim == 2:
@@ -172,7 +181,7 @@ def _manifold(sampler: Any, path: Path, n: int = 20) -> None:
 
     grid = norm.ppf(np.linspace(0.05, 0.95, n))
     z = np.array([[x, y] for y in grid[::-1] for x in grid], np.float32)
-    images = plots.pixels_to_uint8(sampler.predict(z, verbose=0))
+    images = plots.pixels_to_uint8(_here(sampler, z))
     plots.save_grid(images, path, columns=n, scale=1,
                     title="2-D latent manifold (prior quantiles 5%-95%)")
 
@@ -180,7 +189,7 @@ def _manifold(sampler: Any, path: Path, n: int = 20) -> None:
 def _scatter(enc: Any, data: Any, path: Path, count: int = 5000) -> None:
     """The test set's latent means, coloured by class."""
     x = data.x_test[:count].astype(np.float32) / 255.0
-    z_mean, _ = enc.predict(x, verbose=0)
+    z_mean, _ = _here(enc, x)
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     points = ax.scatter(z_mean[:, 0], z_mean[:, 1], c=data.y_test[:count], cmap="tab10", s=4,

@@ -55,25 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
     import_tensorflow()
 
 
-# The test files that cost the most CPU, most first (benchmarks/cpu_per_test.py measures them).
-# pytest-xdist hands each file to the next free worker in collection order, so a long file
-# taken last kept one worker busy while the other had nothing left to do; the rest follow in
-# alphabetical order.
-LONGEST_FIRST = (
-    "test_multi_worker_families.py", "test_data_safety.py", "test_pretrained_text.py",
-    "test_bad_input.py", "test_signals.py", "test_multi_worker.py", "test_flow.py",
-    "test_litert.py", "test_text_classifier.py", "test_train_classifiers.py", "test_gan.py",
-    "test_tools.py", "test_option_bounds.py", "test_sequence.py", "test_runner.py",
-    "test_text.py", "test_vae.py", "test_recipes.py", "test_atomic_save.py", "test_serve.py",
-    "test_pretrained_images.py", "test_classify_image.py", "test_cli_contract.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _earlier_modules_frozen() -> None:
     """What the earlier test modules left alive (session fixtures, pytest's records) lives to

@@ -219,3 +219,15 @@ def test_a_new_run_traces_its_train_step_once(cli, tiny_root: Path, tmp_path: Pa
                  "--limit", "48", "--epochs", "2", "-o", tmp_path / "m", "--quiet")
     assert result.exit_code == 0, result.stderr
     assert len(traces) == 1
+
+
+def test_tensorflow_is_imported_with_the_collector_back_on() -> None:
+    """`import_tensorflow` turns the garbage collector off for TensorFlow's first import only
+    (conftest imports it that way) and freezes what the import made."""
+    import gc
+
+    from dlkit.core.runtime import import_tensorflow
+
+    import_tensorflow()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 100_000

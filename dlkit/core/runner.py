@@ -235,6 +235,7 @@ class Run:
         folder = self.tensorboard
         if folder is None or not self.chief:
             return []
+        _after_earlier_event_files(folder)
         board = [TensorBoard(str(folder), write_graph=False, profile_batch=0,
                              update_freq="epoch")]
         if images is not None:
@@ -399,3 +400,16 @@ def _feed(digest: Any, part: Any) -> None:
     else:
         digest.update(repr(part).encode() + b"\0")
 
+
+def _after_earlier_event_files(folder: Path) -> None:
+    """Wait, at most a second, until the clock has left the second in which the newest event
+    file under `folder` was made. TensorBoard reads a run's event files in name order, and the
+    name (`events.out.tfevents.SECOND.HOST.PID...`) orders files made in one second by process
+    id: a resumed run that logged in the same second as the run before it could be read first,
+    its epochs before the earlier ones (seen with tiny test epochs)."""
+    import time
+
+    seconds = [int(p.name.split(".")[3]) for p in folder.rglob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]
+    if seconds:
+        time.sleep(max(0.0, max(seconds) + 1 - time.time()))

@@ -65,6 +65,7 @@ def _earlier_modules_frozen() -> None:
     gc.collect()
     gc.freeze()
 
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 REAL_DATA = Path(os.environ.get("DLKIT_DATA") or SHARED)
 needs_real_data = pytest.mark.skipif(

@@ -231,3 +231,19 @@ def test_tensorflow_is_imported_with_the_collector_back_on() -> None:
     import_tensorflow()
     assert gc.isenabled()
     assert gc.get_freeze_count() > 100_000
+
+
+def test_an_event_file_from_a_clock_ahead_delays_a_run_at_most_a_second(tmp_path: Path) -> None:
+    """A run waits for the next second after the newest TensorBoard event file in its log
+    folder (so TensorBoard reads a resumed run after the run before it), never longer, even
+    when a file's name says it was made far in the future."""
+    import time
+
+    from dlkit.core.runner import _after_earlier_event_files
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "events.out.tfevents.99999999999.host.1.0.v2").write_bytes(b"")
+    (tmp_path / "train" / "events.out.tfevents.odd.name").write_bytes(b"")
+    start = time.monotonic()
+    _after_earlier_event_files(tmp_path)
+    assert time.monotonic() - start < 1.5

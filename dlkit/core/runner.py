@@ -406,10 +406,10 @@ def _after_earlier_event_files(folder: Path) -> None:
     file under `folder` was made. TensorBoard reads a run's event files in name order, and the
     name (`events.out.tfevents.SECOND.HOST.PID...`) orders files made in one second by process
     id: a resumed run that logged in the same second as the run before it could be read first,
-    its epochs before the earlier ones (seen with tiny test epochs)."""
+    its epochs before the earlier ones (seen with tiny test epochs). A name from a clock
+    ahead of this one (another machine's logs) never makes the wait longer."""
     import time
 
-    seconds = [int(p.name.split(".")[3]) for p in folder.rglob("events.out.tfevents.*")
-               if p.name.split(".")[3].isdigit()]
-    if seconds:
-        time.sleep(max(0.0, max(seconds) + 1 - time.time()))
+    stamps = (p.name.split(".")[3] for p in folder.rglob("events.out.tfevents.*"))
+    newest = max((int(s) for s in stamps if s.isdigit()), default=0)
+    time.sleep(min(1.0, max(0.0, newest + 1 - time.time())))
